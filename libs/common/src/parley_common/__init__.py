@@ -1,0 +1,1 @@
+"""Parley shared contracts, messaging, storage and logging."""

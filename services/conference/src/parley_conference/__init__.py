@@ -1,0 +1,1 @@
+"""Parley conference service: the conference control plane."""

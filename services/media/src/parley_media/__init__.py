@@ -1,0 +1,1 @@
+"""Parley media service: an aiortc SFU that forwards media without transcoding."""
