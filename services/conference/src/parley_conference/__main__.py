@@ -1,0 +1,3 @@
+from parley_conference.app import main
+
+main()

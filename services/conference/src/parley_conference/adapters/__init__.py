@@ -1,0 +1,1 @@
+"""Adapters: storage, NATS and timers behind the conference use cases."""

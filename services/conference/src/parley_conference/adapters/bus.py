@@ -1,0 +1,129 @@
+"""NATS side of the conference service: subjects to use cases, endpoint delivery, presence fan-out."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import msgspec
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from parley_common.contracts import conference as api
+from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
+from parley_common.contracts.push import PresenceReport, PushedEvent
+from parley_common.contracts.rpc import Accepted, Rejected, Request
+from parley_common.log import get_logger
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
+from parley_common.messaging.events import publish_event
+from parley_common.messaging.rpc import serve
+from parley_common.sealing import Sealer
+from parley_common.storage import DocumentStore, StorageError
+
+from parley_conference.handlers import ConferenceHandlers
+from parley_conference.presence import Presence
+
+log = get_logger(__name__)
+QUEUE = "conference"
+_presence_decoder = msgspec.json.Decoder(PresenceReport)
+
+
+def register(
+    broker: NatsBroker, handlers: ConferenceHandlers, presence: Presence, store: DocumentStore
+) -> None:
+    commands: dict[str, tuple[Any, Any]] = {
+        "create": (Request[api.CreateConferenceWebCommand], handlers.create),
+        "join": (Request[api.JoinConferenceWebCommand], handlers.join),
+        "leave": (Request[api.LeaveConferenceWebCommand], handlers.leave),
+        "end": (Request[api.EndConferenceWebCommand], handlers.end),
+        "updateMetadata": (Request[api.UpdateConferenceMetadataWebCommand], handlers.update_metadata),
+        "updateParticipantMetadata": (
+            Request[api.UpdateConferenceParticipantMetadataWebCommand],
+            handlers.update_participant_metadata,
+        ),
+        "sendEvent": (Request[api.SendEventToConferenceWebCommand], handlers.send_event),
+    }
+    queries: dict[str, tuple[Any, Any]] = {
+        "get": (Request[api.GetConferenceQuery], handlers.get),
+        "simpleView": (Request[api.GetConferenceQuery], handlers.simple_view),
+        "events": (Request[api.ConferenceEventsQuery], handlers.events),
+        "endpointConferences": (Request[api.EndpointConferencesQuery], handlers.endpoint_conferences),
+    }
+    for op, (request_type, handler) in commands.items():
+        serve(broker, subjects.conference_command(op), request_type, handler, queue=QUEUE)
+    for op, (request_type, handler) in queries.items():
+        serve(broker, subjects.conference_query(op), request_type, handler, queue=QUEUE)
+
+    async def health(_: HealthQuery) -> Accepted[ServiceHealth] | Rejected:
+        try:
+            await store.ping()
+            storage_ok = True
+        except StorageError:
+            storage_ok = False
+        dependencies = [
+            Dependency(name="nats", is_healthy=True),
+            Dependency(name="storage", is_healthy=storage_ok),
+        ]
+        return Accepted(value=ServiceHealth(service=QUEUE, is_healthy=storage_ok, dependencies=dependencies))
+
+    serve(broker, subjects.health(QUEUE), HealthQuery, health, queue=QUEUE)
+
+    # Every replica hears every report (no queue group): any of them may have to judge a keep-alive.
+    async def on_presence(body: bytes) -> None:
+        try:
+            report = _presence_decoder.decode(body)
+        except msgspec.DecodeError:
+            log.warning("undecodable presence report")
+            return
+        for endpoint_id in report.user_endpoint_ids:
+            presence.seen(report.organization_id, endpoint_id)
+
+    broker.subscriber(subjects.PRESENCE)(on_presence)
+
+
+class NatsEndpointMessenger:
+    """sendEvent delivery: AT_LEAST_ONCE into the PARLEY_PUSH stream, BEST_EFFORT as a core message."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, sealer: Sealer) -> None:
+        self._nc = nc
+        self._js = js
+        self._sealer = sealer
+
+    def seal(self, event: dict[str, Any]) -> str:
+        return self._sealer.seal(msgspec.json.encode(event))
+
+    async def deliver(self, pushed: PushedEvent) -> None:
+        if pushed.qos == "AT_LEAST_ONCE":
+            subject = subjects.push_durable(pushed.organization_id, pushed.user_endpoint_id)
+            endpoint = subjects.endpoint_token(pushed.organization_id, pushed.user_endpoint_id)
+            msg_id = f"{pushed.event_id}:{endpoint}"
+            await publish_event(self._js, subject, pushed, msg_id=msg_id, attempts=5)
+        else:
+            await self._nc.publish(
+                subjects.push_live(pushed.organization_id, pushed.user_endpoint_id), encode(pushed)
+            )
+
+
+class PresenceAnnouncer:
+    """Tells the other replicas an endpoint was seen here, at most once a second per endpoint."""
+
+    def __init__(self, nc: Client, *, interval: float = 1.0) -> None:
+        self._nc = nc
+        self._interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def __call__(self, organization_id: str, endpoint_id: str) -> None:
+        now = time.monotonic()
+        k = (organization_id, endpoint_id)
+        if now - self._last.get(k, -self._interval) < self._interval:
+            return
+        self._last[k] = now
+        if len(self._last) > 100_000:
+            self._last.clear()
+        report = PresenceReport(organization_id=organization_id, user_endpoint_ids=[endpoint_id])
+        task = asyncio.ensure_future(self._nc.publish(subjects.PRESENCE, encode(report)))
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)

@@ -1,0 +1,276 @@
+"""Conferences persisted as an event log, with snapshots as a cache.
+
+The commit point of every state change is the insert of its event into `conference_events`, whose unique
+index on (organization, conference, seq) is the optimistic-concurrency check: two commands decided on the
+same version both try to insert the same seq, and exactly one succeeds. The loser gets
+`ConcurrencyConflict`, reloads and decides again. `seq` is the version *after* the event (creation is 0).
+
+Snapshots (`conferences`) and the memberships index are written after the commit by the outbox; they may
+lag, so loading a conference always folds any newer events over the snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+from parley_common.contracts.conference import (
+    AnyConferenceEvent,
+    ConferenceCreatedEvent,
+    ConferenceEndedEvent,
+    ConferenceJoinedEvent,
+    ConferenceLeftEvent,
+)
+from parley_common.storage import DocumentStore, DuplicateKeyError, Index
+from parley_common.storage.port import Collection
+
+from parley_conference.domain import Conference, create, evolve
+
+CACHE_SIZE = 10_000
+
+
+class ConcurrencyConflict(Exception):
+    """Another writer committed this conference's next version first."""
+
+
+class ConferenceExists(Exception):
+    pass
+
+
+class EndpointOwnedByAnotherUser(Exception):
+    pass
+
+
+def key(*parts: str) -> str:
+    """A document id from several client-chosen ids, unambiguous whatever characters they contain."""
+    return msgspec.json.encode(parts).decode()
+
+
+def as_document(value: object) -> Any:
+    """Plain JSON values (lists, not tuples; ISO strings, not datetimes) as the storage port requires."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def seq_of(event: AnyConferenceEvent) -> int:
+    return 0 if event.conference_version is None else event.conference_version + 1
+
+
+def event_from_doc(doc: dict[str, Any]) -> AnyConferenceEvent:
+    event: AnyConferenceEvent = msgspec.convert(doc["event"], AnyConferenceEvent)
+    return event
+
+
+class ConferenceRepository:
+    def __init__(
+        self, conferences: Collection, events: Collection, endpoints: Collection, memberships: Collection
+    ) -> None:
+        self._conferences = conferences
+        self._events = events
+        self._endpoints = endpoints
+        self._memberships = memberships
+        self._cache: OrderedDict[str, Conference] = OrderedDict()
+        self._locks: dict[str, asyncio.Lock] = {}
+        # Endpoint -> user never changes once recorded, so it can be cached without expiry checks.
+        self._owners: OrderedDict[str, str] = OrderedDict()
+
+    @classmethod
+    async def open(cls, store: DocumentStore) -> ConferenceRepository:
+        return cls(
+            conferences=await store.collection("conferences", [Index(("ended",))]),
+            events=await store.collection(
+                "conference_events",
+                [Index(("org", "conference", "seq"), unique=True), Index(("published",))],
+            ),
+            endpoints=await store.collection("endpoints"),
+            memberships=await store.collection("memberships", [Index(("org", "endpoint"))]),
+        )
+
+    # ------------------------------------------------------------ loading
+
+    def lock(self, organization_id: str, conference_id: str) -> asyncio.Lock:
+        """Serialises this process's commands on one conference, so they rarely conflict."""
+        k = key(organization_id, conference_id)
+        lock = self._locks.get(k)
+        if lock is None:
+            lock = self._locks[k] = asyncio.Lock()
+        return lock
+
+    async def get(self, organization_id: str, conference_id: str, *, fresh: bool = True) -> Conference | None:
+        """The conference at its latest version.
+
+        With `fresh=False` a cached state is returned without looking for newer events: right for deciding a
+        command, since committing it fails with `ConcurrencyConflict` if another writer got there first.
+        """
+        k = key(organization_id, conference_id)
+        state = self._cache.get(k)
+        if state is not None and not fresh:
+            self._cache.move_to_end(k)
+            return state
+        if state is None:
+            snapshot = await self._conferences.get(k)
+            if snapshot is not None:
+                state = msgspec.convert(snapshot["state"], Conference)
+        newer = await self._events.find(
+            {
+                "org": organization_id,
+                "conference": conference_id,
+                "seq": {"$gte": state.version + 1 if state else 0},
+            },
+            sort=[("seq", 1)],
+        )
+        for doc in newer:
+            state = _fold(state, event_from_doc(doc))
+        if state is not None:
+            self._remember(k, state)
+        return state
+
+    async def events(
+        self, organization_id: str, conference_id: str, from_version: int
+    ) -> list[AnyConferenceEvent]:
+        """Events whose conferenceVersion >= from_version, in order (the creation event has none)."""
+        docs = await self._events.find(
+            {"org": organization_id, "conference": conference_id, "seq": {"$gte": max(from_version, 0) + 1}},
+            sort=[("seq", 1)],
+        )
+        return [event_from_doc(doc) for doc in docs]
+
+    async def live_conference_ids(self) -> list[tuple[str, str]]:
+        docs = await self._conferences.find({"ended": False})
+        return [(doc["org"], doc["conference"]) for doc in docs]
+
+    async def conferences_of_endpoint(self, organization_id: str, endpoint_id: str) -> list[str]:
+        docs = await self._memberships.find(
+            {"org": organization_id, "endpoint": endpoint_id}, sort=[("conference", 1)]
+        )
+        return [doc["conference"] for doc in docs]
+
+    async def endpoint_owner(self, organization_id: str, endpoint_id: str) -> str | None:
+        k = key(organization_id, endpoint_id)
+        owner = self._owners.get(k)
+        if owner is None:
+            doc = await self._endpoints.get(k)
+            if doc is None:
+                return None
+            owner = str(doc["userId"])
+            self._remember_owner(k, owner)
+        return owner
+
+    # ------------------------------------------------------------ committing
+
+    async def add(self, event: ConferenceCreatedEvent) -> Conference:
+        state = create(event)
+        try:
+            await self._events.insert(self._event_doc(event))
+        except DuplicateKeyError as exc:
+            raise ConferenceExists(event.conference_id) from exc
+        self._remember(key(event.organization_id, event.conference_id), state)
+        return state
+
+    async def append(self, conference: Conference, event: AnyConferenceEvent) -> Conference:
+        state = evolve(conference, event)
+        k = key(conference.organization_id, conference.id)
+        try:
+            await self._events.insert(self._event_doc(event))
+        except DuplicateKeyError as exc:
+            self._cache.pop(k, None)
+            raise ConcurrencyConflict(conference.id) from exc
+        self._remember(k, state)
+        return state
+
+    async def claim_endpoint(self, organization_id: str, endpoint_id: str, user_id: str) -> None:
+        """Record that an endpoint belongs to a user; an endpoint never changes hands."""
+        k = key(organization_id, endpoint_id)
+        owner = self._owners.get(k)
+        if owner is not None:
+            if owner != user_id:
+                raise EndpointOwnedByAnotherUser(endpoint_id)
+            return
+        try:
+            await self._endpoints.insert(
+                {"_id": k, "org": organization_id, "endpoint": endpoint_id, "userId": user_id}
+            )
+        except DuplicateKeyError:
+            owner = await self.endpoint_owner(organization_id, endpoint_id)
+            if owner != user_id:
+                raise EndpointOwnedByAnotherUser(endpoint_id) from None
+        self._remember_owner(k, user_id)
+
+    # ------------------------------------------------------------ after the commit (outbox)
+
+    async def unpublished(self, limit: int = 1000) -> list[AnyConferenceEvent]:
+        docs = await self._events.find(
+            {"published": False}, sort=[("org", 1), ("conference", 1), ("seq", 1)], limit=limit
+        )
+        return [event_from_doc(doc) for doc in docs]
+
+    async def mark_published(self, events: list[AnyConferenceEvent]) -> None:
+        await self._events.update_many({"_id": {"$in": [event.id for event in events]}}, {"published": True})
+
+    async def save_snapshot(self, state: Conference) -> None:
+        doc = {
+            "_id": key(state.organization_id, state.id),
+            "org": state.organization_id,
+            "conference": state.id,
+            "version": state.version,
+            "ended": state.ended,
+            "state": as_document(state),
+        }
+        await self._conferences.replace(doc, where={"version": {"$lt": state.version}}, upsert=True)
+
+    async def record_membership(self, event: AnyConferenceEvent) -> None:
+        """Keep the endpoint -> conferences index in step with joins, leaves and ends (idempotent)."""
+        org, conference = event.organization_id, event.conference_id
+        if isinstance(event, ConferenceJoinedEvent):
+            endpoint = event.user_endpoint_id or ""
+            doc = {
+                "_id": key(org, conference, endpoint),
+                "org": org,
+                "conference": conference,
+                "endpoint": endpoint,
+            }
+            await self._memberships.replace(doc, upsert=True)
+        elif isinstance(event, ConferenceLeftEvent):
+            await self._memberships.delete(key(org, conference, event.user_endpoint_id or ""))
+        elif isinstance(event, ConferenceEndedEvent):
+            await self._memberships.delete_many({"org": org, "conference": conference})
+
+    # ------------------------------------------------------------ helpers
+
+    def forget(self, organization_id: str, conference_id: str) -> None:
+        self._cache.pop(key(organization_id, conference_id), None)
+
+    def _remember(self, k: str, state: Conference) -> None:
+        self._cache[k] = state
+        self._cache.move_to_end(k)
+        while len(self._cache) > CACHE_SIZE:
+            evicted, _ = self._cache.popitem(last=False)
+            lock = self._locks.get(evicted)
+            if lock is not None and not lock.locked():
+                del self._locks[evicted]
+
+    def _remember_owner(self, k: str, user_id: str) -> None:
+        self._owners[k] = user_id
+        self._owners.move_to_end(k)
+        while len(self._owners) > CACHE_SIZE * 10:
+            self._owners.popitem(last=False)
+
+    @staticmethod
+    def _event_doc(event: AnyConferenceEvent) -> dict[str, Any]:
+        return {
+            "_id": event.id,
+            "org": event.organization_id,
+            "conference": event.conference_id,
+            "seq": seq_of(event),
+            "published": False,
+            "event": as_document(event),
+        }
+
+
+def _fold(state: Conference | None, event: AnyConferenceEvent) -> Conference:
+    if isinstance(event, ConferenceCreatedEvent):
+        return create(event)
+    if state is None:
+        raise ValueError(f"event log of conference {event.conference_id} does not start with its creation")
+    return evolve(state, event)

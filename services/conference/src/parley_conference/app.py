@@ -1,0 +1,103 @@
+"""Bootstrap: wire storage, NATS and the use cases, then serve until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from parley_common.log import configure_logging, get_logger
+from parley_common.messaging.broker import make_broker
+from parley_common.messaging.streams import ensure_streams
+from parley_common.sealing import Sealer
+from parley_common.storage import open_store
+
+from parley_conference.adapters.bus import NatsEndpointMessenger, PresenceAnnouncer, register
+from parley_conference.adapters.lease import Lease
+from parley_conference.adapters.outbox import Outbox
+from parley_conference.adapters.repository import ConferenceRepository
+from parley_conference.handlers import ConferenceHandlers, UnitOfWork
+from parley_conference.presence import Presence
+from parley_conference.settings import Settings
+
+log = get_logger(__name__)
+
+
+async def run_timers(handlers: ConferenceHandlers, lease: Lease, interval: float) -> None:
+    """Keep-alive and empty timeouts, run by whichever replica holds the lease."""
+    while True:
+        if await lease.refresh():
+            try:
+                await handlers.sweep()
+            except Exception:
+                log.exception("sweep failed")
+        await asyncio.sleep(interval)
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    common = settings.common
+    store = await open_store(mongo_url=common.mongo_url, sqlite_path=common.sqlite_path("conference"))
+    repository = await ConferenceRepository.open(store)
+    broker = make_broker(common.nats_url, name="parley-conference")
+    await broker.connect()
+    nc = broker.connection
+    js = nc.jetstream()
+    await ensure_streams(js)
+
+    outbox = Outbox(repository, js)
+    await outbox.recover()
+    presence = Presence(
+        keepalive_seconds=settings.keepalive_seconds, grace_seconds=settings.keepalive_grace_seconds
+    )
+    handlers = ConferenceHandlers(
+        UnitOfWork(repository, outbox),
+        presence,
+        NatsEndpointMessenger(nc, js, Sealer.from_env()),
+        empty_timeout_seconds=settings.empty_timeout_seconds,
+        on_seen=PresenceAnnouncer(nc),
+    )
+    register(broker, handlers, presence, store)
+    lease = await Lease.open(js, "conference-timers")
+    await broker.start()
+    tasks = [
+        asyncio.create_task(outbox.run(), name="outbox"),
+        asyncio.create_task(run_timers(handlers, lease, settings.sweep_interval_seconds), name="timers"),
+    ]
+    log.info(
+        "conference service ready", nats=common.nats_url, storage="mongodb" if common.mongo_url else "sqlite"
+    )
+    try:
+        await stop.wait()
+    finally:
+        log.info("conference service stopping")
+        # Stop taking requests, finish publishing what was committed, then close the connection.
+        for subscriber in broker.subscribers:
+            await subscriber.stop()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(outbox.drain(), timeout=10)
+        await broker.stop()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await lease.release()
+        await store.close()
+
+
+def main() -> None:
+    configure_logging("conference")
+    settings = Settings.from_env()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(_main())
+    except KeyboardInterrupt:
+        pass

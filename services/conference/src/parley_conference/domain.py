@@ -1,0 +1,498 @@
+"""The conference aggregate and its rules. Pure: no I/O, no clock, no bus.
+
+Every state change is expressed as exactly one event. `decide_*` functions check a command against the
+current state and return the event it produces (or None when the command changes nothing, e.g. a repeated
+join); `evolve` applies an event to the state. The state is therefore always `fold(evolve, events)`, which
+is what the repository relies on to rebuild a conference from its event log.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from parley_common.contracts.conference import (
+    AnyConferenceEvent,
+    ConferenceCreatedEvent,
+    ConferenceEndedEvent,
+    ConferenceEvent,
+    ConferenceJoinedEvent,
+    ConferenceLeftEvent,
+    ConferenceMetadataUpdatedEvent,
+    ConferenceMode,
+    ConferenceParticipantMetadataUpdatedEvent,
+    ConferencePublishedStreamBitrateUpdatedEvent,
+    ConferenceStreamMetadataUpdatedEvent,
+    ConferenceStreamPublishedEvent,
+    ConferenceStreamUnpublishedEvent,
+    JsonObject,
+    Metadata,
+    MetadataOperation,
+    StreamType,
+)
+
+MAX_ID_LENGTH = 256
+EMPTY_TIMEOUT = "EMPTY_TIMEOUT"
+KEEPALIVE_TIMEOUT = "TIMEOUT"
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+# ---------------------------------------------------------------- errors
+
+
+class DomainError(Exception):
+    """A command the rules refuse. `status` is the HTTP status the API answers with."""
+
+    status = 400
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidCommand(DomainError):
+    status = 400
+
+
+class NotAllowed(DomainError):
+    status = 403
+
+
+class NotFound(DomainError):
+    status = 404
+
+
+class Conflict(DomainError):
+    status = 409
+
+
+class ConferenceHasEnded(Conflict):
+    def __init__(self) -> None:
+        super().__init__("conference has ended")
+
+
+# ---------------------------------------------------------------- state
+
+
+class Stream(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    type: StreamType
+    metadata: JsonObject = {}
+    video_bitrate: int | None = None
+
+
+class Participant(msgspec.Struct, frozen=True, kw_only=True):
+    """One user endpoint (a device/session of a user) in the conference."""
+
+    endpoint_id: str
+    user_id: str
+    joined_at: datetime
+    metadata: JsonObject = {}
+    streams: tuple[Stream, ...] = ()
+
+    def stream(self, stream_id: str) -> Stream | None:
+        return next((s for s in self.streams if s.id == stream_id), None)
+
+
+class Conference(msgspec.Struct, frozen=True, kw_only=True):
+    organization_id: str
+    id: str
+    mode: ConferenceMode
+    version: int
+    created_at: datetime
+    creator: str | None = None
+    creator_endpoint: str | None = None
+    metadata: dict[str, Metadata] = {}
+    participants: tuple[Participant, ...] = ()
+    ended: bool = False
+    ended_at: datetime | None = None
+    end_reason: str | None = None
+    # Since when nobody has been in the conference (None while someone is): drives the empty timeout.
+    empty_since: datetime | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not self.participants
+
+    def participant(self, endpoint_id: str) -> Participant | None:
+        return next((p for p in self.participants if p.endpoint_id == endpoint_id), None)
+
+    def stream(self, stream_id: str) -> tuple[Participant, Stream] | None:
+        for participant in self.participants:
+            stream = participant.stream(stream_id)
+            if stream is not None:
+                return participant, stream
+        return None
+
+
+# ---------------------------------------------------------------- commands as the domain sees them
+
+
+class Actor(msgspec.Struct, frozen=True):
+    """Who issues a command: an authenticated user acting through one of their endpoints."""
+
+    user_id: str
+    endpoint_id: str | None
+
+
+class EventContext(msgspec.Struct, frozen=True):
+    """What every new event needs from outside the pure rules."""
+
+    event_id: str
+    now: datetime
+
+
+def _common(conference: Conference, ctx: EventContext, actor: Actor | None) -> dict[str, Any]:
+    return {
+        "id": ctx.event_id,
+        "conference_id": conference.id,
+        "conference_version": conference.version,
+        "organization_id": conference.organization_id,
+        "timestamp": ctx.now,
+        "user_endpoint_id": actor.endpoint_id if actor else None,
+        "user_id": actor.user_id if actor else None,
+    }
+
+
+def validate_conference_id(conference_id: str) -> None:
+    if not conference_id.strip():
+        raise InvalidCommand("conferenceId must not be blank")
+    if len(conference_id) > MAX_ID_LENGTH or _CONTROL_CHARS.search(conference_id):
+        raise InvalidCommand(f"conferenceId must be at most {MAX_ID_LENGTH} printable characters")
+
+
+def _require_open(conference: Conference) -> None:
+    if conference.ended:
+        raise ConferenceHasEnded
+
+
+def _require_participant(conference: Conference, actor: Actor) -> Participant:
+    """The actor's endpoint must have joined, and must be the actor's own."""
+    if actor.endpoint_id is None:
+        raise InvalidCommand("userEndpointId is required")
+    participant = conference.participant(actor.endpoint_id)
+    if participant is None or participant.user_id != actor.user_id:
+        raise NotAllowed(f"userEndpointId {actor.endpoint_id} has not joined conference {conference.id}")
+    return participant
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def decide_create(
+    *,
+    organization_id: str,
+    conference_id: str,
+    mode: str | None,
+    creator: str,
+    creator_endpoint: str | None,
+    metadata: dict[str, str],
+    ctx: EventContext,
+) -> ConferenceCreatedEvent:
+    validate_conference_id(conference_id)
+    if mode not in (None, "ROUTER"):
+        raise InvalidCommand(f"mode {mode} is not supported: only ROUTER is supported")
+    entries = {
+        key: Metadata(value=value, last_modified=ctx.now, user_endpoint_id=creator_endpoint, user_id=creator)
+        for key, value in metadata.items()
+    }
+    return ConferenceCreatedEvent(
+        id=ctx.event_id,
+        conference_id=conference_id,
+        conference_version=None,
+        organization_id=organization_id,
+        timestamp=ctx.now,
+        user_endpoint_id=creator_endpoint,
+        user_id=creator,
+        mode="ROUTER",
+        creator_endpoint=creator_endpoint,
+        metadata=entries,
+    )
+
+
+def decide_join(
+    conference: Conference, actor: Actor, metadata: JsonObject, ctx: EventContext
+) -> ConferenceJoinedEvent | None:
+    _require_open(conference)
+    if actor.endpoint_id is None:
+        raise InvalidCommand("userEndpointId is required")
+    present = conference.participant(actor.endpoint_id)
+    if present is not None:
+        if present.user_id != actor.user_id:
+            raise Conflict(f"userEndpointId {actor.endpoint_id} belongs to another user")
+        return None  # joining twice is idempotent
+    return ConferenceJoinedEvent(**_common(conference, ctx, actor), metadata=metadata)
+
+
+def decide_leave(
+    conference: Conference, actor: Actor, reason: str | None, ctx: EventContext
+) -> ConferenceLeftEvent:
+    _require_open(conference)
+    _require_participant(conference, actor)
+    return ConferenceLeftEvent(**_common(conference, ctx, actor), reason=reason)
+
+
+def decide_timeout(conference: Conference, endpoint_id: str, ctx: EventContext) -> ConferenceLeftEvent | None:
+    """The keep-alive grace period of an endpoint ran out: it leaves with reason TIMEOUT."""
+    participant = conference.participant(endpoint_id)
+    if conference.ended or participant is None:
+        return None
+    actor = Actor(user_id=participant.user_id, endpoint_id=endpoint_id)
+    return ConferenceLeftEvent(**_common(conference, ctx, actor), reason=KEEPALIVE_TIMEOUT)
+
+
+def decide_end(
+    conference: Conference, actor: Actor, reason: str | None, ctx: EventContext
+) -> ConferenceEndedEvent:
+    _require_open(conference)
+    _require_participant(conference, actor)
+    return ConferenceEndedEvent(**_common(conference, ctx, actor), reason=reason)
+
+
+def decide_end_if_empty(
+    conference: Conference, *, now: datetime, timeout_seconds: float, ctx: EventContext
+) -> ConferenceEndedEvent | None:
+    if conference.ended or not conference.empty or conference.empty_since is None:
+        return None
+    if (now - conference.empty_since).total_seconds() < timeout_seconds:
+        return None
+    return ConferenceEndedEvent(**_common(conference, ctx, None), reason=EMPTY_TIMEOUT)
+
+
+def decide_update_metadata(
+    conference: Conference,
+    actor: Actor,
+    *,
+    key: str,
+    operation: MetadataOperation,
+    value: str | None,
+    ctx: EventContext,
+) -> ConferenceMetadataUpdatedEvent | None:
+    _require_open(conference)
+    _require_participant(conference, actor)
+    if not key:
+        raise InvalidCommand("key must not be empty")
+    if operation == "SET" and value is None:
+        raise InvalidCommand("value is required when operation is SET")
+    if operation == "REMOVE":
+        if key not in conference.metadata:
+            return None
+        value = None
+    return ConferenceMetadataUpdatedEvent(
+        **_common(conference, ctx, actor), key=key, operation=operation, value=value
+    )
+
+
+def decide_update_participant_metadata(
+    conference: Conference, actor: Actor, new_metadata: JsonObject, ctx: EventContext
+) -> ConferenceParticipantMetadataUpdatedEvent:
+    _require_open(conference)
+    _require_participant(conference, actor)
+    return ConferenceParticipantMetadataUpdatedEvent(
+        **_common(conference, ctx, actor), new_metadata=new_metadata
+    )
+
+
+def decide_publish_stream(
+    conference: Conference,
+    actor: Actor,
+    *,
+    stream_id: str,
+    stream_type: StreamType,
+    metadata: JsonObject,
+    video_bitrate: int | None,
+    ctx: EventContext,
+) -> ConferenceStreamPublishedEvent:
+    _require_open(conference)
+    _require_participant(conference, actor)
+    if stream_type == "UNKNOWN":
+        raise InvalidCommand("conferenceStreamType must be one of MIC, CAM, SCREEN or MIC_AND_CAM")
+    if conference.stream(stream_id) is not None:
+        raise Conflict(f"stream {stream_id} already exists in conference {conference.id}")
+    return ConferenceStreamPublishedEvent(
+        **_common(conference, ctx, actor),
+        stream_id=stream_id,
+        stream_type=stream_type,
+        metadata=metadata,
+        video_bitrate=video_bitrate,
+    )
+
+
+def _own_stream(conference: Conference, actor: Actor, stream_id: str | None) -> Stream:
+    participant = _require_participant(conference, actor)
+    if stream_id is None:
+        raise InvalidCommand("streamId is required")
+    stream = participant.stream(stream_id)
+    if stream is None:
+        if conference.stream(stream_id) is not None:
+            raise NotAllowed(f"stream {stream_id} is not published by userEndpointId {actor.endpoint_id}")
+        raise NotFound(f"stream {stream_id} not found")
+    return stream
+
+
+def decide_unpublish_stream(
+    conference: Conference, actor: Actor, stream_id: str, reason: str | None, ctx: EventContext
+) -> ConferenceStreamUnpublishedEvent:
+    _require_open(conference)
+    stream = _own_stream(conference, actor, stream_id)
+    return ConferenceStreamUnpublishedEvent(
+        **_common(conference, ctx, actor), stream_id=stream.id, stream_type=stream.type, reason=reason
+    )
+
+
+def decide_stream_lost(
+    conference: Conference, stream_id: str, reason: str, ctx: EventContext
+) -> ConferenceStreamUnpublishedEvent | None:
+    """The media plane lost a stream (peer failed, media node died): unpublished on its owner's behalf."""
+    found = conference.stream(stream_id)
+    if conference.ended or found is None:
+        return None
+    participant, stream = found
+    actor = Actor(user_id=participant.user_id, endpoint_id=participant.endpoint_id)
+    return ConferenceStreamUnpublishedEvent(
+        **_common(conference, ctx, actor), stream_id=stream.id, stream_type=stream.type, reason=reason
+    )
+
+
+def decide_update_stream_metadata(
+    conference: Conference, actor: Actor, stream_id: str | None, new_metadata: JsonObject, ctx: EventContext
+) -> ConferenceStreamMetadataUpdatedEvent:
+    _require_open(conference)
+    stream = _own_stream(conference, actor, stream_id)
+    return ConferenceStreamMetadataUpdatedEvent(
+        **_common(conference, ctx, actor), stream_id=stream.id, new_metadata=new_metadata
+    )
+
+
+def decide_update_stream_bitrate(
+    conference: Conference, actor: Actor, stream_id: str | None, video_bitrate: int | None, ctx: EventContext
+) -> ConferencePublishedStreamBitrateUpdatedEvent:
+    _require_open(conference)
+    if video_bitrate is not None and video_bitrate < 0:
+        raise InvalidCommand("videoBitrate must not be negative")
+    stream = _own_stream(conference, actor, stream_id)
+    return ConferencePublishedStreamBitrateUpdatedEvent(
+        **_common(conference, ctx, actor), stream_id=stream.id, video_bitrate=video_bitrate
+    )
+
+
+# ---------------------------------------------------------------- evolution
+
+
+def _with_participant(
+    conference: Conference, endpoint_id: str, change: Callable[[Participant], Participant]
+) -> Conference:
+    participants = tuple(change(p) if p.endpoint_id == endpoint_id else p for p in conference.participants)
+    return msgspec.structs.replace(conference, participants=participants)
+
+
+def _without_participant(conference: Conference, endpoint_id: str, at: datetime) -> Conference:
+    participants = tuple(p for p in conference.participants if p.endpoint_id != endpoint_id)
+    return msgspec.structs.replace(
+        conference, participants=participants, empty_since=None if participants else at
+    )
+
+
+def _stream_owner(conference: Conference, stream_id: str) -> str:
+    found = conference.stream(stream_id)
+    if found is None:  # an event log is only ever written from decisions that checked this
+        raise ValueError(f"event refers to unknown stream {stream_id}")
+    return found[0].endpoint_id
+
+
+def _map_stream(conference: Conference, stream_id: str, change: Callable[[Stream], Stream]) -> Conference:
+    owner = _stream_owner(conference, stream_id)
+    return _with_participant(
+        conference,
+        owner,
+        lambda p: msgspec.structs.replace(
+            p, streams=tuple(change(s) if s.id == stream_id else s for s in p.streams)
+        ),
+    )
+
+
+def create(event: ConferenceCreatedEvent) -> Conference:
+    return Conference(
+        organization_id=event.organization_id,
+        id=event.conference_id,
+        mode=event.mode,
+        version=0,
+        created_at=event.timestamp,
+        creator=event.user_id,
+        creator_endpoint=event.creator_endpoint,
+        metadata=dict(event.metadata),
+        empty_since=event.timestamp,
+    )
+
+
+def evolve(conference: Conference, event: AnyConferenceEvent) -> Conference:
+    """Apply one event. Raises ValueError if the event does not follow the conference's version."""
+    if isinstance(event, ConferenceCreatedEvent) or event.conference_version != conference.version:
+        raise ValueError(
+            f"event {event.id} (version {event.conference_version}) does not apply"
+            f" to version {conference.version}"
+        )
+    state = _apply(conference, event)
+    return msgspec.structs.replace(state, version=conference.version + 1)
+
+
+def _apply(c: Conference, e: ConferenceEvent) -> Conference:
+    if isinstance(e, ConferenceJoinedEvent):
+        participant = Participant(
+            endpoint_id=e.user_endpoint_id or "",
+            user_id=e.user_id or "",
+            joined_at=e.timestamp,
+            metadata=e.metadata,
+        )
+        return msgspec.structs.replace(c, participants=(*c.participants, participant), empty_since=None)
+    if isinstance(e, ConferenceLeftEvent):
+        return _without_participant(c, e.user_endpoint_id or "", e.timestamp)
+    if isinstance(e, ConferenceEndedEvent):
+        return msgspec.structs.replace(
+            c,
+            ended=True,
+            ended_at=e.timestamp,
+            end_reason=e.reason,
+            participants=(),
+            empty_since=c.empty_since or e.timestamp,
+        )
+    if isinstance(e, ConferenceMetadataUpdatedEvent):
+        metadata = dict(c.metadata)
+        if e.operation == "REMOVE":
+            metadata.pop(e.key, None)
+        else:
+            metadata[e.key] = Metadata(
+                value=e.value,
+                last_modified=e.timestamp,
+                user_endpoint_id=e.user_endpoint_id,
+                user_id=e.user_id,
+            )
+        return msgspec.structs.replace(c, metadata=metadata)
+    if isinstance(e, ConferenceParticipantMetadataUpdatedEvent):
+        return _with_participant(
+            c, e.user_endpoint_id or "", lambda p: msgspec.structs.replace(p, metadata=e.new_metadata)
+        )
+    if isinstance(e, ConferenceStreamPublishedEvent):
+        stream = Stream(
+            id=e.stream_id, type=e.stream_type, metadata=e.metadata, video_bitrate=e.video_bitrate
+        )
+        return _with_participant(
+            c, e.user_endpoint_id or "", lambda p: msgspec.structs.replace(p, streams=(*p.streams, stream))
+        )
+    if isinstance(e, ConferenceStreamUnpublishedEvent):
+        owner = _stream_owner(c, e.stream_id)
+        return _with_participant(
+            c,
+            owner,
+            lambda p: msgspec.structs.replace(p, streams=tuple(s for s in p.streams if s.id != e.stream_id)),
+        )
+    if isinstance(e, ConferenceStreamMetadataUpdatedEvent):
+        return _map_stream(c, e.stream_id, lambda s: msgspec.structs.replace(s, metadata=e.new_metadata))
+    if isinstance(e, ConferencePublishedStreamBitrateUpdatedEvent):
+        return _map_stream(
+            c, e.stream_id, lambda s: msgspec.structs.replace(s, video_bitrate=e.video_bitrate)
+        )
+    raise ValueError(f"no rule applies event type {type(e).__name__}")

@@ -1,0 +1,358 @@
+"""Use cases of the conference service: one method per command or query, each answering a reply.
+
+Every method takes the bus request (caller + API body) and returns `Accepted[...]` or `Rejected`; domain
+refusals become rejections with their HTTP status, so nothing here raises to the transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from functools import wraps
+from typing import Any, Protocol, TypeVar
+
+from parley_common.clock import new_id, utcnow
+from parley_common.contracts import conference as api
+from parley_common.contracts.base import Empty
+from parley_common.contracts.push import PushedEvent
+from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
+from parley_common.log import get_logger, log_context
+
+from parley_conference import domain, views
+from parley_conference.adapters.repository import (
+    ConcurrencyConflict,
+    ConferenceExists,
+    ConferenceRepository,
+    EndpointOwnedByAnotherUser,
+)
+from parley_conference.domain import Actor, Conference, DomainError, EventContext
+from parley_conference.presence import Presence
+from parley_conference.sending import Masks, validate_event
+
+log = get_logger(__name__)
+MAX_ATTEMPTS = 8
+R = TypeVar("R")
+Reply = Accepted[Any] | Rejected
+
+
+class EventSink(Protocol):
+    """Where committed events go after the commit (the outbox)."""
+
+    def committed(self, state: Conference, event: api.AnyConferenceEvent) -> None: ...
+
+
+class EndpointMessenger(Protocol):
+    """Delivers sendEvent events to endpoints: durably for AT_LEAST_ONCE, fire-and-forget otherwise."""
+
+    async def deliver(self, pushed: PushedEvent) -> None: ...
+
+    def seal(self, event: dict[str, Any]) -> str: ...
+
+
+class Busy(DomainError):
+    status = 503
+
+
+def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitable[Reply]]:
+    """Turn domain refusals into `Rejected` replies with their status and message."""
+
+    @wraps(method)
+    async def wrapper(self: Any, request: Request[Any]) -> Reply:
+        body = request.body
+        with log_context(
+            conference_id=getattr(body, "conference_id", None),
+            user_endpoint_id=getattr(body, "user_endpoint_id", None),
+        ):
+            try:
+                return await method(self, request)
+            except DomainError as exc:
+                return Rejected(status=exc.status, message=exc.message)
+
+    return wrapper
+
+
+class UnitOfWork:
+    """The repository plus what must happen after a commit; commits retry nothing by themselves."""
+
+    def __init__(self, repository: ConferenceRepository, sink: EventSink) -> None:
+        self.conferences = repository
+        self._sink = sink
+
+    async def add(self, event: api.ConferenceCreatedEvent) -> Conference:
+        state = await self.conferences.add(event)
+        self._sink.committed(state, event)
+        return state
+
+    async def commit(self, conference: Conference, event: api.AnyConferenceEvent) -> Conference:
+        state = await self.conferences.append(conference, event)
+        self._sink.committed(state, event)
+        return state
+
+
+def _actor(caller: Caller, endpoint_id: str | None) -> Actor:
+    return Actor(user_id=caller.user_id, endpoint_id=endpoint_id)
+
+
+class ConferenceHandlers:
+    def __init__(
+        self,
+        uow: UnitOfWork,
+        presence: Presence,
+        messenger: EndpointMessenger,
+        *,
+        empty_timeout_seconds: float,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[], str] = new_id,
+        on_seen: Callable[[str, str], None] | None = None,
+    ) -> None:
+        self._uow = uow
+        self._presence = presence
+        self._messenger = messenger
+        self._empty_timeout = empty_timeout_seconds
+        self._clock = clock
+        self._ids = ids
+        self._on_seen = on_seen
+
+    # ------------------------------------------------------------ plumbing
+
+    def _context(self) -> EventContext:
+        return EventContext(event_id=self._ids(), now=self._clock())
+
+    def _seen(self, organization_id: str, endpoint_id: str | None) -> None:
+        if endpoint_id:
+            self._presence.seen(organization_id, endpoint_id)
+            if self._on_seen is not None:
+                self._on_seen(organization_id, endpoint_id)
+
+    async def _load(self, organization_id: str, conference_id: str, *, fresh: bool = True) -> Conference:
+        conference = await self._uow.conferences.get(organization_id, conference_id, fresh=fresh)
+        if conference is None:
+            raise domain.NotFound(f"conference {conference_id} not found")
+        return conference
+
+    async def _change(
+        self,
+        organization_id: str,
+        conference_id: str,
+        decide: Callable[[Conference, EventContext], api.AnyConferenceEvent | None],
+    ) -> tuple[Conference, api.AnyConferenceEvent | None]:
+        """Decide on the latest state and commit; on a concurrent commit, reload and decide again."""
+        async with self._uow.conferences.lock(organization_id, conference_id):
+            fresh = False
+            for _ in range(MAX_ATTEMPTS):
+                conference = await self._load(organization_id, conference_id, fresh=fresh)
+                event = decide(conference, self._context())
+                if event is None:
+                    if fresh:
+                        return conference, None
+                    # "Nothing to change" was judged on a cached state: confirm it on the latest one.
+                    fresh = True
+                    continue
+                try:
+                    return await self._uow.commit(conference, event), event
+                except ConcurrencyConflict:
+                    log.info("concurrent change, retrying", conference_id=conference_id)
+                    fresh = True
+        raise Busy(f"conference {conference_id} is changing too fast, retry")
+
+    # ------------------------------------------------------------ commands
+
+    @rejecting
+    async def create(self, request: Request[api.CreateConferenceWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        conference_id = body.conference_id if body.conference_id is not None else self._ids()
+        event = domain.decide_create(
+            organization_id=caller.organization_id,
+            conference_id=conference_id,
+            mode=body.mode,
+            creator=caller.user_id,
+            creator_endpoint=body.creator_endpoint,
+            metadata=body.metadata,
+            ctx=self._context(),
+        )
+        try:
+            state = await self._uow.add(event)
+        except ConferenceExists:
+            return Rejected.conflict(f"conference {conference_id} already exists")
+        log.info("conference created", conference_id=conference_id)
+        return Accepted(value=views.summary(state))
+
+    @rejecting
+    async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        if (await self._load(caller.organization_id, body.conference_id, fresh=False)).ended:
+            raise domain.ConferenceHasEnded
+        try:
+            await self._uow.conferences.claim_endpoint(
+                caller.organization_id, body.user_endpoint_id, caller.user_id
+            )
+        except EndpointOwnedByAnotherUser:
+            return Rejected.conflict(f"userEndpointId {body.user_endpoint_id} belongs to another user")
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        actor = _actor(caller, body.user_endpoint_id)
+        await self._change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_join(c, actor, body.metadata, ctx),
+        )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def leave(self, request: Request[api.LeaveConferenceWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        actor = _actor(caller, body.user_endpoint_id)
+        await self._change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_leave(c, actor, body.reason, ctx),
+        )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def end(self, request: Request[api.EndConferenceWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        actor = _actor(caller, body.user_endpoint_id)
+        await self._change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_end(c, actor, body.reason, ctx),
+        )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def update_metadata(self, request: Request[api.UpdateConferenceMetadataWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        actor = _actor(caller, body.user_endpoint_id)
+        await self._change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_update_metadata(
+                c, actor, key=body.key, operation=body.operation, value=body.value, ctx=ctx
+            ),
+        )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def update_participant_metadata(
+        self, request: Request[api.UpdateConferenceParticipantMetadataWebCommand]
+    ) -> Reply:
+        caller, body = request.caller, request.body
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        actor = _actor(caller, body.user_endpoint_id)
+        await self._change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_update_participant_metadata(c, actor, body.new_metadata, ctx),
+        )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def send_event(self, request: Request[api.SendEventToConferenceWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        validate_event(body.event)
+        masks = Masks(body.masks)
+        conference = await self._load(caller.organization_id, body.conference_id)
+        if conference.ended:
+            raise domain.ConferenceHasEnded
+        event = {**body.event}
+        event.setdefault("id", self._ids())
+        event.setdefault("conferenceId", conference.id)
+        stored = masks.apply(event) if masks else event
+        sealed = self._messenger.seal(event) if masks else None
+        endpoints = [p.endpoint_id for p in conference.participants]
+        for endpoint_id in endpoints:
+            await self._messenger.deliver(
+                PushedEvent(
+                    organization_id=conference.organization_id,
+                    user_endpoint_id=endpoint_id,
+                    conference_id=conference.id,
+                    event_id=str(event["id"]),
+                    qos=body.qos,
+                    event=stored,
+                    sealed=sealed,
+                )
+            )
+        log.info(
+            "event sent",
+            event_type=event["type"],
+            event_id=event["id"],
+            qos=body.qos,
+            endpoints=len(endpoints),
+        )
+        return Accepted(value=api.SendEventResponse(events_sent=len(endpoints)))
+
+    # ------------------------------------------------------------ queries
+
+    @rejecting
+    async def get(self, request: Request[api.GetConferenceQuery]) -> Reply:
+        caller, body = request.caller, request.body
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        conference = await self._load(caller.organization_id, body.conference_id)
+        return Accepted(value=views.conference_view(conference, self._presence))
+
+    @rejecting
+    async def simple_view(self, request: Request[api.GetConferenceQuery]) -> Reply:
+        caller, body = request.caller, request.body
+        self._seen(caller.organization_id, body.user_endpoint_id)
+        conference = await self._load(caller.organization_id, body.conference_id)
+        return Accepted(value=views.simple_view(conference, self._presence))
+
+    @rejecting
+    async def events(self, request: Request[api.ConferenceEventsQuery]) -> Reply:
+        caller, body = request.caller, request.body
+        conference = await self._load(caller.organization_id, body.conference_id, fresh=False)
+        if body.user_endpoint_id is not None:
+            self._seen(caller.organization_id, body.user_endpoint_id)
+        else:
+            # A poll names no endpoint: it keeps alive the caller's own endpoints in this conference.
+            for p in conference.participants:
+                if p.user_id == caller.user_id:
+                    self._seen(caller.organization_id, p.endpoint_id)
+        events = await self._uow.conferences.events(
+            caller.organization_id, body.conference_id, body.from_version
+        )
+        return Accepted(value=api.ConferenceEvents(events=events, version=conference.version))
+
+    @rejecting
+    async def endpoint_conferences(self, request: Request[api.EndpointConferencesQuery]) -> Reply:
+        caller, body = request.caller, request.body
+        repository = self._uow.conferences
+        owner = await repository.endpoint_owner(caller.organization_id, body.user_endpoint_id)
+        ids = await repository.conferences_of_endpoint(caller.organization_id, body.user_endpoint_id)
+        return Accepted(value=api.EndpointConferences(conference_ids=ids, owner_user_id=owner))
+
+    # ------------------------------------------------------------ timers
+
+    async def sweep(self) -> None:
+        """Remove endpoints whose keep-alive ran out; end conferences left empty too long."""
+        for organization_id, conference_id in await self._uow.conferences.live_conference_ids():
+            with log_context(organization=organization_id, conference_id=conference_id):
+                try:
+                    await self._sweep_one(organization_id, conference_id)
+                except DomainError as exc:
+                    log.info("sweep skipped conference", reason=exc.message)
+
+    async def _sweep_one(self, organization_id: str, conference_id: str) -> None:
+        conference = await self._load(organization_id, conference_id)
+        for participant in conference.participants:
+            if self._presence.expired(organization_id, participant.endpoint_id):
+                endpoint = participant.endpoint_id
+                _, event = await self._change(
+                    organization_id,
+                    conference_id,
+                    lambda c, ctx, endpoint=endpoint: domain.decide_timeout(c, endpoint, ctx),  # type: ignore[misc]
+                )
+                if event is not None:
+                    log.info("participant timed out", user_endpoint_id=endpoint)
+        now = self._clock()
+        _, ended = await self._change(
+            organization_id,
+            conference_id,
+            lambda c, ctx: domain.decide_end_if_empty(
+                c, now=now, timeout_seconds=self._empty_timeout, ctx=ctx
+            ),
+        )
+        if ended is not None:
+            log.info("conference ended: empty timeout")

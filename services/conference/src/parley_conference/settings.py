@@ -1,0 +1,27 @@
+"""Conference service settings (`PARLEY_*` environment variables)."""
+
+from __future__ import annotations
+
+import msgspec
+from parley_common.config import CommonSettings, env_float
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    # An endpoint not seen for this long is SICK...
+    keepalive_seconds: float
+    # ...and is removed (ConferenceLeftEvent, reason TIMEOUT) after this much longer.
+    keepalive_grace_seconds: float
+    # A conference nobody is in ends by itself (reason EMPTY_TIMEOUT) after this long.
+    empty_timeout_seconds: float
+    sweep_interval_seconds: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            common=CommonSettings.from_env(),
+            keepalive_seconds=env_float("PARLEY_KEEPALIVE_SECONDS", 30.0),
+            keepalive_grace_seconds=env_float("PARLEY_KEEPALIVE_GRACE_SECONDS", 120.0),
+            empty_timeout_seconds=env_float("PARLEY_EMPTY_TIMEOUT_SECONDS", 300.0),
+            sweep_interval_seconds=env_float("PARLEY_SWEEP_INTERVAL_SECONDS", 1.0),
+        )

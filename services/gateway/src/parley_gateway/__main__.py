@@ -1,0 +1,3 @@
+from parley_gateway.app import main
+
+main()

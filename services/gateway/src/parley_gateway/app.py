@@ -1,0 +1,302 @@
+"""Bootstrap of the HTTP gateway: one aiohttp application in front of the services on NATS."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from typing import Any
+
+import msgspec
+from aiohttp import web
+from faststream.nats import NatsBroker
+from openapi_ui_bundles import swagger_ui
+from parley_common.clock import new_id
+from parley_common.contracts import conference as api
+from parley_common.contracts.rpc import Caller, Rejected, Request
+from parley_common.log import configure_logging, get_logger, log_context
+from parley_common.messaging import subjects
+from parley_common.messaging.broker import make_broker
+from parley_common.messaging.rpc import RpcClient
+from parley_common.messaging.streams import ensure_streams
+from parley_common.sealing import Sealer
+
+from parley_gateway.conferences import conference_operations
+from parley_gateway.health import HealthCheck
+from parley_gateway.http import BadRequest, error_response, read_body
+from parley_gateway.identity import (
+    IdentitySettings,
+    OAuthClients,
+    TokenIssuer,
+    TokenVerifier,
+    Unauthorized,
+    handle_token_request,
+)
+from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
+from parley_gateway.operations import Operation, QueryParam
+from parley_gateway.push import EventRouting, PushConnection, PushHub
+from parley_gateway.settings import Settings
+from parley_gateway.waiters import ConferenceWaiters
+
+log = get_logger(__name__)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_routing_decoder = msgspec.json.Decoder(EventRouting)
+AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: AiohttpHandler) -> web.StreamResponse:
+    """Request id, access log, and JSON error bodies for whatever aiohttp itself refuses (404, 405, 413)."""
+    supplied = request.headers.get("X-Request-Id", "")
+    rid = supplied if _REQUEST_ID.match(supplied) else new_id()
+    request["request_id"] = rid
+    started = time.perf_counter()
+    with log_context(request_id=rid):
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            message = "request body too large" if exc.status == 413 else (exc.reason or "error").lower()
+            if exc.status == 404:
+                message = f"no route for {request.method} {request.path}"
+            response = error_response(request, exc.status, message)
+        except Exception:
+            log.exception("unhandled error", method=request.method, path=request.path)
+            response = error_response(request, 500, "internal error")
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+        log.info(
+            "http",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1e3, 2),
+        )
+        return response
+
+
+def route(operation: Operation, verifier: TokenVerifier) -> AiohttpHandler:
+    """Authenticate, decode the body, and run an operation; refusals become `{message, traceId}` bodies."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        caller: Caller | None = None
+        if not operation.public:
+            header = request.headers.get("Authorization")
+            if header is None and operation.token_in_query and "access_token" in request.query:
+                header = f"Bearer {request.query['access_token']}"
+            try:
+                principal = verifier.verify_header(header)
+            except Unauthorized as exc:
+                return error_response(request, 401, exc.message, headers={"WWW-Authenticate": "Bearer"})
+            caller = Caller(
+                organization_id=principal.organization_id,
+                user_id=principal.user_id,
+                request_id=str(request["request_id"]),
+                scopes=principal.scopes,
+                name=principal.name,
+                email=principal.email,
+            )
+        with log_context(
+            organization=caller.organization_id if caller else None,
+            user_id=caller.user_id if caller else None,
+        ):
+            try:
+                body = await read_body(request, operation.body) if operation.body is not None else None
+                return await operation.handler(request, caller, body)
+            except BadRequest as exc:
+                return error_response(request, 400, exc.message)
+
+    return handle
+
+
+@dataclass
+class Gateway:
+    """Everything one gateway process holds: the NATS link, the fan-out of events, the HTTP app."""
+
+    settings: Settings
+    broker: NatsBroker
+    rpc: RpcClient
+    waiters: ConferenceWaiters
+    hub: PushHub
+    app: web.Application
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Gateway:
+        broker = make_broker(settings.common.nats_url, name="parley-gateway")
+        await broker.connect()
+        nc = broker.connection
+        js = nc.jetstream()
+        await ensure_streams(js)
+        rpc = RpcClient(nc, timeout=settings.common.request_timeout)
+        waiters = ConferenceWaiters()
+        hub = PushHub(nc, js, Sealer.from_env(), presence_interval=settings.presence_interval_seconds)
+
+        async def on_conference_event(body: bytes) -> None:
+            try:
+                routing = _routing_decoder.decode(body)
+            except msgspec.DecodeError:
+                log.warning("undecodable conference event")
+                return
+            waiters.notify(routing.organization_id, routing.conference_id)
+            hub.on_conference_event(routing, body)
+
+        # Every gateway hears every event (no queue group): long polls and sockets may be on any of them.
+        broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_conference_event)
+        await broker.start()
+
+        identity = IdentitySettings.from_env()
+        verifier = TokenVerifier.from_settings(identity)
+        issuer = TokenIssuer.from_settings(identity)
+        clients = OAuthClients.from_settings(identity)
+        health = HealthCheck(
+            nc, rpc, essential=settings.essential_services, optional=settings.optional_services
+        )
+        operations = [
+            *conference_operations(rpc, waiters, longpoll_seconds=settings.longpoll_seconds),
+            push_operation(rpc, hub),
+            token_operation(issuer, clients),
+            *health.operations(),
+        ]
+        app = build_app(operations, verifier, settings)
+        app.on_startup.append(lambda _: _start_background(app, hub))
+        return cls(settings=settings, broker=broker, rpc=rpc, waiters=waiters, hub=hub, app=app)
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+
+async def _start_background(app: web.Application, hub: PushHub) -> None:
+    task = asyncio.create_task(hub.report_presence_forever(), name="presence")
+    app[BACKGROUND] = task
+
+    async def cancel(_: web.Application) -> None:
+        task.cancel()
+
+    app.on_cleanup.append(cancel)
+
+
+BACKGROUND = web.AppKey("background", asyncio.Task[None])
+
+
+def build_app(operations: list[Operation], verifier: TokenVerifier, settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
+    for operation in operations:
+        app.router.add_route(
+            operation.method, operation.path, route(operation, verifier), name=operation.operation_id
+        )
+    document = encode_document(
+        openapi_document(operations, title="Parley", version=package_version("parley-gateway"))
+    )
+
+    async def openapi(_: web.Request) -> web.Response:
+        return web.Response(body=document, content_type="application/json")
+
+    async def docs(_: web.Request) -> web.Response:
+        return web.Response(text=DOCS_PAGE, content_type="text/html")
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    app.router.add_static("/docs/static", swagger_ui.static_path)
+    return app
+
+
+def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
+    async def open_channel(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        assert caller is not None
+        endpoint_id = request.query.get("userEndpointId", "")
+        if not endpoint_id:
+            raise BadRequest("query parameter userEndpointId is required")
+        ws = web.WebSocketResponse(heartbeat=20.0)
+        conn = PushConnection(ws, caller.organization_id, endpoint_id)
+        # Attach before asking which conferences it is in, so a join committed in between is not missed.
+        hub.attach(conn)
+        try:
+            reply = await rpc.request(
+                subjects.conference_query("endpointConferences"),
+                Request(caller=caller, body=api.EndpointConferencesQuery(user_endpoint_id=endpoint_id)),
+                api.EndpointConferences,
+            )
+            if isinstance(reply, Rejected):
+                return error_response(request, reply.status, reply.message)
+            owner = reply.value.owner_user_id
+            if owner is not None and owner != caller.user_id:
+                return error_response(request, 403, f"userEndpointId {endpoint_id} belongs to another user")
+            conn.conferences.update(reply.value.conference_ids)
+            await ws.prepare(request)
+            await hub.serve(conn)
+            return ws
+        finally:
+            hub.detach(conn)
+
+    return Operation(
+        method="GET",
+        path="/rtc-api/events/ws",
+        operation_id="pushChannel",
+        summary="WebSocket push channel of one user endpoint (conference events and sendEvent events)",
+        tag="Conferences",
+        handler=open_channel,
+        status=101,
+        token_in_query=True,
+        query=(
+            QueryParam("userEndpointId", "string", required=True, description="the endpoint to stream to"),
+            QueryParam(
+                "access_token", "string", description="bearer token, for clients that cannot set headers"
+            ),
+        ),
+        errors=(400, 401, 403, 503),
+    )
+
+
+def token_operation(issuer: TokenIssuer, clients: OAuthClients) -> Operation:
+    async def token(request: web.Request, _: Caller | None, __: Any) -> web.StreamResponse:
+        return await handle_token_request(request, issuer, clients)
+
+    return Operation(
+        method="POST",
+        path="/security/oauth/token",
+        operation_id="token",
+        summary="OAuth2 client-credentials grant (client id and secret by HTTP Basic or form fields)",
+        tag="Security",
+        handler=token,
+        public=True,
+        errors=(),
+        extra_responses={400: "invalid_request / unsupported_grant_type", 401: "invalid_client"},
+    )
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    gateway = await Gateway.start(settings)
+    runner = web.AppRunner(gateway.app, access_log=None, shutdown_timeout=5.0)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
+    await site.start()
+    log.info("gateway ready", url=f"http://{settings.host}:{settings.port}")
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await gateway.stop()
+
+
+def main() -> None:
+    configure_logging("gateway")
+    settings = Settings.from_env()
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    try:
+        import uvloop
+
+        uvloop.run(_main())
+    except KeyboardInterrupt:
+        pass

@@ -1,0 +1,173 @@
+"""The conference API (`/rtc-api/conferences/...`): each operation forwards to the conference service."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from aiohttp import web
+from parley_common.contracts import conference as api
+from parley_common.contracts.base import Empty
+from parley_common.contracts.rpc import Caller, Rejected, Request
+from parley_common.messaging import subjects
+from parley_common.messaging.rpc import RpcClient
+
+from parley_gateway.http import BadRequest, error_response, json_response
+from parley_gateway.operations import Handler, Operation, QueryParam
+from parley_gateway.waiters import ConferenceWaiters
+
+TAG = "Conferences"
+BASE = "/rtc-api/conferences"
+
+
+def _respond(request: web.Request, reply: Any, status: int) -> web.StreamResponse:
+    if isinstance(reply, Rejected):
+        return error_response(request, reply.status, reply.message)
+    if status == 204:
+        return web.Response(status=204)
+    return json_response(reply.value, status=status)
+
+
+def _caller(caller: Caller | None) -> Caller:
+    assert caller is not None, "conference operations are never public"
+    return caller
+
+
+def conference_operations(
+    rpc: RpcClient, waiters: ConferenceWaiters, *, longpoll_seconds: float
+) -> list[Operation]:
+    def command(op: str, body: Any, summary: str, response: Any = None, status: int = 204) -> Operation:
+        subject = subjects.conference_command(op)
+        value_type = response if response is not None else Empty
+
+        async def handle(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
+            reply = await rpc.request(subject, Request(caller=_caller(caller), body=decoded), value_type)
+            return _respond(request, reply, status)
+
+        return Operation(
+            method="POST",
+            path=f"{BASE}/{op}",
+            operation_id=op,
+            summary=summary,
+            tag=TAG,
+            handler=handle,
+            body=body,
+            response=response,
+            status=status,
+        )
+
+    def view(op: str, response: Any) -> Handler:
+        subject = subjects.conference_query(op)
+
+        async def handle(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+            query = api.GetConferenceQuery(
+                conference_id=request.match_info["id"], user_endpoint_id=request.query.get("userEndpointId")
+            )
+            reply = await rpc.request(subject, Request(caller=_caller(caller), body=query), response)
+            return _respond(request, reply, 200)
+
+        return handle
+
+    async def events(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        conference_id = request.match_info["id"]
+        raw_version = request.query.get("v")
+        if raw_version is None:
+            raise BadRequest("query parameter v is required")
+        try:
+            from_version = int(raw_version)
+        except ValueError:
+            raise BadRequest(f"query parameter v must be an integer, got {raw_version!r}") from None
+        who = _caller(caller)
+        query = Request(
+            caller=who,
+            body=api.ConferenceEventsQuery(
+                conference_id=conference_id,
+                from_version=from_version,
+                user_endpoint_id=request.query.get("userEndpointId"),
+            ),
+        )
+        deadline = time.monotonic() + longpoll_seconds
+        # Watch before the first read, so a change committed in between still wakes the poll.
+        with waiters.watch(who.organization_id, conference_id) as changed:
+            while True:
+                changed.clear()
+                reply = await rpc.request(subjects.conference_query("events"), query, api.ConferenceEvents)
+                if isinstance(reply, Rejected):
+                    return _respond(request, reply, 200)
+                if reply.value.events:
+                    return json_response(reply.value.events)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return json_response([])
+                try:
+                    await asyncio.wait_for(changed.wait(), timeout=remaining)
+                except TimeoutError:
+                    return json_response([])
+
+    return [
+        command("create", api.CreateConferenceWebCommand, "Create a conference", api.ConferenceSummary, 200),
+        command("join", api.JoinConferenceWebCommand, "Join a conference as a user endpoint", Empty, 200),
+        command("leave", api.LeaveConferenceWebCommand, "Leave a conference"),
+        command("end", api.EndConferenceWebCommand, "End a conference for everyone"),
+        command(
+            "updateMetadata",
+            api.UpdateConferenceMetadataWebCommand,
+            "Set or remove a conference metadata key",
+        ),
+        command(
+            "updateParticipantMetadata",
+            api.UpdateConferenceParticipantMetadataWebCommand,
+            "Replace the metadata of the calling participant",
+        ),
+        command(
+            "sendEvent",
+            api.SendEventToConferenceWebCommand,
+            "Send an event to every endpoint in the conference",
+            api.SendEventResponse,
+            200,
+        ),
+        Operation(
+            method="GET",
+            path=BASE + "/{id}",
+            operation_id="getConference",
+            summary="Get a conference",
+            tag=TAG,
+            handler=view("get", api.Conference),
+            response=api.Conference,
+            query=(
+                QueryParam(
+                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
+                ),
+            ),
+        ),
+        Operation(
+            method="GET",
+            path=BASE + "/{id}/simpleView",
+            operation_id="getConferenceSimpleView",
+            summary="Get a conference with endpoints grouped by user",
+            tag=TAG,
+            handler=view("simpleView", api.ConferenceSimpleView),
+            response=api.ConferenceSimpleView,
+            query=(
+                QueryParam(
+                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
+                ),
+            ),
+        ),
+        Operation(
+            method="GET",
+            path=BASE + "/{id}/events",
+            operation_id="getConferenceEvents",
+            summary="Events with conferenceVersion >= v, in order; waits a few seconds for one when none",
+            tag=TAG,
+            handler=events,
+            response=list[api.AnyConferenceEvent],
+            query=(
+                QueryParam("v", "integer", required=True, description="the first conferenceVersion wanted"),
+                QueryParam(
+                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
+                ),
+            ),
+        ),
+    ]

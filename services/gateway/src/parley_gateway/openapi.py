@@ -1,0 +1,104 @@
+"""The OpenAPI 3.1 document, generated from the operations and the msgspec types that decode them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from http import HTTPStatus
+from typing import Any
+
+import msgspec
+
+from parley_gateway.http import ErrorBody
+from parley_gateway.operations import Operation
+
+REF = "#/components/schemas/{name}"
+
+
+def openapi_document(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
+    types: list[Any] = [ErrorBody]
+    for op in operations:
+        types.extend(t for t in (op.body, op.response) if t is not None)
+    schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    schema_of = dict(zip(map(id, types), schemas, strict=True))
+
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        document: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in op.path_params
+        ]
+        parameters += [
+            {
+                "name": q.name,
+                "in": "query",
+                "required": q.required,
+                "description": q.description,
+                "schema": {"type": q.type},
+            }
+            for q in op.query
+        ]
+        if parameters:
+            document["parameters"] = parameters
+        if op.body is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {op.content_type: {"schema": schema_of[id(op.body)]}},
+            }
+        success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
+        if op.response is not None and op.status != 204:
+            success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
+        responses: dict[str, Any] = {str(op.status): success}
+        for status, description in op.extra_responses.items():
+            responses[str(status)] = {"description": description}
+        for status in op.errors:
+            responses[str(status)] = {
+                "description": HTTPStatus(status).phrase,
+                "content": {"application/json": {"schema": {"$ref": REF.format(name="ErrorBody")}}},
+            }
+        document["responses"] = responses
+        document["security"] = [] if op.public else [{"bearer": []}, {"oauth2": []}]
+        paths.setdefault(op.path, {})[op.method.lower()] = document
+
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": version},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                "oauth2": {
+                    "type": "oauth2",
+                    "flows": {
+                        "clientCredentials": {
+                            "tokenUrl": "/security/oauth/token",
+                            "scopes": {"any": "default"},
+                        }
+                    },
+                },
+            },
+        },
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+  <meta charset="utf-8">
+  <title>Parley API</title>
+  <link rel="stylesheet" href="/docs/static/swagger-ui.css">
+</head>
+<body>
+  <div id="swagger-ui"></div>
+  <script src="/docs/static/swagger-ui-bundle.js"></script>
+  <script>
+    window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#swagger-ui", deepLinking: true});
+  </script>
+</body>
+</html>
+"""
+
+
+def encode_document(document: dict[str, Any]) -> bytes:
+    return msgspec.json.encode(document)

@@ -1,0 +1,220 @@
+"""The push channel: `GET /rtc-api/events/ws`, one WebSocket per user endpoint.
+
+What an endpoint receives, each as one JSON text frame:
+- every event of every conference it has joined (from the PARLEY_CONFERENCE stream's subjects; a
+  ConferenceJoinedEvent for the endpoint itself starts the flow for that conference);
+- every sendEvent event addressed to it. BEST_EFFORT ones arrive while connected or never. AT_LEAST_ONCE ones
+  come from a durable JetStream consumer per endpoint and are redelivered (also after a gateway restart) until
+  the client acknowledges them by sending `{"ack": "<event id>"}`.
+While the socket is open the gateway reports the endpoint alive to the conference service (keep-alive).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+import nats.errors
+from aiohttp import WSMsgType, web
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from parley_common.contracts.base import Payload
+from parley_common.contracts.push import PresenceReport, PushedEvent
+from parley_common.log import get_logger, log_context
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
+from parley_common.sealing import Sealer, SealError
+
+log = get_logger(__name__)
+QUEUE_LIMIT = 1000
+CONSUMER_INACTIVE_SECONDS = 7 * 24 * 3600.0
+_pushed_decoder = msgspec.json.Decoder(PushedEvent)
+
+
+class EventRouting(Payload, frozen=True):
+    """The fields of a conference event the gateway routes on; the rest passes through untouched."""
+
+    type: str
+    organization_id: str
+    conference_id: str
+    user_endpoint_id: str | None = None
+
+
+class ClientMessage(msgspec.Struct, frozen=True):
+    ack: str | None = None
+    acks: list[str] = []
+
+
+class PushConnection:
+    """One open socket: a bounded outgoing queue drained by a writer task, so a slow client never blocks."""
+
+    def __init__(self, ws: web.WebSocketResponse, organization_id: str, endpoint_id: str) -> None:
+        self.ws = ws
+        self.organization_id = organization_id
+        self.endpoint_id = endpoint_id
+        self.conferences: set[str] = set()
+        self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
+        self._closing: asyncio.Future[bool] | None = None
+
+    def send(self, frame: bytes) -> None:
+        try:
+            self._outgoing.put_nowait(frame)
+        except asyncio.QueueFull:
+            # The client cannot keep up: close it; it reconnects and catches up from the event feed.
+            log.warning("push channel overflow, closing", user_endpoint_id=self.endpoint_id)
+            self._closing = asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
+
+    async def write_forever(self) -> None:
+        while True:
+            frame = await self._outgoing.get()
+            await self.ws.send_str(frame.decode())
+
+
+class PushHub:
+    def __init__(self, nc: Client, js: JetStreamContext, sealer: Sealer, *, presence_interval: float) -> None:
+        self._nc = nc
+        self._js = js
+        self._sealer = sealer
+        self._presence_interval = presence_interval
+        self._by_org: dict[str, set[PushConnection]] = defaultdict(set)
+
+    @property
+    def connection_count(self) -> int:
+        return sum(len(c) for c in self._by_org.values())
+
+    # ------------------------------------------------------------ conference events (fan-out)
+
+    def on_conference_event(self, routing: EventRouting, raw: bytes) -> None:
+        for conn in self._by_org.get(routing.organization_id, ()):
+            own = routing.user_endpoint_id == conn.endpoint_id
+            if routing.type == "ConferenceJoinedEvent" and own:
+                conn.conferences.add(routing.conference_id)
+            if routing.conference_id not in conn.conferences:
+                continue
+            conn.send(raw)
+            if routing.type == "ConferenceEndedEvent" or (routing.type == "ConferenceLeftEvent" and own):
+                conn.conferences.discard(routing.conference_id)
+
+    # ------------------------------------------------------------ presence
+
+    async def report_presence_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._presence_interval)
+            await self.report_presence()
+
+    async def report_presence(self, only: PushConnection | None = None) -> None:
+        connections = [only] if only else [c for conns in self._by_org.values() for c in conns]
+        by_org: dict[str, list[str]] = defaultdict(list)
+        for conn in connections:
+            by_org[conn.organization_id].append(conn.endpoint_id)
+        for organization_id, endpoint_ids in by_org.items():
+            report = PresenceReport(
+                organization_id=organization_id, user_endpoint_ids=sorted(set(endpoint_ids))
+            )
+            with contextlib.suppress(nats.errors.Error):
+                await self._nc.publish(subjects.PRESENCE, encode(report))
+
+    # ------------------------------------------------------------ one socket
+
+    def attach(self, conn: PushConnection) -> None:
+        self._by_org[conn.organization_id].add(conn)
+
+    def detach(self, conn: PushConnection) -> None:
+        conns = self._by_org.get(conn.organization_id)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self._by_org[conn.organization_id]
+
+    async def serve(self, conn: PushConnection) -> None:
+        """Run the socket until the client goes away. The connection must already be attached."""
+        pending: dict[str, Msg] = {}
+        with log_context(organization=conn.organization_id, user_endpoint_id=conn.endpoint_id):
+
+            async def on_live(msg: Msg) -> None:
+                await self._deliver(conn, msg, None)
+
+            live = await self._nc.subscribe(
+                subjects.push_live(conn.organization_id, conn.endpoint_id), cb=on_live
+            )
+            tasks = [
+                asyncio.create_task(conn.write_forever()),
+                asyncio.create_task(self._durable_forever(conn, pending)),
+            ]
+            await self.report_presence(only=conn)
+            log.info("push channel open", conferences=len(conn.conferences))
+            try:
+                async for message in conn.ws:
+                    if message.type == WSMsgType.TEXT:
+                        await self._on_client_message(message.data, pending)
+                    elif message.type == WSMsgType.ERROR:
+                        break
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                with contextlib.suppress(nats.errors.Error):
+                    await live.unsubscribe()
+                # Unacknowledged events go back to the stream at once, for the next connection.
+                for msg in pending.values():
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.nak()
+                log.info("push channel closed", unacknowledged=len(pending))
+
+    async def _deliver(self, conn: PushConnection, msg: Msg, pending: dict[str, Msg] | None) -> None:
+        try:
+            pushed = _pushed_decoder.decode(msg.data)
+            event: dict[str, Any] = (
+                msgspec.json.decode(self._sealer.open(pushed.sealed)) if pushed.sealed else pushed.event
+            )
+        except (msgspec.DecodeError, SealError) as exc:
+            log.error("undeliverable pushed event", error=str(exc))
+            if pending is not None:
+                await msg.term()
+            return
+        if pending is not None:
+            pending[pushed.event_id] = msg
+        conn.send(encode(event))
+
+    async def _durable_forever(self, conn: PushConnection, pending: dict[str, Msg]) -> None:
+        token = subjects.endpoint_token(conn.organization_id, conn.endpoint_id)
+        subscription = await self._js.pull_subscribe(
+            subjects.push_durable(conn.organization_id, conn.endpoint_id),
+            durable=f"push-{token}",
+            stream="PARLEY_PUSH",
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                deliver_policy=DeliverPolicy.ALL,
+                ack_wait=30.0,
+                max_deliver=-1,
+                inactive_threshold=CONSUMER_INACTIVE_SECONDS,
+            ),
+        )
+        try:
+            while True:
+                try:
+                    messages = await subscription.fetch(batch=64, timeout=5.0)
+                except (nats.errors.TimeoutError, TimeoutError):
+                    continue
+                for msg in messages:
+                    await self._deliver(conn, msg, pending)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await subscription.unsubscribe()
+
+    @staticmethod
+    async def _on_client_message(data: str, pending: dict[str, Msg]) -> None:
+        try:
+            message = msgspec.json.decode(data, type=ClientMessage)
+        except msgspec.DecodeError:
+            return
+        for event_id in [*message.acks, *([message.ack] if message.ack else [])]:
+            msg = pending.pop(event_id, None)
+            if msg is not None:
+                with contextlib.suppress(nats.errors.Error):
+                    await msg.ack()

@@ -1,0 +1,37 @@
+"""Gateway settings (`PARLEY_*` environment variables)."""
+
+from __future__ import annotations
+
+import msgspec
+from parley_common.config import CommonSettings, env_float, env_int, env_str
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    host: str
+    port: int
+    # A long poll of the event feed with nothing new answers [] after this long.
+    longpoll_seconds: float
+    # Push-channel endpoints are reported alive this often (well inside the keep-alive window).
+    presence_interval_seconds: float
+    max_body_bytes: int
+    # Services whose health /health reports; the essential ones make /health/ready fail when down.
+    essential_services: tuple[str, ...]
+    optional_services: tuple[str, ...]
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            common=CommonSettings.from_env(),
+            host=env_str("PARLEY_HTTP_HOST", "127.0.0.1"),
+            port=env_int("PARLEY_HTTP_PORT", 8080),
+            longpoll_seconds=env_float("PARLEY_LONGPOLL_SECONDS", 5.0),
+            presence_interval_seconds=env_float("PARLEY_PRESENCE_INTERVAL_SECONDS", 10.0),
+            max_body_bytes=env_int("PARLEY_MAX_BODY_BYTES", 1024 * 1024),
+            essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference")),
+            optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
+        )
+
+
+def _names(raw: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in raw.split(",") if name.strip())

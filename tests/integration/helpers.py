@@ -1,0 +1,196 @@
+"""What the integration tests share: a running stack on free ports, tokens, and a small API client."""
+
+from __future__ import annotations
+
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import jwt
+from parley_common.processes import LocalStack, free_port, wait_for_port
+
+SECRET = "integration-test-secret-of-32-bytes+"
+ORG = "acme"
+
+
+def token(
+    user: str = "alice", org: str = ORG, *, ttl: float = 600, secret: str = SECRET, **claims: Any
+) -> str:
+    now = int(time.time())
+    payload = {
+        "sub": user,
+        "org": org,
+        "name": user.title(),
+        "scope": "any",
+        "iat": now,
+        "exp": now + int(ttl),
+        **claims,
+    }
+    return jwt.encode(payload, secret, algorithm="HS256")
+
+
+def unique(prefix: str = "c") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+class Stack:
+    """nats-server, the conference service and `gateways` gateway processes, on free ports."""
+
+    def __init__(self, root: Path, *, gateways: int = 1, env: Mapping[str, str] | None = None) -> None:
+        self.ports = [free_port() for _ in range(gateways)]
+        names = [f"gateway-{i}" for i in range(gateways)]
+        self.local = LocalStack(
+            root / "data",
+            [("conference", "parley_conference"), *((name, "parley_gateway") for name in names)],
+            env={
+                "PARLEY_JWT_SECRET": SECRET,
+                "PARLEY_OAUTH_CLIENTS": f"backoffice:backoffice-secret:{ORG}",
+                "PARLEY_LOG_LEVEL": "INFO",
+                **(env or {}),
+            },
+            service_env={
+                name: {"PARLEY_HTTP_PORT": str(port)} for name, port in zip(names, self.ports, strict=True)
+            },
+            log_dir=root / "logs",
+        )
+        self.gateway_names = names
+
+    @property
+    def url(self) -> str:
+        return self.gateway_url(0)
+
+    def gateway_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.ports[index]}"
+
+    @property
+    def nats_url(self) -> str:
+        return self.local.nats.url
+
+    def start(self) -> Stack:
+        self.local.start()
+        for port in self.ports:
+            self.wait_ready(port)
+        return self
+
+    def wait_ready(self, port: int, timeout: float = 30.0) -> None:
+        """Until the gateway answers /health/ready with 204 (it and the conference service are up)."""
+        wait_for_port("127.0.0.1", port, timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/ready", timeout=2) as response:
+                    if response.status == 204:
+                        return
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            time.sleep(0.05)
+        raise TimeoutError(f"gateway on port {port} not ready")
+
+    def restart(self, name: str, *, kill: bool = False) -> None:
+        process = self.local[name]
+        if kill:
+            process.kill()
+        else:
+            process.stop()
+        process.start()
+        if name.startswith("gateway"):
+            self.wait_ready(self.ports[self.gateway_names.index(name)])
+        else:
+            for port in self.ports:
+                self.wait_ready(port)
+
+    def stop(self) -> None:
+        self.local.stop()
+
+    def logs(self, name: str) -> str:
+        path = self.local.log_dir / f"{name}.log" if self.local.log_dir else None
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+
+class Response:
+    def __init__(self, status: int, body: Any, headers: Mapping[str, str]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def __repr__(self) -> str:
+        return f"<Response {self.status} {self.body!r}>"
+
+
+class Api:
+    """A client of one gateway with one identity."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, bearer: str | None) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.bearer = bearer
+
+    def as_user(self, user: str, org: str = ORG) -> Api:
+        return Api(self.session, self.base_url, token(user, org))
+
+    def on(self, base_url: str) -> Api:
+        return Api(self.session, base_url, self.bearer)
+
+    def _headers(self, extra: Mapping[str, str] | None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.bearer}"} if self.bearer else {}
+        return {**headers, **(extra or {})}
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        data: bytes | str | None = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Response:
+        async with self.session.request(
+            method,
+            self.base_url + path,
+            json=json,
+            data=data,
+            params=params,
+            headers=self._headers(headers),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as response:
+            raw = await response.read()
+            body: Any = None
+            if raw and response.content_type == "application/json":
+                body = await response.json()
+            elif raw:
+                body = raw
+            return Response(response.status, body, response.headers)
+
+    async def post(self, op: str, body: Any = None, **kwargs: Any) -> Response:
+        path = op if op.startswith("/") else f"/rtc-api/conferences/{op}"
+        return await self.request("POST", path, json=body, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> Response:
+        return await self.request("GET", path, **kwargs)
+
+    async def create(self, **body: Any) -> str:
+        response = await self.post("create", body)
+        assert response.status == 200, response
+        return str(response.body["id"])
+
+    async def join(self, conference_id: str, endpoint: str, **body: Any) -> Response:
+        response = await self.post(
+            "join", {"conferenceId": conference_id, "userEndpointId": endpoint, **body}
+        )
+        assert response.status == 200, response
+        return response
+
+    async def conference(self, conference_id: str) -> dict[str, Any]:
+        response = await self.get(f"/rtc-api/conferences/{conference_id}")
+        assert response.status == 200, response
+        return dict(response.body)
+
+    async def events(self, conference_id: str, v: int, **kwargs: Any) -> Response:
+        return await self.get(f"/rtc-api/conferences/{conference_id}/events", params={"v": str(v)}, **kwargs)
