@@ -39,14 +39,22 @@ def unique(prefix: str = "c") -> str:
 
 
 class Stack:
-    """nats-server, the conference service and `gateways` gateway processes, on free ports."""
+    """nats-server, `conferences` conference-service replicas and `gateways` gateways, on free ports."""
 
-    def __init__(self, root: Path, *, gateways: int = 1, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, root: Path, *, gateways: int = 1, conferences: int = 1, env: Mapping[str, str] | None = None
+    ) -> None:
         self.ports = [free_port() for _ in range(gateways)]
         names = [f"gateway-{i}" for i in range(gateways)]
+        self.conference_names = (
+            ["conference"] if conferences == 1 else [f"conference-{i}" for i in range(conferences)]
+        )
         self.local = LocalStack(
             root / "data",
-            [("conference", "parley_conference"), *((name, "parley_gateway") for name in names)],
+            [
+                *((name, "parley_conference") for name in self.conference_names),
+                *((name, "parley_gateway") for name in names),
+            ],
             env={
                 "PARLEY_JWT_SECRET": SECRET,
                 "PARLEY_OAUTH_CLIENTS": f"backoffice:backoffice-secret:{ORG}",
@@ -192,5 +200,8 @@ class Api:
         assert response.status == 200, response
         return dict(response.body)
 
-    async def events(self, conference_id: str, v: int, **kwargs: Any) -> Response:
-        return await self.get(f"/rtc-api/conferences/{conference_id}/events", params={"v": str(v)}, **kwargs)
+    async def events(
+        self, conference_id: str, v: int, *, endpoint: str | None = None, **kwargs: Any
+    ) -> Response:
+        params = {"v": str(v)} | ({"userEndpointId": endpoint} if endpoint else {})
+        return await self.get(f"/rtc-api/conferences/{conference_id}/events", params=params, **kwargs)

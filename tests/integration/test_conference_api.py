@@ -38,7 +38,9 @@ async def test_create_refuses_modes_other_than_router(api: Api, mode: str) -> No
 
 
 async def test_create_stores_metadata_as_metadata_entries(api: Api) -> None:
-    conference_id = await api.create(conferenceId=unique(), metadata={"topic": "claims"}, creatorEndpoint="ep-0")
+    conference_id = await api.create(
+        conferenceId=unique(), metadata={"topic": "claims"}, creatorEndpoint="ep-0"
+    )
     metadata = (await api.conference(conference_id))["metadata"]["topic"]
     assert metadata["value"] == "claims"
     assert metadata["userEndpointId"] == "ep-0"
@@ -52,7 +54,8 @@ async def test_create_stores_metadata_as_metadata_entries(api: Api) -> None:
 async def test_join_answers_an_empty_object_and_the_endpoint_is_a_healthy_participant(api: Api) -> None:
     conference_id = await api.create()
     response = await api.post(
-        "join", {"conferenceId": conference_id, "userEndpointId": "a1", "userId": "ignored", "metadata": {"x": 1}}
+        "join",
+        {"conferenceId": conference_id, "userEndpointId": "a1", "userId": "ignored", "metadata": {"x": 1}},
     )
     assert (response.status, response.body) == (200, {})
     conference = await api.conference(conference_id)
@@ -108,7 +111,9 @@ async def test_simple_view_groups_endpoints_under_their_user(api: Api) -> None:
 async def test_leave_answers_no_content_and_removes_the_endpoint(api: Api) -> None:
     conference_id = await api.create()
     await api.join(conference_id, "a1")
-    response = await api.post("leave", {"conferenceId": conference_id, "userEndpointId": "a1", "reason": "bye"})
+    response = await api.post(
+        "leave", {"conferenceId": conference_id, "userEndpointId": "a1", "reason": "bye"}
+    )
     assert (response.status, response.body) == (204, None)
     conference = await api.conference(conference_id)
     assert conference["participants"] == []
@@ -129,7 +134,9 @@ async def test_commands_from_an_endpoint_that_has_not_joined_are_forbidden(api: 
             op, {"conferenceId": conference_id, "userEndpointId": "a1", **body}
         )
         assert response.status == 403, (op, response)
-        response = await api.post(op, {"conferenceId": conference_id, "userEndpointId": "never-joined", **body})
+        response = await api.post(
+            op, {"conferenceId": conference_id, "userEndpointId": "never-joined", **body}
+        )
         assert response.status == 403, (op, response)
     assert await api.conference(conference_id) == before
 
@@ -152,9 +159,10 @@ async def test_another_organizations_conference_is_indistinguishable_from_an_unk
     unknown = await outsider.get(f"/rtc-api/conferences/{unique()}")
     foreign = await outsider.get(f"/rtc-api/conferences/{conference_id}")
     assert foreign.status == unknown.status == 404
-    assert foreign.body["message"].replace(conference_id, "X") == unknown.body["message"].split(" not found")[0].rsplit(
-        " ", 1
-    )[0] + " X not found"
+    assert (
+        foreign.body["message"].replace(conference_id, "X")
+        == unknown.body["message"].split(" not found")[0].rsplit(" ", 1)[0] + " X not found"
+    )
     response = await outsider.post("join", {"conferenceId": conference_id, "userEndpointId": "e1"})
     assert response.status == 404
     # and the same id is free in the other organization
@@ -198,7 +206,11 @@ async def test_update_participant_metadata_replaces_it(api: Api) -> None:
     await api.join(conference_id, "a1", metadata={"roles": ["AGENT"]})
     response = await api.post(
         "updateParticipantMetadata",
-        {"conferenceId": conference_id, "userEndpointId": "a1", "newMetadata": {"name": "Alice", "a.b": {"$c": 1}}},
+        {
+            "conferenceId": conference_id,
+            "userEndpointId": "a1",
+            "newMetadata": {"name": "Alice", "a.b": {"$c": 1}},
+        },
     )
     assert response.status == 204
     [participant] = (await api.conference(conference_id))["participants"]
@@ -213,7 +225,9 @@ async def test_end_closes_the_conference_but_reads_and_the_feed_keep_working(api
     await api.join(conference_id, "a1")
     bob = api.as_user("bob")
     await bob.join(conference_id, "b1")
-    response = await api.post("end", {"conferenceId": conference_id, "userEndpointId": "a1", "reason": "resolved"})
+    response = await api.post(
+        "end", {"conferenceId": conference_id, "userEndpointId": "a1", "reason": "resolved"}
+    )
     assert response.status == 204
     for op, client, endpoint in [("join", bob, "b2"), ("leave", bob, "b1"), ("end", api, "a1")]:
         later = await client.post(op, {"conferenceId": conference_id, "userEndpointId": endpoint})
@@ -246,7 +260,13 @@ async def test_the_feed_has_one_event_per_change_with_contiguous_versions(api: A
     await bob.join(conference_id, "b1")
     await api.post(
         "updateMetadata",
-        {"conferenceId": conference_id, "userEndpointId": "a1", "key": "ON_HOLD", "operation": "SET", "value": "1"},
+        {
+            "conferenceId": conference_id,
+            "userEndpointId": "a1",
+            "key": "ON_HOLD",
+            "operation": "SET",
+            "value": "1",
+        },
     )
     await bob.post("updateParticipantMetadata", {"conferenceId": conference_id, "userEndpointId": "b1"})
     await bob.post("leave", {"conferenceId": conference_id, "userEndpointId": "b1"})
@@ -383,7 +403,10 @@ async def test_oauth_client_credentials_grant_yields_a_working_token(api: Api) -
         "POST",
         "/security/oauth/token",
         data="grant_type=client_credentials",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": _basic("backoffice", "backoffice-secret")},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": _basic("backoffice", "backoffice-secret"),
+        },
     )
     assert response.status == 200, response
     assert response.body["token_type"] == "bearer"
@@ -395,7 +418,10 @@ async def test_oauth_client_credentials_grant_yields_a_working_token(api: Api) -
         "POST",
         "/security/oauth/token",
         data="grant_type=client_credentials",
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Authorization": _basic("backoffice", "wrong")},
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Authorization": _basic("backoffice", "wrong"),
+        },
     )
     assert refused.status == 401
     assert refused.body["error"] == "invalid_client"
@@ -416,7 +442,11 @@ async def test_openapi_describes_every_route_and_the_docs_page_is_self_contained
     paths = document["paths"]
     for op in ["create", "join", "leave", "end", "updateMetadata", "updateParticipantMetadata", "sendEvent"]:
         assert "post" in paths[f"/rtc-api/conferences/{op}"], op
-    for path in ["/rtc-api/conferences/{id}", "/rtc-api/conferences/{id}/simpleView", "/rtc-api/conferences/{id}/events"]:
+    for path in [
+        "/rtc-api/conferences/{id}",
+        "/rtc-api/conferences/{id}/simpleView",
+        "/rtc-api/conferences/{id}/events",
+    ]:
         assert "get" in paths[path], path
     for path in ["/health", "/health/live", "/health/ready", "/security/oauth/token", "/rtc-api/events/ws"]:
         assert path in paths, path

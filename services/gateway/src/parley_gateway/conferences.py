@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -95,15 +96,12 @@ def conference_operations(
                 reply = await rpc.request(subjects.conference_query("events"), query, api.ConferenceEvents)
                 if isinstance(reply, Rejected):
                     return _respond(request, reply, 200)
-                if reply.value.events:
-                    return json_response(reply.value.events)
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return json_response([])
-                try:
+                if reply.value.events or remaining <= 0:
+                    return json_response(reply.value.events)
+                # Woken or not, read once more: the last read also tells the service the poller is alive.
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=remaining)
-                except TimeoutError:
-                    return json_response([])
 
     return [
         command("create", api.CreateConferenceWebCommand, "Create a conference", api.ConferenceSummary, 200),

@@ -33,6 +33,10 @@ from parley_common.sealing import Sealer, SealError
 log = get_logger(__name__)
 QUEUE_LIMIT = 1000
 CONSUMER_INACTIVE_SECONDS = 7 * 24 * 3600.0
+# Unacknowledged events come back this soon after their gateway dies; while the socket lives, the
+# gateway keeps extending the deadline of what it delivered (in-progress), so nothing is sent twice.
+ACK_WAIT_SECONDS = 5.0
+FETCH_SECONDS = 2.0
 _pushed_decoder = msgspec.json.Decoder(PushedEvent)
 
 
@@ -190,7 +194,7 @@ class PushHub:
             config=ConsumerConfig(
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
-                ack_wait=30.0,
+                ack_wait=ACK_WAIT_SECONDS,
                 max_deliver=-1,
                 inactive_threshold=CONSUMER_INACTIVE_SECONDS,
             ),
@@ -198,11 +202,14 @@ class PushHub:
         try:
             while True:
                 try:
-                    messages = await subscription.fetch(batch=64, timeout=5.0)
+                    messages = await subscription.fetch(batch=64, timeout=FETCH_SECONDS)
                 except (nats.errors.TimeoutError, TimeoutError):
-                    continue
+                    messages = []
                 for msg in messages:
                     await self._deliver(conn, msg, pending)
+                for msg in list(pending.values()):
+                    with contextlib.suppress(nats.errors.Error):
+                        await msg.in_progress()
         finally:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
