@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import nats
 import pytest
-
 from parley_common.messaging import subjects
+
 from tests.integration.helpers import Api, Stack, token, unique
 
 EVENT = {"type": "ParticipantMutedEvent", "timestamp": "2026-01-01T10:15:30Z"}

@@ -82,7 +82,7 @@ Development credentials (never use these in production):
   JWT secret    {env["PARLEY_JWT_SECRET"]}
 
   TOKEN=$(curl -s -u {client_id}:{client_secret} -d grant_type=client_credentials \\
-          {base}/security/oauth/token | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+          {base}/security/oauth/token | jq -r .access_token)
   or:  uv run parley-token --user alice --org {organization}
   curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{}}' \\
        {base}/rtc-api/conferences/create

@@ -17,6 +17,7 @@ from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.outbox import Outbox
 from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.handlers import ConferenceHandlers, UnitOfWork
+from parley_conference.memberships import Memberships
 from parley_conference.presence import Presence
 from parley_conference.settings import Settings
 
@@ -38,27 +39,34 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     common = settings.common
     store = await open_store(mongo_url=common.mongo_url, sqlite_path=common.sqlite_path("conference"))
     repository = await ConferenceRepository.open(store)
-    broker = make_broker(common.nats_url, name="parley-conference")
+    broker = make_broker(common.nats_url, name="parley-conference", no_echo=True)
     await broker.connect()
     nc = broker.connection
     js = nc.jetstream()
     await ensure_streams(js)
 
     outbox = Outbox(repository, js)
+    memberships = Memberships()
     await outbox.recover()
     presence = Presence(
         keepalive_seconds=settings.keepalive_seconds, grace_seconds=settings.keepalive_grace_seconds
     )
     handlers = ConferenceHandlers(
-        UnitOfWork(repository, outbox),
+        UnitOfWork(repository, [outbox, memberships]),
         presence,
         NatsEndpointMessenger(nc, js, Sealer.from_env()),
+        memberships,
         empty_timeout_seconds=settings.empty_timeout_seconds,
         on_seen=PresenceAnnouncer(nc),
     )
-    register(broker, handlers, presence, store)
+    register(broker, handlers, presence, memberships, store)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()
+    # Subscribed first, loaded second: a join published in between is applied either way (idempotently).
+    for organization_id, conference_id in await repository.live_conference_ids():
+        live = await repository.get(organization_id, conference_id)
+        if live is not None and not live.ended:
+            memberships.load(live)
     tasks = [
         asyncio.create_task(outbox.run(), name="outbox"),
         asyncio.create_task(run_timers(handlers, lease, settings.sweep_interval_seconds), name="timers"),

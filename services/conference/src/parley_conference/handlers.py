@@ -6,7 +6,7 @@ refusals become rejections with their HTTP status, so nothing here raises to the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from functools import wraps
 from typing import Any, Protocol, TypeVar
@@ -26,6 +26,7 @@ from parley_conference.adapters.repository import (
     EndpointOwnedByAnotherUser,
 )
 from parley_conference.domain import Actor, Conference, DomainError, EventContext
+from parley_conference.memberships import Memberships
 from parley_conference.presence import Presence
 from parley_conference.sending import Masks, validate_event
 
@@ -72,21 +73,25 @@ def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitabl
 
 
 class UnitOfWork:
-    """The repository plus what must happen after a commit; commits retry nothing by themselves."""
+    """The repository plus what must happen after a commit (the outbox, local read models)."""
 
-    def __init__(self, repository: ConferenceRepository, sink: EventSink) -> None:
+    def __init__(self, repository: ConferenceRepository, sinks: Sequence[EventSink]) -> None:
         self.conferences = repository
-        self._sink = sink
+        self._sinks = sinks
 
     async def add(self, event: api.ConferenceCreatedEvent) -> Conference:
         state = await self.conferences.add(event)
-        self._sink.committed(state, event)
+        self._committed(state, event)
         return state
 
     async def commit(self, conference: Conference, event: api.AnyConferenceEvent) -> Conference:
         state = await self.conferences.append(conference, event)
-        self._sink.committed(state, event)
+        self._committed(state, event)
         return state
+
+    def _committed(self, state: Conference, event: api.AnyConferenceEvent) -> None:
+        for sink in self._sinks:
+            sink.committed(state, event)
 
 
 def _actor(caller: Caller, endpoint_id: str | None) -> Actor:
@@ -99,6 +104,7 @@ class ConferenceHandlers:
         uow: UnitOfWork,
         presence: Presence,
         messenger: EndpointMessenger,
+        memberships: Memberships,
         *,
         empty_timeout_seconds: float,
         clock: Callable[[], datetime] = utcnow,
@@ -108,6 +114,7 @@ class ConferenceHandlers:
         self._uow = uow
         self._presence = presence
         self._messenger = messenger
+        self._memberships = memberships
         self._empty_timeout = empty_timeout_seconds
         self._clock = clock
         self._ids = ids
@@ -320,7 +327,7 @@ class ConferenceHandlers:
         caller, body = request.caller, request.body
         repository = self._uow.conferences
         owner = await repository.endpoint_owner(caller.organization_id, body.user_endpoint_id)
-        ids = await repository.conferences_of_endpoint(caller.organization_id, body.user_endpoint_id)
+        ids = self._memberships.conferences_of(caller.organization_id, body.user_endpoint_id)
         return Accepted(value=api.EndpointConferences(conference_ids=ids, owner_user_id=owner))
 
     # ------------------------------------------------------------ timers

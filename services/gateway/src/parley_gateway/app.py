@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 from faststream.nats import NatsBroker
+from nats.aio.msg import Msg
 from openapi_ui_bundles import swagger_ui
 from parley_common.clock import new_id
 from parley_common.contracts import conference as api
@@ -136,18 +137,22 @@ class Gateway:
         waiters = ConferenceWaiters()
         hub = PushHub(nc, js, Sealer.from_env(), presence_interval=settings.presence_interval_seconds)
 
-        async def on_conference_event(body: bytes) -> None:
+        async def on_conference_event(msg: Msg) -> None:
             try:
-                routing = _routing_decoder.decode(body)
+                routing = _routing_decoder.decode(msg.data)
             except msgspec.DecodeError:
                 log.warning("undecodable conference event")
                 return
             waiters.notify(routing.organization_id, routing.conference_id)
-            hub.on_conference_event(routing, body)
+            hub.on_conference_event(routing, msg.data)
 
-        # Every gateway hears every event (no queue group): long polls and sockets may be on any of them.
-        broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_conference_event)
         await broker.start()
+        # Every gateway hears every event (no queue group): long polls and sockets may be on any of them.
+        # A plain nats-py callback, not a faststream subscriber: every command yields an event that every
+        # gateway routes, and faststream's per-message consume path added 0.6 ms to each command's
+        # latency here (the event arrives together with the command's reply). Routing needs no more
+        # than a partial decode.
+        await nc.subscribe(subjects.CONFERENCE_EVENTS_ALL, cb=on_conference_event)
 
         identity = IdentitySettings.from_env()
         verifier = TokenVerifier.from_settings(identity)

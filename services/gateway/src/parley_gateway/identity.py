@@ -12,6 +12,7 @@ import hmac
 import re
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -142,6 +143,9 @@ def _quiet_if_dev_key(key: object) -> Iterator[None]:
         yield
 
 
+VERIFIED_CACHE_SIZE = 10_000
+
+
 class TokenVerifier:
     """Verifies bearer JWTs: HS256 with the shared secret and/or RS256 with an IdP's public key.
 
@@ -172,6 +176,9 @@ class TokenVerifier:
         self._audience = audience
         self._leeway = leeway
         self._required = ["exp", "sub", "org"] + (["iss"] if issuer else []) + (["aud"] if audience else [])
+        # Clients send the same token with every request; verifying its signature each time costs more
+        # than the rest of the gateway's work on a command. A token's verdict only changes at expiry.
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     @classmethod
     def from_settings(cls, settings: IdentitySettings) -> TokenVerifier:
@@ -192,6 +199,19 @@ class TokenVerifier:
 
     def verify(self, token: str) -> Principal:
         """The principal of a raw JWT; raises `Unauthorized` with a human-readable reason."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at.timestamp() + self._leeway > time.time():
+                return known
+            del self._verified[token]
+            raise Unauthorized("token has expired")
+        principal = self._verify(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _verify(self, token: str) -> Principal:
         try:
             alg = jwt.get_unverified_header(token).get("alg")
         except jwt.PyJWTError:

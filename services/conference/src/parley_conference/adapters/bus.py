@@ -23,15 +23,21 @@ from parley_common.sealing import Sealer
 from parley_common.storage import DocumentStore, StorageError
 
 from parley_conference.handlers import ConferenceHandlers
+from parley_conference.memberships import Memberships
 from parley_conference.presence import Presence
 
 log = get_logger(__name__)
 QUEUE = "conference"
 _presence_decoder = msgspec.json.Decoder(PresenceReport)
+_event_decoder = msgspec.json.Decoder(api.AnyConferenceEvent)
 
 
 def register(
-    broker: NatsBroker, handlers: ConferenceHandlers, presence: Presence, store: DocumentStore
+    broker: NatsBroker,
+    handlers: ConferenceHandlers,
+    presence: Presence,
+    memberships: Memberships,
+    store: DocumentStore,
 ) -> None:
     commands: dict[str, tuple[Any, Any]] = {
         "create": (Request[api.CreateConferenceWebCommand], handlers.create),
@@ -81,6 +87,18 @@ def register(
             presence.seen(report.organization_id, endpoint_id)
 
     broker.subscriber(subjects.PRESENCE)(on_presence)
+
+    # Every replica applies the other replicas' events to its read models (no queue group; its own
+    # commits it applies directly and does not hear back, the connection being `no_echo`).
+    async def on_event(body: bytes) -> None:
+        try:
+            event = _event_decoder.decode(body)
+        except msgspec.DecodeError:
+            log.warning("undecodable conference event")
+            return
+        memberships.apply(event)
+
+    broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_event)
 
 
 class NatsEndpointMessenger:

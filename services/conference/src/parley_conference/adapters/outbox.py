@@ -1,14 +1,17 @@
-"""After a commit: publish the event to JetStream, then bring snapshot and indexes up to date.
+"""After a commit: publish the event to JetStream at once; record that in storage a little later.
 
 Events are relayed in commit order, a batch at a time: publishes of one batch are pipelined on the
 connection (started in order, so the stream stores them in order) and each carries its event id as
-`Nats-Msg-Id`, so a relay repeated after a crash is stored once. On start-up `recover` relays whatever was
-committed but not yet marked published.
+`Nats-Msg-Id`, so a relay repeated after a crash is stored once. Marking events published and writing
+snapshots are storage writes that would queue in front of the next command's commit, so they are batched
+and flushed every `flush_interval` seconds instead. On start-up `recover` relays whatever was committed but
+not yet marked published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 
 from nats.js import JetStreamContext
 from parley_common.contracts.conference import AnyConferenceEvent
@@ -24,45 +27,72 @@ log = get_logger(__name__)
 BATCH = 256
 SNAPSHOT_EVERY = 16
 
+Committed = tuple[Conference | None, AnyConferenceEvent]
+
 
 class Outbox:
-    def __init__(self, repository: ConferenceRepository, js: JetStreamContext) -> None:
+    def __init__(
+        self, repository: ConferenceRepository, js: JetStreamContext, *, flush_interval: float = 0.25
+    ):
         self._repository = repository
         self._js = js
-        self._queue: asyncio.Queue[tuple[Conference | None, AnyConferenceEvent]] = asyncio.Queue()
+        self._flush_interval = flush_interval
+        self._queue: asyncio.Queue[Committed] = asyncio.Queue()
+        self._published: list[Committed] = []
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     def committed(self, state: Conference, event: AnyConferenceEvent) -> None:
+        self._idle.clear()
         self._queue.put_nowait((state, event))
 
     async def recover(self) -> int:
-        """Relay events committed before a crash but never published; returns how many."""
+        """Relay events committed before a crash but never marked published; returns how many."""
         count = 0
         while batch := await self._repository.unpublished(limit=BATCH):
-            await self._relay([(None, event) for event in batch])
+            await self._publish(batch)
+            await self._repository.mark_published(batch)
+            for organization_id, conference_id in {(e.organization_id, e.conference_id) for e in batch}:
+                latest = await self._repository.get(organization_id, conference_id)
+                if latest is not None:
+                    await self._repository.save_snapshot(latest)
             count += len(batch)
         if count:
             log.info("outbox recovered unpublished events", count=count)
         return count
 
     async def run(self) -> None:
+        last_flush = time.monotonic()
         while True:
-            batch = [await self._queue.get()]
+            try:
+                first = await asyncio.wait_for(self._queue.get(), timeout=self._flush_interval)
+            except TimeoutError:
+                first = None
+            batch = [] if first is None else [first]
             while not self._queue.empty() and len(batch) < BATCH:
                 batch.append(self._queue.get_nowait())
-            try:
-                await self._relay(batch)
-            except Exception:
-                # The events stay unpublished in storage and are relayed again on the next start.
-                log.exception("outbox relay failed", events=len(batch))
-            finally:
-                for _ in batch:
-                    self._queue.task_done()
+            if batch:
+                try:
+                    await self._publish([event for _, event in batch])
+                    self._published.extend(batch)
+                except Exception:
+                    # Still unpublished in storage: relayed again on the next start.
+                    log.exception("outbox publish failed", events=len(batch))
+            if self._published and (
+                first is None
+                or len(self._published) >= BATCH
+                or time.monotonic() - last_flush >= self._flush_interval
+            ):
+                await self._flush()
+                last_flush = time.monotonic()
+            if self._queue.empty() and not self._published:
+                self._idle.set()
 
     async def drain(self) -> None:
-        await self._queue.join()
+        """Until everything committed so far is published and recorded (for a clean shutdown)."""
+        await self._idle.wait()
 
-    async def _relay(self, batch: list[tuple[Conference | None, AnyConferenceEvent]]) -> None:
-        events = [event for _, event in batch]
+    async def _publish(self, events: list[AnyConferenceEvent]) -> None:
         await asyncio.gather(
             *(
                 publish_event(
@@ -71,24 +101,19 @@ class Outbox:
                 for event in events
             )
         )
+
+    async def _flush(self) -> None:
+        done, self._published = self._published, []
         try:
-            await self._repository.mark_published(events)
-            for event in events:
-                await self._repository.record_membership(event)
-            for state in _snapshots_due(batch):
+            await self._repository.mark_published([event for _, event in done])
+            for state in _snapshots_due(done):
                 await self._repository.save_snapshot(state)
         except StorageError:
             # Unmarked events are published again (deduplicated by id) on the next start.
-            log.exception("post-publish bookkeeping failed", events=len(events))
-        if any(state is None for state, _ in batch):
-            # Recovered events carry no state: snapshot the conferences they belong to, once each.
-            for organization_id, conference_id in {(e.organization_id, e.conference_id) for e in events}:
-                latest = await self._repository.get(organization_id, conference_id)
-                if latest is not None:
-                    await self._repository.save_snapshot(latest)
+            log.exception("outbox bookkeeping failed", events=len(done))
 
 
-def _snapshots_due(batch: list[tuple[Conference | None, AnyConferenceEvent]]) -> list[Conference]:
+def _snapshots_due(batch: list[Committed]) -> list[Conference]:
     """The latest state of each conference in the batch that is worth a snapshot.
 
     Snapshots only shorten loading (newer events are folded over them), so one now and then suffices: at

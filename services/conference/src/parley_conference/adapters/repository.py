@@ -5,8 +5,8 @@ index on (organization, conference, seq) is the optimistic-concurrency check: tw
 same version both try to insert the same seq, and exactly one succeeds. The loser gets
 `ConcurrencyConflict`, reloads and decides again. `seq` is the version *after* the event (creation is 0).
 
-Snapshots (`conferences`) and the memberships index are written after the commit by the outbox; they may
-lag, so loading a conference always folds any newer events over the snapshot.
+Snapshots (`conferences`) are written after the commit by the outbox; they may lag, so loading a
+conference folds any newer events over the snapshot.
 """
 
 from __future__ import annotations
@@ -16,13 +16,7 @@ from collections import OrderedDict
 from typing import Any
 
 import msgspec
-from parley_common.contracts.conference import (
-    AnyConferenceEvent,
-    ConferenceCreatedEvent,
-    ConferenceEndedEvent,
-    ConferenceJoinedEvent,
-    ConferenceLeftEvent,
-)
+from parley_common.contracts.conference import AnyConferenceEvent, ConferenceCreatedEvent
 from parley_common.storage import DocumentStore, DuplicateKeyError, Index
 from parley_common.storage.port import Collection
 
@@ -63,13 +57,10 @@ def event_from_doc(doc: dict[str, Any]) -> AnyConferenceEvent:
 
 
 class ConferenceRepository:
-    def __init__(
-        self, conferences: Collection, events: Collection, endpoints: Collection, memberships: Collection
-    ) -> None:
+    def __init__(self, conferences: Collection, events: Collection, endpoints: Collection) -> None:
         self._conferences = conferences
         self._events = events
         self._endpoints = endpoints
-        self._memberships = memberships
         self._cache: OrderedDict[str, Conference] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         # Endpoint -> user never changes once recorded, so it can be cached without expiry checks.
@@ -84,7 +75,6 @@ class ConferenceRepository:
                 [Index(("org", "conference", "seq"), unique=True), Index(("published",))],
             ),
             endpoints=await store.collection("endpoints"),
-            memberships=await store.collection("memberships", [Index(("org", "endpoint"))]),
         )
 
     # ------------------------------------------------------------ loading
@@ -139,12 +129,6 @@ class ConferenceRepository:
     async def live_conference_ids(self) -> list[tuple[str, str]]:
         docs = await self._conferences.find({"ended": False})
         return [(doc["org"], doc["conference"]) for doc in docs]
-
-    async def conferences_of_endpoint(self, organization_id: str, endpoint_id: str) -> list[str]:
-        docs = await self._memberships.find(
-            {"org": organization_id, "endpoint": endpoint_id}, sort=[("conference", 1)]
-        )
-        return [doc["conference"] for doc in docs]
 
     async def endpoint_owner(self, organization_id: str, endpoint_id: str) -> str | None:
         k = key(organization_id, endpoint_id)
@@ -218,23 +202,6 @@ class ConferenceRepository:
             "state": as_document(state),
         }
         await self._conferences.replace(doc, where={"version": {"$lt": state.version}}, upsert=True)
-
-    async def record_membership(self, event: AnyConferenceEvent) -> None:
-        """Keep the endpoint -> conferences index in step with joins, leaves and ends (idempotent)."""
-        org, conference = event.organization_id, event.conference_id
-        if isinstance(event, ConferenceJoinedEvent):
-            endpoint = event.user_endpoint_id or ""
-            doc = {
-                "_id": key(org, conference, endpoint),
-                "org": org,
-                "conference": conference,
-                "endpoint": endpoint,
-            }
-            await self._memberships.replace(doc, upsert=True)
-        elif isinstance(event, ConferenceLeftEvent):
-            await self._memberships.delete(key(org, conference, event.user_endpoint_id or ""))
-        elif isinstance(event, ConferenceEndedEvent):
-            await self._memberships.delete_many({"org": org, "conference": conference})
 
     # ------------------------------------------------------------ helpers
 
