@@ -1,0 +1,275 @@
+"""Forward encoded media instead of decoding and re-encoding it.
+
+Receiver side: aiortc has no hook to get encoded frames out of an RTCRtpReceiver, so we replace the
+module-level ``decoder_worker`` of ``aiortc.rtcrtpreceiver`` with a dispatcher. The dispatcher looks up the
+receiver's decoder input queue (by identity) in a registry filled by the engine: registered receivers turn
+each jitter-buffer frame into an ``av.Packet``; every other receiver in the process keeps aiortc's decoder.
+
+Sender side is supported by aiortc: a track whose ``recv()`` returns an ``av.Packet`` is only repacketised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import inspect
+import logging
+import queue
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import aiortc
+import aiortc.rtcrtpreceiver as rtcrtpreceiver
+import av
+from aiortc import MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver
+from aiortc.mediastreams import MediaStreamError
+
+from .model import Packet
+from .tasks import ThreadCounter
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_AIORTC = "1.16.0"
+
+_registry_lock = threading.Lock()
+# decoder input queue of an engine-owned receiver -> the engine's thread counter
+_registry: weakref.WeakKeyDictionary[queue.Queue[Any], ThreadCounter] = weakref.WeakKeyDictionary()
+_original_worker: Callable[..., None] | None = None
+
+
+def install_forwarding_worker() -> None:
+    """Patch aiortc once per process. Idempotent; refuses aiortc versions whose worker signature differs."""
+    global _original_worker
+    if _original_worker is not None:
+        return
+    if aiortc.__version__ != SUPPORTED_AIORTC:
+        raise RuntimeError(f"parley_media patches aiortc {SUPPORTED_AIORTC}, found {aiortc.__version__}")
+    original = rtcrtpreceiver.decoder_worker
+    # 1.16.0: (loop, input_q, output_q, decode_error); 1.15 had three arguments.
+    if len(inspect.signature(original).parameters) != 4:
+        raise RuntimeError("unexpected aiortc decoder_worker signature")
+    _original_worker = original
+    rtcrtpreceiver.decoder_worker = _dispatch_worker
+
+
+def forward_receiver(receiver: RTCRtpReceiver, threads: ThreadCounter) -> None:
+    """Make this (not yet started) receiver output av.Packets. Must run before negotiation starts it."""
+    install_forwarding_worker()
+    input_q = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
+    if not isinstance(input_q, queue.Queue):
+        raise RuntimeError("aiortc RTCRtpReceiver has no decoder queue; version mismatch")
+    with _registry_lock:
+        _registry[input_q] = threads
+
+
+def _dispatch_worker(
+    loop: asyncio.AbstractEventLoop,
+    input_q: queue.Queue[Any],
+    output_q: asyncio.Queue[Any],
+    decode_error: threading.Event,
+) -> None:
+    with _registry_lock:
+        threads = _registry.pop(input_q, None)
+    if threads is None:
+        assert _original_worker is not None
+        _original_worker(loop, input_q, output_q, decode_error)
+        return
+    threads.enter()
+    try:
+        _forward_worker(loop, input_q, output_q)
+    finally:
+        threads.exit()
+
+
+def _forward_worker(
+    loop: asyncio.AbstractEventLoop, input_q: queue.Queue[Any], output_q: asyncio.Queue[Any]
+) -> None:
+    while True:
+        task = input_q.get()
+        if task is None:
+            _deliver(loop, output_q, None)  # ends the remote track, as aiortc's worker does
+            return
+        codec, frame = task
+        _deliver(loop, output_q, to_packet(codec, frame.data, frame.timestamp))
+
+
+def _deliver(loop: asyncio.AbstractEventLoop, output_q: asyncio.Queue[Any], item: Packet | None) -> None:
+    with contextlib.suppress(RuntimeError):  # loop already closed: nobody is listening any more
+        loop.call_soon_threadsafe(output_q.put_nowait, item)
+
+
+def to_packet(codec: RTCRtpCodecParameters, data: bytes, timestamp: int) -> Packet:
+    """Wrap one reassembled frame; pts is the (unwrapped) RTP timestamp in 1/clockRate units."""
+    packet = av.Packet(data)
+    packet.pts = timestamp
+    packet.dts = timestamp
+    packet.time_base = fractions.Fraction(1, codec.clockRate)
+    packet.is_keyframe = is_keyframe(codec.mimeType, data)
+    return packet
+
+
+def is_keyframe(mime_type: str, data: bytes) -> bool:
+    mime = mime_type.lower()
+    if mime == "video/vp8":
+        # VP8 frame tag: bit 0 of the first byte is 0 for a key frame (RFC 6386 9.1).
+        return len(data) > 0 and (data[0] & 1) == 0
+    if mime == "video/h264":
+        # aiortc's depayloader emits Annex B: IDR slice (5) or SPS (7) marks a keyframe.
+        pos = data.find(b"\x00\x00\x01")
+        while pos != -1 and pos + 3 < len(data):
+            if data[pos + 3] & 0x1F in (5, 7):
+                return True
+            pos = data.find(b"\x00\x00\x01", pos + 3)
+        return False
+    return not mime.startswith("video/")  # every audio packet stands alone
+
+
+class PacketSink(Protocol):
+    def push(self, packet: Packet) -> None: ...
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """One viewer's copy of a publisher track, fed through a bounded queue.
+
+    Video waits for a keyframe before forwarding anything; on overflow it drops its own backlog, asks
+    for a keyframe and waits again. Audio drops its oldest packet. Other viewers are never affected.
+    """
+
+    def __init__(self, kind: str, capacity: int, request_keyframe: Callable[[], None]) -> None:
+        super().__init__()
+        self.kind = kind
+        self._capacity = capacity
+        self._queue: asyncio.Queue[Packet | None] = asyncio.Queue(maxsize=capacity + 1)
+        self._request_keyframe = request_keyframe
+        self._needs_keyframe = kind == "video"
+        self._started = False
+        self._ended = False
+        self.dropped = 0
+        self.overflows = 0
+
+    @property
+    def waiting_for_keyframe(self) -> bool:
+        return self._needs_keyframe
+
+    def push(self, packet: Packet) -> None:
+        if self._ended or self.readyState != "live":
+            return
+        if self.kind == "video":
+            self._push_video(packet)
+        else:
+            if self._queue.qsize() >= self._capacity:
+                self._queue.get_nowait()
+                self.dropped += 1
+            self._queue.put_nowait(packet)
+
+    def _push_video(self, packet: Packet) -> None:
+        if packet.is_keyframe and (self._needs_keyframe or not self._started):
+            # Until the sender reads, keep only the newest GOP so the viewer starts on a fresh picture.
+            self._clear()
+            self._needs_keyframe = False
+        elif self._needs_keyframe:
+            self.dropped += 1
+            return
+        elif self._queue.qsize() >= self._capacity:
+            self.overflows += 1
+            self._clear()
+            self._needs_keyframe = True
+            self._request_keyframe()
+            self.dropped += 1
+            return
+        self._queue.put_nowait(packet)
+
+    def _clear(self) -> None:
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self.dropped += 1
+
+    def request_keyframe(self) -> None:
+        """The viewer sent PLI/FIR (routed here from its RTCRtpSender)."""
+        self._request_keyframe()
+
+    def end(self) -> None:
+        """Publisher gone or viewer closed: make the sender's next recv() fail."""
+        if self._ended:
+            return
+        self._ended = True
+        self._clear()
+        self._queue.put_nowait(None)
+
+    async def recv(self) -> Packet:
+        if self.readyState != "live":
+            raise MediaStreamError
+        self._started = True
+        item = await self._queue.get()
+        if item is None:
+            self.stop()
+            raise MediaStreamError
+        return item
+
+
+class TrackFanout:
+    """Consumes one publisher track for its whole life and hands every packet to the current sinks.
+
+    Always running, even with no sinks: the receiver's output queue is unbounded.
+    """
+
+    def __init__(
+        self, kind: str, track: MediaStreamTrack, on_keyframe: Callable[[], None] | None = None
+    ) -> None:
+        self.kind = kind
+        self._track = track
+        self._sinks: list[PacketSink] = []
+        self._on_keyframe = on_keyframe
+        self._request_keyframe: Callable[[], None] = _no_keyframe_request
+        self.packets = 0
+        self.keyframes = 0
+        self.ended = False
+
+    def set_keyframe_requester(self, request: Callable[[], None]) -> None:
+        self._request_keyframe = request
+
+    def request_keyframe(self) -> None:
+        self._request_keyframe()
+
+    def add(self, sink: PacketSink) -> None:
+        if sink not in self._sinks:
+            self._sinks.append(sink)
+
+    def remove(self, sink: PacketSink) -> None:
+        if sink in self._sinks:
+            self._sinks.remove(sink)
+
+    @property
+    def sink_count(self) -> int:
+        return len(self._sinks)
+
+    async def run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = await self._track.recv()
+                except MediaStreamError:
+                    return
+                if not isinstance(item, av.Packet):
+                    # Only possible if the receiver was not registered before it started.
+                    logger.error("publisher %s track produced a decoded frame; dropping", self.kind)
+                    continue
+                self.packets += 1
+                if item.is_keyframe and self.kind == "video":
+                    self.keyframes += 1
+                    if self._on_keyframe is not None:
+                        self._on_keyframe()
+                for sink in tuple(self._sinks):
+                    try:
+                        sink.push(item)
+                    except Exception:  # one broken sink (e.g. a failing recording) must not stop the stream
+                        logger.exception("dropping a %s packet for %r", self.kind, sink)
+        finally:
+            self.ended = True
+
+
+def _no_keyframe_request() -> None:
+    return None

@@ -1,0 +1,194 @@
+"""Unit tests of the engine's building blocks (no network)."""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+
+import pytest
+from aiortc import RTCRtpCodecParameters
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
+from parley_media import IceCandidate, InvalidCandidate
+from parley_media.forwarding import ForwardedTrack, is_keyframe, to_packet
+from parley_media.ice import CandidateGate, EarlyCandidates, announce_address, parse_candidate
+from parley_media.keyframes import KeyframeRequester, SignalledSsrcs
+from parley_media.model import Packet
+from parley_media.negotiation import primary_ssrc_first
+from parley_media.recording import vp8_dimensions
+
+VP8 = RTCRtpCodecParameters(mimeType="video/VP8", clockRate=90000, payloadType=96)
+# A VP8 keyframe header: frame tag (bit 0 = 0), start code, 640x480.
+VP8_KEY = (
+    bytes([0x10, 0x02, 0x00, 0x9D, 0x01, 0x2A]) + (640).to_bytes(2, "little") + (480).to_bytes(2, "little")
+)
+VP8_DELTA = bytes([0x11, 0x02, 0x00, 0x00])
+
+
+def packet(key: bool, pts: int = 0) -> Packet:
+    return to_packet(VP8, VP8_KEY if key else VP8_DELTA, pts)
+
+
+def test_to_packet_carries_rtp_timing_and_keyframe_flag() -> None:
+    p = to_packet(VP8, VP8_KEY, 123456)
+    assert (p.pts, p.time_base, p.is_keyframe, bytes(p)) == (
+        123456,
+        fractions.Fraction(1, 90000),
+        True,
+        VP8_KEY,
+    )
+    assert not packet(key=False).is_keyframe
+    assert is_keyframe("video/H264", b"\x00\x00\x00\x01\x67\x42") and not is_keyframe(
+        "video/H264", b"\x00\x00\x01\x41"
+    )
+    assert is_keyframe("audio/opus", b"\x78")
+    assert vp8_dimensions(VP8_KEY) == (640, 480) and vp8_dimensions(VP8_DELTA) == (0, 0)
+
+
+async def test_forwarded_video_waits_for_keyframe_and_drops_own_backlog_on_overflow() -> None:
+    requests: list[int] = []
+    track = ForwardedTrack("video", capacity=5, request_keyframe=lambda: requests.append(1))
+    track.push(packet(key=False))
+    assert track.waiting_for_keyframe and track._queue.qsize() == 0
+
+    track.push(packet(key=True, pts=1))
+    for pts in range(2, 5):
+        track.push(packet(key=False, pts=pts))
+    assert (await track.recv()).pts == 1  # the sender started reading
+
+    for pts in range(5, 30):  # a stalled sender: the queue never grows past its capacity
+        track.push(packet(key=False, pts=pts))
+        assert track._queue.qsize() <= 5
+    assert track.waiting_for_keyframe and track.overflows == 1 and requests == [1]
+
+    track.push(packet(key=True, pts=40))
+    assert not track.waiting_for_keyframe
+    assert (await track.recv()).pts == 40
+
+    track.end()
+    with pytest.raises(MediaStreamError):
+        await track.recv()
+    assert track.readyState == "ended"
+
+
+async def test_unstarted_video_track_keeps_only_the_newest_gop() -> None:
+    track = ForwardedTrack("video", capacity=50, request_keyframe=lambda: None)
+    for pts, key in enumerate([True, False, False, True, False]):
+        track.push(packet(key=key, pts=pts))
+    assert [(await track.recv()).pts for _ in range(2)] == [3, 4]
+
+
+def test_forwarded_audio_drops_oldest() -> None:
+    track = ForwardedTrack("audio", capacity=3, request_keyframe=lambda: None)
+    opus = RTCRtpCodecParameters(mimeType="audio/opus", clockRate=48000, payloadType=111)
+    for pts in range(10):
+        track.push(to_packet(opus, b"\x78", pts * 960))
+    assert [track._queue.get_nowait().pts for _ in range(3)] == [7 * 960, 8 * 960, 9 * 960]  # type: ignore[union-attr]
+
+
+async def test_keyframe_requests_are_rate_limited_and_coalesced() -> None:
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def send() -> bool:
+        sent.append(loop.time())
+        return True
+
+    requester = KeyframeRequester(send, min_interval=0.1)
+    runner = asyncio.create_task(requester.run())
+    try:
+        for _ in range(10):  # a burst of viewer PLIs within ~50 ms
+            requester.request()
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.15)
+        assert len(sent) == 2 and sent[1] - sent[0] >= 0.095  # first at once, the rest coalesced
+
+        requester.request()
+        requester.keyframe_seen()  # someone else's keyframe arrived: nothing more to send
+        await asyncio.sleep(0.15)
+        assert len(sent) == 2
+    finally:
+        runner.cancel()
+
+
+def test_pli_targets_come_from_fid_primaries() -> None:
+    sdp = (
+        "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\nc=IN IP4 0.0.0.0\r\na=mid:0\r\na=sendonly\r\n"
+        "a=rtpmap:96 VP8/90000\r\na=rtpmap:97 rtx/90000\r\na=fmtp:97 apt=96\r\n"
+        "a=ssrc-group:FID 1111 2222\r\na=ssrc:2222 cname:x\r\na=ssrc:1111 cname:x\r\n"
+    )
+    ssrcs = SignalledSsrcs.from_media(SessionDescription.parse(sdp).media[0])
+    assert ssrcs == SignalledSsrcs(media=frozenset({1111}), rtx=frozenset({2222}))
+
+
+def test_parse_candidate() -> None:
+    line = "candidate:1 1 udp 2130706431 192.0.2.7 50000 typ host"
+    c = parse_candidate(IceCandidate(line, "0", 0))
+    assert c is not None and (c.ip, c.port, c.type, c.sdpMid) == ("192.0.2.7", 50000, "host", "0")
+    assert parse_candidate(IceCandidate("a=" + line, None, None)).sdpMLineIndex == 0  # type: ignore[union-attr]
+    assert parse_candidate(IceCandidate("", "0", 0)) is None
+    assert parse_candidate(IceCandidate("a=end-of-candidates", None, None)) is None
+    with pytest.raises(InvalidCandidate):
+        parse_candidate(IceCandidate("candidate:1 1 udp", "0", 0))
+
+
+async def test_candidate_gate_buffers_until_open() -> None:
+    added: list[str] = []
+
+    class FakePc:
+        async def addIceCandidate(self, candidate: object) -> None:
+            added.append(str(getattr(candidate, "ip", "")))
+
+    gate = CandidateGate()
+    first = parse_candidate(IceCandidate("candidate:1 1 udp 1 192.0.2.1 1 typ host", "0", 0))
+    second = parse_candidate(IceCandidate("candidate:2 1 udp 1 192.0.2.2 2 typ host", "0", 0))
+    assert first is not None and second is not None
+    await gate.add([first])
+    assert added == []
+    await gate.open(FakePc())  # type: ignore[arg-type]
+    await gate.add([second])
+    assert added == ["192.0.2.1", "192.0.2.2"]
+
+
+def test_early_candidates_expire() -> None:
+    now = [0.0]
+    early: EarlyCandidates[str] = EarlyCandidates(ttl=30, clock=lambda: now[0], max_per_key=2)
+    c = parse_candidate(IceCandidate("candidate:1 1 udp 1 192.0.2.1 1 typ host", "0", 0))
+    assert c is not None
+    early.add("a", [c, c, c])
+    assert len(early.take("a")) == 2 and early.take("a") == []
+    early.add("b", [c])
+    now[0] = 31.0
+    assert early.take("b") == [] and len(early) == 0
+
+
+def test_announce_address_rewrites_host_candidates_only() -> None:
+    sdp = "\r\n".join(
+        [
+            "c=IN IP4 10.0.0.5",
+            "a=candidate:1 1 udp 2130706431 10.0.0.5 40000 typ host",
+            "a=candidate:2 1 udp 1694498815 198.51.100.1 40000 typ srflx raddr 10.0.0.5 rport 40000",
+            "a=candidate:3 1 udp 2130706431 fe80::1 40001 typ host",
+        ]
+    )
+    out = announce_address(sdp, "203.0.113.9").split("\r\n")
+    assert out[0] == "c=IN IP4 203.0.113.9"
+    assert out[1] == "a=candidate:1 1 udp 2130706431 203.0.113.9 40000 typ host"
+    assert out[2:] == sdp.split("\r\n")[2:]
+    assert announce_address(sdp, None) == sdp
+
+
+def test_primary_ssrc_is_listed_before_rtx() -> None:
+    section = [
+        "m=video 9 UDP/TLS/RTP/SAVPF 96 97",
+        "a=ssrc-group:FID 1111 2222",
+        "a=ssrc:2222 cname:x",
+        "a=ssrc:2222 msid:s t",
+        "a=ssrc:1111 cname:x",
+        "a=ssrc:1111 msid:s t",
+    ]
+    sdp = "\r\n".join(["v=0", "s=-", *section, "m=audio 9 UDP/TLS/RTP/SAVPF 111", "a=ssrc:3 cname:x", ""])
+    media = SessionDescription.parse(primary_ssrc_first(sdp)).media
+    assert [s.ssrc for s in media[0].ssrc] == [1111, 2222]
+    assert [s.ssrc for s in media[1].ssrc] == [3]
