@@ -22,6 +22,16 @@ STREAMS: tuple[StreamConfig, ...] = (
         discard=DiscardPolicy.OLD,
     ),
     StreamConfig(
+        name="PARLEY_MEDIA",
+        description="What media nodes report about their streams: ended, recording stored",
+        subjects=[subjects.MEDIA_EVENTS_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=7 * DAY,
+        duplicate_window=120.0,
+        discard=DiscardPolicy.OLD,
+    ),
+    StreamConfig(
         name="PARLEY_PUSH",
         description="AT_LEAST_ONCE events addressed to one user endpoint, kept until acknowledged",
         subjects=[subjects.PUSH_DURABLE_ALL],

@@ -27,6 +27,14 @@ PUSH_LIVE = "parley.push.live.{endpoint}"
 # Core fan-out: the gateway reports which endpoints are connected or active (keep-alive).
 PRESENCE = "parley.presence"
 
+# Media nodes: request/reply to one node, heartbeats (core fan-out), events (JetStream PARLEY_MEDIA).
+MEDIA_NODE = "parley.media.{node}.{op}"
+MEDIA_HEARTBEAT = "parley.media.heartbeat"
+MEDIA_EVENTS = "parley.events.media.{type}"
+MEDIA_EVENTS_ALL = "parley.events.media.>"
+# JetStream object store bucket of recordings.
+RECORDINGS_BUCKET = "parley_recordings"
+
 
 def conference_command(op: str) -> str:
     return CONFERENCE_COMMAND.format(op=op)
@@ -42,6 +50,14 @@ def health(service: str) -> str:
 
 def conference_event(event_type: str) -> str:
     return CONFERENCE_EVENTS.format(type=event_type)
+
+
+def media_node(node_id: str, op: str) -> str:
+    return MEDIA_NODE.format(node=node_id, op=op)
+
+
+def media_event(event_type: str) -> str:
+    return MEDIA_EVENTS.format(type=event_type)
 
 
 def endpoint_token(organization_id: str, user_endpoint_id: str) -> str:

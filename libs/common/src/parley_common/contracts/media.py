@@ -1,0 +1,113 @@
+"""Between the conference service (which keeps the rules) and the media nodes (which do the SDP work).
+
+Requests go to one node: `parley.media.<node id>.<op>`, wrapped in `Request[...]` like every command.
+Nodes announce themselves with `MediaNodeHeartbeat` on `parley.media.heartbeat`, and report what happens
+to their streams as events on the PARLEY_MEDIA stream (`parley.events.media.<type>`). Teardown needs no
+request: nodes follow the conference events (leave, end, unpublish) and close what they hold.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from parley_common.contracts.base import Payload
+from parley_common.contracts.conference import IceCandidate
+
+PublishableStreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM"]
+
+# Why a stream ended without its owner unpublishing it (the reason of ConferenceStreamUnpublishedEvent).
+MEDIA_NODE_LOST = "MEDIA_NODE_LOST"
+
+
+class MediaStream(Payload, frozen=True):
+    organization_id: str
+    conference_id: str
+    stream_id: str
+
+
+class PublishMedia(Payload, frozen=True):
+    stream: MediaStream
+    stream_type: PublishableStreamType
+    sdp_offer: str
+    # The endpoint publishing; the node closes its streams when it leaves.
+    user_endpoint_id: str
+    # RECORDER is on in the conference: record from the first keyframe.
+    record: bool = False
+
+
+class ViewMedia(Payload, frozen=True):
+    stream: MediaStream
+    viewer_id: str
+    sdp_offer: str
+    # The endpoint viewing; the node closes its viewers when it leaves.
+    user_endpoint_id: str
+
+
+class AddMediaCandidates(Payload, frozen=True):
+    stream: MediaStream
+    ice_candidates: list[IceCandidate]
+    # None: the publisher's candidates; otherwise that viewer's.
+    viewer_id: str | None = None
+
+
+class StopViewMedia(Payload, frozen=True):
+    stream: MediaStream
+    viewer_id: str
+    user_endpoint_id: str
+
+
+class UnpublishMedia(Payload, frozen=True):
+    stream: MediaStream
+
+
+class SdpAnswer(Payload, frozen=True):
+    sdp_answer: str
+
+
+class GrabStill(Payload, frozen=True):
+    stream: MediaStream
+
+
+class StillImage(Payload, frozen=True):
+    """A JPEG of the current picture of a published video stream (base64 on the wire)."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    captured_at: datetime
+
+
+class MediaNodeHeartbeat(Payload, frozen=True):
+    node_id: str
+    started_at: datetime
+    publishers: int
+    viewers: int
+    # Streams the node can still take before it counts as full (0 = no limit).
+    capacity: int = 0
+
+
+class MediaStreamEndedEvent(Payload, frozen=True):
+    """A published stream ended on its node without an unpublish (peer connection failed or closed)."""
+
+    id: str
+    node_id: str
+    stream: MediaStream
+    reason: str
+    timestamp: datetime
+
+
+class RecordingStoredEvent(Payload, frozen=True):
+    """A recording of one stream is complete in the object store."""
+
+    id: str
+    node_id: str
+    stream: MediaStream
+    recording_id: str
+    bucket: str
+    object_name: str
+    mime_type: str
+    started_at: datetime
+    duration_seconds: float
+    bytes: int
+    timestamp: datetime
