@@ -8,11 +8,12 @@ import signal
 
 from parley_common.log import configure_logging, get_logger
 from parley_common.messaging.broker import make_broker
+from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.storage import open_store
 
-from parley_conference.adapters.bus import NatsEndpointMessenger, PresenceAnnouncer, register
+from parley_conference.adapters.bus import PresenceAnnouncer, register
 from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.outbox import Outbox
 from parley_conference.adapters.repository import ConferenceRepository

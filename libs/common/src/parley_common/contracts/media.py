@@ -16,6 +16,9 @@ from parley_common.contracts.conference import IceCandidate
 
 PublishableStreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM"]
 
+# Operations of a media node, each on `parley.media.<node id>.<op>` (see subjects.media_node).
+MediaOp = Literal["publish", "view", "candidates", "stopView", "unpublish", "still"]
+
 # Why a stream ended without its owner unpublishing it (the reason of ConferenceStreamUnpublishedEvent).
 MEDIA_NODE_LOST = "MEDIA_NODE_LOST"
 
@@ -47,6 +50,8 @@ class ViewMedia(Payload, frozen=True):
 class AddMediaCandidates(Payload, frozen=True):
     stream: MediaStream
     ice_candidates: list[IceCandidate]
+    # The endpoint posting them: it must own the publisher (or the viewer).
+    user_endpoint_id: str
     # None: the publisher's candidates; otherwise that viewer's.
     viewer_id: str | None = None
 
@@ -111,3 +116,46 @@ class RecordingStoredEvent(Payload, frozen=True):
     duration_seconds: float
     bytes: int
     timestamp: datetime
+
+
+# ---------------------------------------------------------------- conference-service queries about media
+
+
+class StreamStillQuery(Payload, frozen=True):
+    """A still of what an endpoint is publishing on camera (CAM or MIC_AND_CAM) in a conference.
+
+    Served by the conference service (`parley.qry.conference.streamStill`), which knows the stream and the
+    node it lives on. 404: the endpoint publishes no camera stream; 503: its media node does not answer.
+    """
+
+    conference_id: str
+    user_endpoint_id: str
+
+
+class RecordingQuery(Payload, frozen=True):
+    """Where a recording of a conference of the caller's organization is stored (`...recording`)."""
+
+    conference_id: str
+    recording_id: str
+
+
+class RecordingLocation(Payload, frozen=True):
+    recording_id: str
+    stream_id: str
+    bucket: str
+    object_name: str
+    mime_type: str
+    bytes: int
+
+
+class Recording(Payload, frozen=True):
+    """One entry of the conference metadata key RECORDINGS (its value is a JSON list of these)."""
+
+    recording_id: str
+    stream_id: str
+    mime_type: str
+    bytes: int
+    duration_seconds: float
+    started_at: datetime
+    # Gateway path that serves the file to an authorised caller of the same organization.
+    url: str

@@ -9,17 +9,14 @@ from typing import Any
 import msgspec
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
-from nats.js import JetStreamContext
 from parley_common.contracts import conference as api
 from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
-from parley_common.contracts.push import PresenceReport, PushedEvent
+from parley_common.contracts.push import PresenceReport
 from parley_common.contracts.rpc import Accepted, Rejected, Request
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
-from parley_common.messaging.events import publish_event
 from parley_common.messaging.rpc import serve
-from parley_common.sealing import Sealer
 from parley_common.storage import DocumentStore, StorageError
 
 from parley_conference.handlers import ConferenceHandlers
@@ -99,29 +96,6 @@ def register(
         memberships.apply(event)
 
     broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_event)
-
-
-class NatsEndpointMessenger:
-    """sendEvent delivery: AT_LEAST_ONCE into the PARLEY_PUSH stream, BEST_EFFORT as a core message."""
-
-    def __init__(self, nc: Client, js: JetStreamContext, sealer: Sealer) -> None:
-        self._nc = nc
-        self._js = js
-        self._sealer = sealer
-
-    def seal(self, event: dict[str, Any]) -> str:
-        return self._sealer.seal(msgspec.json.encode(event))
-
-    async def deliver(self, pushed: PushedEvent) -> None:
-        if pushed.qos == "AT_LEAST_ONCE":
-            subject = subjects.push_durable(pushed.organization_id, pushed.user_endpoint_id)
-            endpoint = subjects.endpoint_token(pushed.organization_id, pushed.user_endpoint_id)
-            msg_id = f"{pushed.event_id}:{endpoint}"
-            await publish_event(self._js, subject, pushed, msg_id=msg_id, attempts=5)
-        else:
-            await self._nc.publish(
-                subjects.push_live(pushed.organization_id, pushed.user_endpoint_id), encode(pushed)
-            )
 
 
 class PresenceAnnouncer:
