@@ -39,13 +39,21 @@ def unique(prefix: str = "c") -> str:
 
 
 class Stack:
-    """nats-server, `conferences` conference-service replicas and `gateways` gateways, on free ports."""
+    """nats-server, `conferences` conference-service replicas, `media` media nodes (`media-0`, ...) and
+    `gateways` gateways, on free ports."""
 
     def __init__(
-        self, root: Path, *, gateways: int = 1, conferences: int = 1, env: Mapping[str, str] | None = None
+        self,
+        root: Path,
+        *,
+        gateways: int = 1,
+        conferences: int = 1,
+        media: int = 0,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = [free_port() for _ in range(gateways)]
         names = [f"gateway-{i}" for i in range(gateways)]
+        self.media_names = [f"media-{i}" for i in range(media)]
         self.conference_names = (
             ["conference"] if conferences == 1 else [f"conference-{i}" for i in range(conferences)]
         )
@@ -53,6 +61,7 @@ class Stack:
             root / "data",
             [
                 *((name, "parley_conference") for name in self.conference_names),
+                *((name, "parley_media") for name in self.media_names),
                 *((name, "parley_gateway") for name in names),
             ],
             env={
@@ -62,7 +71,11 @@ class Stack:
                 **(env or {}),
             },
             service_env={
-                name: {"PARLEY_HTTP_PORT": str(port)} for name, port in zip(names, self.ports, strict=True)
+                **{
+                    name: {"PARLEY_HTTP_PORT": str(port)}
+                    for name, port in zip(names, self.ports, strict=True)
+                },
+                **{name: {"PARLEY_MEDIA_NODE_ID": name} for name in self.media_names},
             },
             log_dir=root / "logs",
         )
