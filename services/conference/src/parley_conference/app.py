@@ -5,34 +5,48 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 
 from parley_common.log import configure_logging, get_logger
 from parley_common.messaging.broker import make_broker
 from parley_common.messaging.push import NatsEndpointMessenger
+from parley_common.messaging.rpc import RpcClient
 from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.storage import open_store
 
 from parley_conference.adapters.bus import PresenceAnnouncer, register
 from parley_conference.adapters.lease import Lease
+from parley_conference.adapters.media_nodes import (
+    NatsMediaNodeClient,
+    consume_media_events,
+    follow_heartbeats,
+)
 from parley_conference.adapters.outbox import Outbox
+from parley_conference.adapters.placements import Placements
+from parley_conference.adapters.recordings import RecordingLocations
 from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.handlers import ConferenceHandlers, UnitOfWork
+from parley_conference.media import MediaHandlers
 from parley_conference.memberships import Memberships
+from parley_conference.placement import MediaNodes
 from parley_conference.presence import Presence
 from parley_conference.settings import Settings
 
 log = get_logger(__name__)
 
 
-async def run_timers(handlers: ConferenceHandlers, lease: Lease, interval: float) -> None:
-    """Keep-alive and empty timeouts, run by whichever replica holds the lease."""
+async def run_timers(
+    handlers: ConferenceHandlers, media: MediaHandlers, lease: Lease, interval: float
+) -> None:
+    """Keep-alive and empty timeouts, and lost media nodes, run by whichever replica holds the lease."""
     while True:
         if await lease.refresh():
-            try:
-                await handlers.sweep()
-            except Exception:
-                log.exception("sweep failed")
+            for sweep in (handlers.sweep, media.sweep_nodes):
+                try:
+                    await sweep()
+                except Exception:
+                    log.exception("sweep failed", sweep=sweep.__qualname__)
         await asyncio.sleep(interval)
 
 
@@ -60,7 +74,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         empty_timeout_seconds=settings.empty_timeout_seconds,
         on_seen=PresenceAnnouncer(nc),
     )
-    register(broker, handlers, presence, memberships, store)
+    nodes = MediaNodes(timeout_seconds=settings.media_node_timeout_seconds, clock=time.monotonic)
+    media = MediaHandlers(
+        handlers,
+        nodes,
+        await Placements.open(store),
+        await RecordingLocations.open(store),
+        NatsMediaNodeClient(
+            RpcClient(nc, timeout=settings.media_request_timeout_seconds),
+            timeout=settings.media_request_timeout_seconds,
+        ),
+    )
+    register(broker, handlers, media, presence, memberships, store)
+    follow_heartbeats(broker, nodes)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()
     # Subscribed first, loaded second: a join published in between is applied either way (idempotently).
@@ -70,7 +96,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             memberships.load(live)
     tasks = [
         asyncio.create_task(outbox.run(), name="outbox"),
-        asyncio.create_task(run_timers(handlers, lease, settings.sweep_interval_seconds), name="timers"),
+        asyncio.create_task(
+            run_timers(handlers, media, lease, settings.sweep_interval_seconds), name="timers"
+        ),
+        asyncio.create_task(consume_media_events(js, media), name="media-events"),
     ]
     log.info(
         "conference service ready", nats=common.nats_url, storage="mongodb" if common.mongo_url else "sqlite"

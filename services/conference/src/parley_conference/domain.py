@@ -8,6 +8,7 @@ is what the repository relies on to rebuild a conference from its event log.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import datetime
@@ -33,10 +34,17 @@ from parley_common.contracts.conference import (
     MetadataOperation,
     StreamType,
 )
+from parley_common.contracts.media import Recording
 
 MAX_ID_LENGTH = 256
 EMPTY_TIMEOUT = "EMPTY_TIMEOUT"
 KEEPALIVE_TIMEOUT = "TIMEOUT"
+# Conference metadata keys with a meaning to Parley: clients set RECORDER ('{"on":true}' records every
+# stream); RECORDINGS is Parley's list of finished recordings, which clients only read.
+RECORDER_KEY = "RECORDER"
+RECORDINGS_KEY = "RECORDINGS"
+RESERVED_METADATA_KEYS = frozenset({RECORDINGS_KEY})
+CAMERA_STREAM_TYPES: frozenset[str] = frozenset({"CAM", "MIC_AND_CAM"})
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -157,11 +165,16 @@ def _common(conference: Conference, ctx: EventContext, actor: Actor | None) -> d
     }
 
 
+def validate_client_id(field: str, value: str) -> None:
+    """Ids clients choose (conferenceId, streamId, viewerId): printable, not blank, bounded."""
+    if not value.strip():
+        raise InvalidCommand(f"{field} must not be blank")
+    if len(value) > MAX_ID_LENGTH or _CONTROL_CHARS.search(value):
+        raise InvalidCommand(f"{field} must be at most {MAX_ID_LENGTH} printable characters")
+
+
 def validate_conference_id(conference_id: str) -> None:
-    if not conference_id.strip():
-        raise InvalidCommand("conferenceId must not be blank")
-    if len(conference_id) > MAX_ID_LENGTH or _CONTROL_CHARS.search(conference_id):
-        raise InvalidCommand(f"conferenceId must be at most {MAX_ID_LENGTH} printable characters")
+    validate_client_id("conferenceId", conference_id)
 
 
 def _require_open(conference: Conference) -> None:
@@ -275,6 +288,8 @@ def decide_update_metadata(
     _require_participant(conference, actor)
     if not key:
         raise InvalidCommand("key must not be empty")
+    if key in RESERVED_METADATA_KEYS:
+        raise NotAllowed(f"metadata key {key} is maintained by Parley and read-only")
     if operation == "SET" and value is None:
         raise InvalidCommand("value is required when operation is SET")
     if operation == "REMOVE":
@@ -354,6 +369,81 @@ def decide_stream_lost(
     actor = Actor(user_id=participant.user_id, endpoint_id=participant.endpoint_id)
     return ConferenceStreamUnpublishedEvent(
         **_common(conference, ctx, actor), stream_id=stream.id, stream_type=stream.type, reason=reason
+    )
+
+
+def check_view(conference: Conference, actor: Actor, stream_id: str | None) -> Stream:
+    """Viewing (or trickling a viewer's candidates) needs an open conference, a member, the stream."""
+    _require_open(conference)
+    _require_participant(conference, actor)
+    if stream_id is None:
+        raise InvalidCommand("streamId is required")
+    found = conference.stream(stream_id)
+    if found is None:
+        raise NotFound(f"stream {stream_id} not found")
+    return found[1]
+
+
+def check_publisher_candidates(conference: Conference, actor: Actor, stream_id: str | None) -> Stream | None:
+    """A publisher's trickled candidates: its own stream, or one still negotiating (None: not committed)."""
+    _require_open(conference)
+    participant = _require_participant(conference, actor)
+    if stream_id is None:
+        raise InvalidCommand("streamId is required")
+    own = participant.stream(stream_id)
+    if own is None and conference.stream(stream_id) is not None:
+        raise NotAllowed(f"stream {stream_id} is not published by userEndpointId {actor.endpoint_id}")
+    return own
+
+
+def camera_stream(conference: Conference, endpoint_id: str) -> Stream:
+    """The endpoint's camera stream (CAM first, then MIC_AND_CAM): what a still is taken from."""
+    participant = conference.participant(endpoint_id)
+    if participant is None:
+        raise NotFound(f"userEndpointId {endpoint_id} is not in conference {conference.id}")
+    cameras = sorted(
+        (s for s in participant.streams if s.type in CAMERA_STREAM_TYPES), key=lambda s: s.type != "CAM"
+    )
+    if not cameras:
+        raise NotFound(f"userEndpointId {endpoint_id} publishes no camera stream")
+    return cameras[0]
+
+
+def recorder_on(conference: Conference) -> bool:
+    """RECORDER holds '{"on":true}' while the conference records; anything else means off."""
+    entry = conference.metadata.get(RECORDER_KEY)
+    if entry is None or entry.value is None:
+        return False
+    try:
+        value = json.loads(entry.value)
+    except ValueError:
+        return False
+    return isinstance(value, dict) and value.get("on") is True
+
+
+_recordings_decoder = msgspec.json.Decoder(list[Recording])
+
+
+def recordings(conference: Conference) -> list[Recording]:
+    entry = conference.metadata.get(RECORDINGS_KEY)
+    if entry is None or entry.value is None:
+        return []
+    try:
+        return _recordings_decoder.decode(entry.value)
+    except msgspec.DecodeError:
+        return []
+
+
+def decide_add_recording(
+    conference: Conference, recording: Recording, ctx: EventContext
+) -> ConferenceMetadataUpdatedEvent | None:
+    """List a finished recording on the conference (also after it ended: recordings finish at the end)."""
+    listed = recordings(conference)
+    if any(r.recording_id == recording.recording_id for r in listed):
+        return None
+    value = msgspec.json.encode([*listed, recording]).decode()
+    return ConferenceMetadataUpdatedEvent(
+        **_common(conference, ctx, None), key=RECORDINGS_KEY, operation="SET", value=value
     )
 
 

@@ -122,22 +122,22 @@ class ConferenceHandlers:
 
     # ------------------------------------------------------------ plumbing
 
-    def _context(self) -> EventContext:
+    def context(self) -> EventContext:
         return EventContext(event_id=self._ids(), now=self._clock())
 
-    def _seen(self, organization_id: str, endpoint_id: str | None) -> None:
+    def seen(self, organization_id: str, endpoint_id: str | None) -> None:
         if endpoint_id:
             self._presence.seen(organization_id, endpoint_id)
             if self._on_seen is not None:
                 self._on_seen(organization_id, endpoint_id)
 
-    async def _load(self, organization_id: str, conference_id: str, *, fresh: bool = True) -> Conference:
+    async def load(self, organization_id: str, conference_id: str, *, fresh: bool = True) -> Conference:
         conference = await self._uow.conferences.get(organization_id, conference_id, fresh=fresh)
         if conference is None:
             raise domain.NotFound(f"conference {conference_id} not found")
         return conference
 
-    async def _change(
+    async def change(
         self,
         organization_id: str,
         conference_id: str,
@@ -147,8 +147,8 @@ class ConferenceHandlers:
         async with self._uow.conferences.lock(organization_id, conference_id):
             fresh = False
             for _ in range(MAX_ATTEMPTS):
-                conference = await self._load(organization_id, conference_id, fresh=fresh)
-                event = decide(conference, self._context())
+                conference = await self.load(organization_id, conference_id, fresh=fresh)
+                event = decide(conference, self.context())
                 if event is None:
                     if fresh:
                         return conference, None
@@ -175,7 +175,7 @@ class ConferenceHandlers:
             creator=caller.user_id,
             creator_endpoint=body.creator_endpoint,
             metadata=body.metadata,
-            ctx=self._context(),
+            ctx=self.context(),
         )
         try:
             state = await self._uow.add(event)
@@ -187,7 +187,7 @@ class ConferenceHandlers:
     @rejecting
     async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        if (await self._load(caller.organization_id, body.conference_id, fresh=False)).ended:
+        if (await self.load(caller.organization_id, body.conference_id, fresh=False)).ended:
             raise domain.ConferenceHasEnded
         try:
             await self._uow.conferences.claim_endpoint(
@@ -195,9 +195,9 @@ class ConferenceHandlers:
             )
         except EndpointOwnedByAnotherUser:
             return Rejected.conflict(f"userEndpointId {body.user_endpoint_id} belongs to another user")
-        self._seen(caller.organization_id, body.user_endpoint_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
         actor = _actor(caller, body.user_endpoint_id)
-        await self._change(
+        await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_join(c, actor, body.metadata, ctx),
@@ -208,7 +208,7 @@ class ConferenceHandlers:
     async def leave(self, request: Request[api.LeaveConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
         actor = _actor(caller, body.user_endpoint_id)
-        await self._change(
+        await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_leave(c, actor, body.reason, ctx),
@@ -218,9 +218,9 @@ class ConferenceHandlers:
     @rejecting
     async def end(self, request: Request[api.EndConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        self._seen(caller.organization_id, body.user_endpoint_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
         actor = _actor(caller, body.user_endpoint_id)
-        await self._change(
+        await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_end(c, actor, body.reason, ctx),
@@ -230,9 +230,9 @@ class ConferenceHandlers:
     @rejecting
     async def update_metadata(self, request: Request[api.UpdateConferenceMetadataWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        self._seen(caller.organization_id, body.user_endpoint_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
         actor = _actor(caller, body.user_endpoint_id)
-        await self._change(
+        await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_update_metadata(
@@ -246,9 +246,9 @@ class ConferenceHandlers:
         self, request: Request[api.UpdateConferenceParticipantMetadataWebCommand]
     ) -> Reply:
         caller, body = request.caller, request.body
-        self._seen(caller.organization_id, body.user_endpoint_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
         actor = _actor(caller, body.user_endpoint_id)
-        await self._change(
+        await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_update_participant_metadata(c, actor, body.new_metadata, ctx),
@@ -260,7 +260,7 @@ class ConferenceHandlers:
         caller, body = request.caller, request.body
         validate_event(body.event)
         masks = Masks(body.masks)
-        conference = await self._load(caller.organization_id, body.conference_id)
+        conference = await self.load(caller.organization_id, body.conference_id)
         if conference.ended:
             raise domain.ConferenceHasEnded
         event = {**body.event}
@@ -295,28 +295,28 @@ class ConferenceHandlers:
     @rejecting
     async def get(self, request: Request[api.GetConferenceQuery]) -> Reply:
         caller, body = request.caller, request.body
-        self._seen(caller.organization_id, body.user_endpoint_id)
-        conference = await self._load(caller.organization_id, body.conference_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
+        conference = await self.load(caller.organization_id, body.conference_id)
         return Accepted(value=views.conference_view(conference, self._presence))
 
     @rejecting
     async def simple_view(self, request: Request[api.GetConferenceQuery]) -> Reply:
         caller, body = request.caller, request.body
-        self._seen(caller.organization_id, body.user_endpoint_id)
-        conference = await self._load(caller.organization_id, body.conference_id)
+        self.seen(caller.organization_id, body.user_endpoint_id)
+        conference = await self.load(caller.organization_id, body.conference_id)
         return Accepted(value=views.simple_view(conference, self._presence))
 
     @rejecting
     async def events(self, request: Request[api.ConferenceEventsQuery]) -> Reply:
         caller, body = request.caller, request.body
-        conference = await self._load(caller.organization_id, body.conference_id, fresh=False)
+        conference = await self.load(caller.organization_id, body.conference_id, fresh=False)
         if body.user_endpoint_id is not None:
-            self._seen(caller.organization_id, body.user_endpoint_id)
+            self.seen(caller.organization_id, body.user_endpoint_id)
         else:
             # A poll names no endpoint: it keeps alive the caller's own endpoints in this conference.
             for p in conference.participants:
                 if p.user_id == caller.user_id:
-                    self._seen(caller.organization_id, p.endpoint_id)
+                    self.seen(caller.organization_id, p.endpoint_id)
         events = await self._uow.conferences.events(
             caller.organization_id, body.conference_id, body.from_version
         )
@@ -342,11 +342,11 @@ class ConferenceHandlers:
                     log.info("sweep skipped conference", reason=exc.message)
 
     async def _sweep_one(self, organization_id: str, conference_id: str) -> None:
-        conference = await self._load(organization_id, conference_id)
+        conference = await self.load(organization_id, conference_id)
         for participant in conference.participants:
             if self._presence.expired(organization_id, participant.endpoint_id):
                 endpoint = participant.endpoint_id
-                _, event = await self._change(
+                _, event = await self.change(
                     organization_id,
                     conference_id,
                     lambda c, ctx, endpoint=endpoint: domain.decide_timeout(c, endpoint, ctx),  # type: ignore[misc]
@@ -354,7 +354,7 @@ class ConferenceHandlers:
                 if event is not None:
                     log.info("participant timed out", user_endpoint_id=endpoint)
         now = self._clock()
-        _, ended = await self._change(
+        _, ended = await self.change(
             organization_id,
             conference_id,
             lambda c, ctx: domain.decide_end_if_empty(

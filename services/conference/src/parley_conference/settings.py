@@ -15,6 +15,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A conference nobody is in ends by itself (reason EMPTY_TIMEOUT) after this long.
     empty_timeout_seconds: float
     sweep_interval_seconds: float
+    # How long the service waits for a media node's SDP work before answering 503.
+    media_request_timeout_seconds: float
+    # A media node not heard for this long is lost: its streams end with reason MEDIA_NODE_LOST.
+    media_node_timeout_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -24,4 +28,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             keepalive_grace_seconds=env_float("PARLEY_KEEPALIVE_GRACE_SECONDS", 120.0),
             empty_timeout_seconds=env_float("PARLEY_EMPTY_TIMEOUT_SECONDS", 300.0),
             sweep_interval_seconds=env_float("PARLEY_SWEEP_INTERVAL_SECONDS", 1.0),
+            media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0),
+            media_node_timeout_seconds=env_float("PARLEY_MEDIA_NODE_TIMEOUT_SECONDS", 5.0),
         )

@@ -27,6 +27,7 @@ from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 
 from parley_gateway.conferences import conference_operations
+from parley_gateway.demo import add_demo_routes
 from parley_gateway.health import HealthCheck
 from parley_gateway.http import BadRequest, error_response, read_body
 from parley_gateway.identity import (
@@ -162,7 +163,13 @@ class Gateway:
             nc, rpc, essential=settings.essential_services, optional=settings.optional_services
         )
         operations = [
-            *conference_operations(rpc, waiters, longpoll_seconds=settings.longpoll_seconds),
+            *conference_operations(
+                rpc,
+                waiters,
+                js,
+                longpoll_seconds=settings.longpoll_seconds,
+                media_timeout=settings.media_request_timeout_seconds,
+            ),
             push_operation(rpc, hub),
             token_operation(issuer, clients),
             *health.operations(),
@@ -207,6 +214,7 @@ def build_app(operations: list[Operation], verifier: TokenVerifier, settings: Se
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     app.router.add_static("/docs/static", swagger_ui.static_path)
+    add_demo_routes(app)
     return app
 
 

@@ -8,8 +8,12 @@ import time
 from typing import Any
 
 from aiohttp import web
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.errors import ObjectNotFoundError
 from parley_common.contracts import conference as api
 from parley_common.contracts.base import Empty
+from parley_common.contracts.media import RecordingLocation, RecordingQuery
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
@@ -36,14 +40,28 @@ def _caller(caller: Caller | None) -> Caller:
 
 
 def conference_operations(
-    rpc: RpcClient, waiters: ConferenceWaiters, *, longpoll_seconds: float
+    rpc: RpcClient,
+    waiters: ConferenceWaiters,
+    objects: JetStreamContext,
+    *,
+    longpoll_seconds: float,
+    media_timeout: float,
 ) -> list[Operation]:
-    def command(op: str, body: Any, summary: str, response: Any = None, status: int = 204) -> Operation:
+    def command(
+        op: str,
+        body: Any,
+        summary: str,
+        response: Any = None,
+        status: int = 204,
+        timeout: float | None = None,
+    ) -> Operation:
         subject = subjects.conference_command(op)
         value_type = response if response is not None else Empty
 
         async def handle(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
-            reply = await rpc.request(subject, Request(caller=_caller(caller), body=decoded), value_type)
+            reply = await rpc.request(
+                subject, Request(caller=_caller(caller), body=decoded), value_type, timeout=timeout
+            )
             return _respond(request, reply, status)
 
         return Operation(
@@ -103,6 +121,36 @@ def conference_operations(
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), timeout=remaining)
 
+    async def recording(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        query = RecordingQuery(
+            conference_id=request.match_info["id"], recording_id=request.match_info["recordingId"]
+        )
+        reply = await rpc.request(
+            subjects.conference_query("recording"),
+            Request(caller=_caller(caller), body=query),
+            RecordingLocation,
+        )
+        if isinstance(reply, Rejected):
+            return _respond(request, reply, 200)
+        location = reply.value
+        try:
+            store = await objects.object_store(location.bucket)
+            found = await store.get(location.object_name)
+        except ObjectNotFoundError:
+            return error_response(request, 404, f"recording {location.recording_id} not found")
+        except (NatsError, TimeoutError):
+            return error_response(request, 503, "service unavailable: object store not answering")
+        return web.Response(
+            body=found.data,
+            content_type=location.mime_type.split(";")[0],
+            headers={
+                "Content-Disposition": f'attachment; filename="{location.recording_id}.webm"',
+            },
+        )
+
+    def media(op: str, body: Any, summary: str, response: Any = None, status: int = 204) -> Operation:
+        return command(op, body, summary, response, status, timeout=media_timeout)
+
     return [
         command("create", api.CreateConferenceWebCommand, "Create a conference", api.ConferenceSummary, 200),
         command("join", api.JoinConferenceWebCommand, "Join a conference as a user endpoint", Empty, 200),
@@ -124,6 +172,52 @@ def conference_operations(
             "Send an event to every endpoint in the conference",
             api.SendEventResponse,
             200,
+        ),
+        media(
+            "publishStream",
+            api.ConferencePublishStreamWebCommand,
+            "Publish a stream: answers the SDP offer (ICE candidates included)",
+            api.ConferencePublishResult,
+            200,
+        ),
+        media("unpublishStream", api.ConferenceUnpublishStreamWebCommand, "Stop publishing a stream"),
+        media(
+            "viewStream",
+            api.ConferenceViewStreamWebCommand,
+            "View a published stream: answers a recvonly SDP offer",
+            api.ConferenceStreamViewResult,
+            200,
+        ),
+        media("stopViewStream", api.ConferenceStopViewStreamWebCommand, "Stop viewing a stream"),
+        media(
+            "addPublishStreamIceCandidates",
+            api.ConferencePublishStreamIceCandidatesWebCommand,
+            "Trickle ICE candidates of a publisher (before or after the answer)",
+        ),
+        media(
+            "addViewStreamIceCandidates",
+            api.ConferenceViewStreamIceCandidatesWebCommand,
+            "Trickle ICE candidates of a viewer",
+        ),
+        command(
+            "updatePublishedStreamBitrate",
+            api.ConferenceUpdatePublishedStreamBitrateWebCommand,
+            "Ask the publisher to send at most videoBitrate (the publishing client applies it)",
+        ),
+        command(
+            "updateStreamMetadata",
+            api.UpdateConferenceStreamMetadataWebCommand,
+            "Replace the metadata of a published stream",
+        ),
+        Operation(
+            method="GET",
+            path=BASE + "/{id}/recordings/{recordingId}",
+            operation_id="getConferenceRecording",
+            summary="Download a recording listed in the conference metadata key RECORDINGS (webm)",
+            tag=TAG,
+            handler=recording,
+            binary_response="video/webm",
+            errors=(401, 404, 503),
         ),
         Operation(
             method="GET",

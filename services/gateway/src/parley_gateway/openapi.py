@@ -48,6 +48,10 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:
             success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
+        if op.binary_response is not None:
+            success["content"] = {
+                op.binary_response: {"schema": {"type": "string", "contentMediaType": op.binary_response}}
+            }
         responses: dict[str, Any] = {str(op.status): success}
         for status, description in op.extra_responses.items():
             responses[str(status)] = {"description": description}

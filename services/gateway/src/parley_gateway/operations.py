@@ -39,6 +39,8 @@ class Operation:
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 503)
     content_type: str = "application/json"
+    # A success body that is a file of this media type (e.g. "video/webm"), not JSON.
+    binary_response: str | None = None
     extra_responses: dict[int, str] = field(default_factory=dict)
 
     @property

@@ -18,6 +18,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Services whose health /health reports; the essential ones make /health/ready fail when down.
     essential_services: tuple[str, ...]
     optional_services: tuple[str, ...]
+    # Media commands wait on a media node's SDP work: longer than other commands, and a little longer than
+    # the conference service waits for the node, so its own 503 arrives first.
+    media_request_timeout_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             max_body_bytes=env_int("PARLEY_MAX_BODY_BYTES", 1024 * 1024),
             essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference")),
             optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
+            media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0) + 1.0,
         )
 
 

@@ -11,6 +11,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from parley_common.contracts import conference as api
 from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
+from parley_common.contracts.media import RecordingQuery, StreamStillQuery
 from parley_common.contracts.push import PresenceReport
 from parley_common.contracts.rpc import Accepted, Rejected, Request
 from parley_common.log import get_logger
@@ -20,6 +21,7 @@ from parley_common.messaging.rpc import serve
 from parley_common.storage import DocumentStore, StorageError
 
 from parley_conference.handlers import ConferenceHandlers
+from parley_conference.media import MediaHandlers
 from parley_conference.memberships import Memberships
 from parley_conference.presence import Presence
 
@@ -32,6 +34,7 @@ _event_decoder = msgspec.json.Decoder(api.AnyConferenceEvent)
 def register(
     broker: NatsBroker,
     handlers: ConferenceHandlers,
+    media: MediaHandlers,
     presence: Presence,
     memberships: Memberships,
     store: DocumentStore,
@@ -47,12 +50,34 @@ def register(
             handlers.update_participant_metadata,
         ),
         "sendEvent": (Request[api.SendEventToConferenceWebCommand], handlers.send_event),
+        "publishStream": (Request[api.ConferencePublishStreamWebCommand], media.publish_stream),
+        "unpublishStream": (Request[api.ConferenceUnpublishStreamWebCommand], media.unpublish_stream),
+        "viewStream": (Request[api.ConferenceViewStreamWebCommand], media.view_stream),
+        "stopViewStream": (Request[api.ConferenceStopViewStreamWebCommand], media.stop_view_stream),
+        "addPublishStreamIceCandidates": (
+            Request[api.ConferencePublishStreamIceCandidatesWebCommand],
+            media.add_publish_candidates,
+        ),
+        "addViewStreamIceCandidates": (
+            Request[api.ConferenceViewStreamIceCandidatesWebCommand],
+            media.add_view_candidates,
+        ),
+        "updatePublishedStreamBitrate": (
+            Request[api.ConferenceUpdatePublishedStreamBitrateWebCommand],
+            media.update_bitrate,
+        ),
+        "updateStreamMetadata": (
+            Request[api.UpdateConferenceStreamMetadataWebCommand],
+            media.update_stream_metadata,
+        ),
     }
     queries: dict[str, tuple[Any, Any]] = {
         "get": (Request[api.GetConferenceQuery], handlers.get),
         "simpleView": (Request[api.GetConferenceQuery], handlers.simple_view),
         "events": (Request[api.ConferenceEventsQuery], handlers.events),
         "endpointConferences": (Request[api.EndpointConferencesQuery], handlers.endpoint_conferences),
+        "streamStill": (Request[StreamStillQuery], media.stream_still),
+        "recording": (Request[RecordingQuery], media.recording),
     }
     for op, (request_type, handler) in commands.items():
         serve(broker, subjects.conference_command(op), request_type, handler, queue=QUEUE)
