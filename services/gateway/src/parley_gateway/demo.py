@@ -38,7 +38,8 @@ def add_demo_routes(app: web.Application) -> None:
 
     async def redirect(request: web.Request) -> web.StreamResponse:
         # Keep the query: `?token=...&conference=...` must survive the trailing-slash redirect.
-        raise web.HTTPFound(request.rel_url.with_path("/demo/"))
+        query = request.rel_url.raw_query_string
+        raise web.HTTPFound("/demo/" + (f"?{query}" if query else ""))
 
     async def serve(request: web.Request) -> web.StreamResponse:
         name = request.match_info.get("name") or "index.html"
