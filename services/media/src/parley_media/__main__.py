@@ -1,0 +1,3 @@
+from parley_media.app import main
+
+main()

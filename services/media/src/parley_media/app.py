@@ -1,0 +1,130 @@
+"""Bootstrap of a media node: engine, NATS wiring, followers; serve until SIGTERM/SIGINT, then close all."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+
+from faststream.nats import NatsBroker
+from parley_common.clock import utcnow
+from parley_common.log import configure_logging, get_logger, log_context
+from parley_common.messaging.broker import make_broker
+from parley_common.messaging.streams import ensure_streams
+
+from parley_media.adapters.bus import ConferenceEvents, Heartbeats, JetStreamEvents, register
+from parley_media.adapters.recordings import ObjectStoreRecordings
+from parley_media.engine import MediaEngine
+from parley_media.following import FOLLOWED_EVENTS, ConferenceFollower, EngineFollower
+from parley_media.handlers import MediaNodeHandlers
+from parley_media.holdings import Holdings
+from parley_media.recordings import Recordings
+from parley_media.settings import Settings
+
+log = get_logger(__name__)
+
+# On shutdown, how long finished recordings may take to reach the object store, and events the stream.
+STORE_GRACE_SECONDS = 20.0
+EVENT_GRACE_SECONDS = 5.0
+
+
+class MediaNode:
+    """One media node process (also started in-process by tests, which read `engine` and `holdings`)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.node_id = settings.node_id
+        # Fixed for the process lifetime: tells the conference service a restarted node from this one.
+        self.started_at = utcnow()
+        self.engine = MediaEngine(settings.media_config())
+        self.holdings = Holdings()
+        self._broker: NatsBroker | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopped = False
+
+    async def start(self) -> None:
+        settings = self.settings
+        broker = make_broker(settings.common.nats_url, name=f"parley-media-{self.node_id}")
+        self._broker = broker
+        await broker.connect()
+        nc = broker.connection
+        js = nc.jetstream()
+        await ensure_streams(js)
+        events = JetStreamEvents(js)
+        self.recordings = Recordings(self.engine, await ObjectStoreRecordings.open(js), events, self.node_id)
+        self.handlers = MediaNodeHandlers(
+            self.engine,
+            self.holdings,
+            self.recordings,
+            node_id=self.node_id,
+            capacity=settings.capacity,
+            candidate_wait=settings.candidate_wait_seconds,
+        )
+        self._engine_follower = EngineFollower(self.holdings, self.recordings, events, self.node_id)
+        self._remove_listener = self.engine.add_listener(self._engine_follower)
+        follower = ConferenceFollower(self.engine, self.holdings, self.recordings)
+        # Following conference events starts before requests are served: no stream can miss its teardown.
+        self._conference_events = ConferenceEvents(
+            js, self.node_id, follower.apply, event_types=FOLLOWED_EVENTS
+        )
+        await self._conference_events.start()
+        register(broker, self.handlers, self.node_id, nc)
+        await broker.start()
+        heartbeats = Heartbeats(
+            nc, self.engine, node_id=self.node_id, started_at=self.started_at, capacity=settings.capacity
+        )
+        self._tasks = [
+            asyncio.create_task(self._conference_events.run(), name="conference-events"),
+            asyncio.create_task(heartbeats.run(settings.heartbeat_seconds), name="heartbeats"),
+        ]
+        log.info(
+            "media node ready",
+            nats=settings.common.nats_url,
+            ice_servers=len(settings.ice_servers),
+            announced_address=settings.announced_address,
+            capacity=settings.capacity,
+        )
+
+    async def stop(self) -> None:
+        """Stop taking requests, close every stream, store the recordings that finishes, disconnect."""
+        if self._stopped or self._broker is None:
+            return
+        self._stopped = True
+        log.info("media node stopping", publishers=self.engine.counters().publishers)
+        for subscriber in self._broker.subscribers:
+            await subscriber.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.engine.close_all()
+        await self.recordings.drain(STORE_GRACE_SECONDS)
+        await self._engine_follower.drain(EVENT_GRACE_SECONDS)
+        self._remove_listener()
+        await self._conference_events.stop()
+        await self._broker.stop()
+        log.info("media node stopped")
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    node = MediaNode(settings)
+    try:
+        await node.start()
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def main() -> None:
+    settings = Settings.from_env()
+    configure_logging("media", level=settings.log_level)
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        with log_context(node_id=settings.node_id):
+            await serve(settings, stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_main())
