@@ -17,7 +17,9 @@ from parley_common.processes import LocalStack, wait_for_port
 
 DEV_OAUTH_CLIENT = ("parley-dev", "parley-dev-secret", "parley-dev")
 # Started in this order; the gateway last so that it finds the others answering.
-SERVICES = (("conference", "parley_conference"), ("gateway", "parley_gateway"))
+SERVICES = (("conference", "parley_conference"), ("media-0", "parley_media"), ("gateway", "parley_gateway"))
+# Per-service settings: the media node's id names its request subjects (parley.media.media-0.<op>).
+SERVICE_ENV = {"media-0": {"PARLEY_MEDIA_NODE_ID": "media-0"}}
 
 
 def main() -> int:
@@ -32,11 +34,14 @@ def main() -> int:
         "PARLEY_OAUTH_CLIENTS": os.environ.get(
             "PARLEY_OAUTH_CLIENTS", f"{client_id}:{client_secret}:{organization}"
         ),
+        # /health reports the media node; /health/ready does not fail (only warns) while it is down.
+        "PARLEY_OPTIONAL_SERVICES": os.environ.get("PARLEY_OPTIONAL_SERVICES", "media"),
     }
     stack = LocalStack(
         data_dir,
         list(SERVICES),
         env=env,
+        service_env=SERVICE_ENV,
         nats_port=nats_port,
         # On a terminal the services log to it; otherwise (CI, background) to files under .data/logs.
         log_dir=None if sys.stderr.isatty() else data_dir / "logs",
@@ -76,6 +81,7 @@ def _banner(http_port: int, nats_url: str, env: dict[str, str], data_dir: Path) 
 Parley is running.
   gateway      {base}            (API docs: {base}/docs, OpenAPI: {base}/openapi.json)
   nats         {nats_url}        (JetStream data under {data_dir})
+  media node   media-0           (WebRTC from this machine's interfaces; no STUN/TURN configured)
 
 Development credentials (never use these in production):
   OAuth client  id={client_id}  secret={client_secret}  organization={organization}

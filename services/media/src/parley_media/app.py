@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+from collections.abc import Awaitable
 
 from faststream.nats import NatsBroker
 from parley_common.clock import utcnow
@@ -86,13 +87,18 @@ class MediaNode:
         )
 
     async def stop(self) -> None:
-        """Stop taking requests, close every stream, store the recordings that finishes, disconnect."""
+        """Stop taking requests, close every stream, store the recordings that finishes, disconnect.
+
+        Never raises: on Ctrl-C the NATS server may be stopping at the same moment, and the streams must be
+        closed (and their recordings tried, and logged if lost) all the same.
+        """
         if self._stopped or self._broker is None:
             return
         self._stopped = True
+        broker = self._broker
         log.info("media node stopping", publishers=self.engine.counters().publishers)
-        for subscriber in self._broker.subscribers:
-            await subscriber.stop()
+        for subscriber in broker.subscribers:
+            await _quietly("stopping a subscriber", subscriber.stop())
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -100,9 +106,20 @@ class MediaNode:
         await self.recordings.drain(STORE_GRACE_SECONDS)
         await self._engine_follower.drain(EVENT_GRACE_SECONDS)
         self._remove_listener()
-        await self._conference_events.stop()
-        await self._broker.stop()
+        if broker.connection.is_connected:
+            await _quietly("deleting the event consumer", self._conference_events.stop())
+        if not await _quietly("draining the NATS connection", broker.stop()):
+            await _quietly("closing the NATS connection", broker.connection.close())
         log.info("media node stopped")
+
+
+async def _quietly(what: str, step: Awaitable[object]) -> bool:
+    try:
+        await step
+    except Exception as exc:
+        log.warning(f"{what} failed", error=repr(exc))
+        return False
+    return True
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
