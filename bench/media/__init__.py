@@ -1,0 +1,1 @@
+"""Helpers of bench/media_fanout.py: pre-encoded clip, child-process channel, client peers, SFUs, Janus."""
