@@ -39,8 +39,8 @@ def unique(prefix: str = "c") -> str:
 
 
 class Stack:
-    """nats-server, `conferences` conference-service replicas, `media` media nodes (`media-0`, ...) and
-    `gateways` gateways, on free ports."""
+    """nats-server, `conferences` conference-service replicas, `media` media nodes (`media-0`, ...), the
+    snapshot service if `snapshot`, and `gateways` gateways, on free ports."""
 
     def __init__(
         self,
@@ -49,6 +49,7 @@ class Stack:
         gateways: int = 1,
         conferences: int = 1,
         media: int = 0,
+        snapshot: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = [free_port() for _ in range(gateways)]
@@ -62,6 +63,7 @@ class Stack:
             [
                 *((name, "parley_conference") for name in self.conference_names),
                 *((name, "parley_media") for name in self.media_names),
+                *([("snapshot", "parley_snapshot")] if snapshot else []),
                 *((name, "parley_gateway") for name in names),
             ],
             env={

@@ -17,7 +17,12 @@ from parley_common.processes import LocalStack, wait_for_port
 
 DEV_OAUTH_CLIENT = ("parley-dev", "parley-dev-secret", "parley-dev")
 # Started in this order; the gateway last so that it finds the others answering.
-SERVICES = (("conference", "parley_conference"), ("media-0", "parley_media"), ("gateway", "parley_gateway"))
+SERVICES = (
+    ("conference", "parley_conference"),
+    ("snapshot", "parley_snapshot"),
+    ("media-0", "parley_media"),
+    ("gateway", "parley_gateway"),
+)
 # Per-service settings: the media node's id names its request subjects (parley.media.media-0.<op>).
 SERVICE_ENV = {"media-0": {"PARLEY_MEDIA_NODE_ID": "media-0"}}
 
@@ -35,7 +40,7 @@ def main() -> int:
             "PARLEY_OAUTH_CLIENTS", f"{client_id}:{client_secret}:{organization}"
         ),
         # /health reports the media node; /health/ready does not fail (only warns) while it is down.
-        "PARLEY_OPTIONAL_SERVICES": os.environ.get("PARLEY_OPTIONAL_SERVICES", "media"),
+        "PARLEY_OPTIONAL_SERVICES": os.environ.get("PARLEY_OPTIONAL_SERVICES", "media,snapshot"),
     }
     stack = LocalStack(
         data_dir,

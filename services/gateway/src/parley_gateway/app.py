@@ -42,6 +42,7 @@ from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
 from parley_gateway.operations import Operation, QueryParam
 from parley_gateway.push import EventRouting, PushConnection, PushHub
 from parley_gateway.settings import Settings
+from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
 from parley_gateway.waiters import ConferenceWaiters
 
 log = get_logger(__name__)
@@ -169,6 +170,13 @@ class Gateway:
                 js,
                 longpoll_seconds=settings.longpoll_seconds,
                 media_timeout=settings.media_request_timeout_seconds,
+            ),
+            *snapshot_operations(
+                rpc,
+                js,
+                SnapshotGatewaySettings.from_env(
+                    request_timeout=settings.common.request_timeout, port=settings.port
+                ),
             ),
             push_operation(rpc, hub),
             token_operation(issuer, clients),

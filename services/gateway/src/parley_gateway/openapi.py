@@ -17,7 +17,7 @@ REF = "#/components/schemas/{name}"
 def openapi_document(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
     types: list[Any] = [ErrorBody]
     for op in operations:
-        types.extend(t for t in (op.body, op.response) if t is not None)
+        types.extend(t for t in (op.body, op.form, op.response) if t is not None)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
 
@@ -44,6 +44,11 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
             document["requestBody"] = {
                 "required": True,
                 "content": {op.content_type: {"schema": schema_of[id(op.body)]}},
+            }
+        if op.form is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {"multipart/form-data": {"schema": schema_of[id(op.form)]}},
             }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:

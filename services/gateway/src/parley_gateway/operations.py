@@ -31,6 +31,8 @@ class Operation:
     tag: str
     handler: Handler
     body: Any = None  # the msgspec type of the JSON request body
+    # The msgspec type describing a multipart/form-data body (OpenAPI only: the handler reads the parts).
+    form: Any = None
     response: Any = None  # the msgspec type of the 200 body; None with status 204
     status: int = 200
     public: bool = False

@@ -35,6 +35,15 @@ MEDIA_EVENTS_ALL = "parley.events.media.>"
 # JetStream object store bucket of recordings.
 RECORDINGS_BUCKET = "parley_recordings"
 
+# Snapshot service: request/reply like the conference service, events on JetStream stream PARLEY_SNAPSHOT.
+SNAPSHOT_COMMAND = "parley.cmd.snapshot.{op}"
+SNAPSHOT_QUERY = "parley.qry.snapshot.{op}"
+SNAPSHOT_EVENTS = "parley.events.snapshot.{type}"
+SNAPSHOT_EVENTS_ALL = "parley.events.snapshot.>"
+# Object store buckets: snapshot images, and uploads the gateway staged for the service to check (expiring).
+SNAPSHOTS_BUCKET = "parley_snapshots"
+SNAPSHOT_STAGING_BUCKET = "parley_snapshot_staging"
+
 
 def conference_command(op: str) -> str:
     return CONFERENCE_COMMAND.format(op=op)
@@ -58,6 +67,18 @@ def media_node(node_id: str, op: str) -> str:
 
 def media_event(event_type: str) -> str:
     return MEDIA_EVENTS.format(type=event_type)
+
+
+def snapshot_command(op: str) -> str:
+    return SNAPSHOT_COMMAND.format(op=op)
+
+
+def snapshot_query(op: str) -> str:
+    return SNAPSHOT_QUERY.format(op=op)
+
+
+def snapshot_event(event_type: str) -> str:
+    return SNAPSHOT_EVENTS.format(type=event_type)
 
 
 def endpoint_token(organization_id: str, user_endpoint_id: str) -> str:

@@ -1,0 +1,1 @@
+"""Parley snapshot service: snapshot requests, images in the object store, server-side capture."""

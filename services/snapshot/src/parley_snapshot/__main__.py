@@ -1,0 +1,3 @@
+from parley_snapshot.app import main
+
+main()

@@ -1,0 +1,1 @@
+"""NATS, object store and conference-service adapters of the snapshot service."""

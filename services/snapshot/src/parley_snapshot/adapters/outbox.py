@@ -1,0 +1,122 @@
+"""Carrying out what a commit owes: events onto PARLEY_SNAPSHOT, pushes to endpoints, image deletions.
+
+Right after a commit the handler runs the record's effects itself (`settle`), so the pushed event is on
+its way when the command is answered. Whatever fails there (NATS briefly away, the process dying) stays
+`pending` in storage, and `recover_forever` runs it again. Every effect is idempotent: events carry their
+id as `Nats-Msg-Id` (a repeat is stored once), pushes are deduplicated the same way per endpoint, and
+deleting an image that is gone is fine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+from nats.js import JetStreamContext
+from parley_common.contracts.push import PushedEvent
+from parley_common.contracts.snapshot import AnySnapshotEvent
+from parley_common.log import get_logger
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
+from parley_common.messaging.events import publish_event
+
+from parley_snapshot.adapters.images import ImageStore
+from parley_snapshot.adapters.repository import (
+    DeleteObject,
+    Effect,
+    Pending,
+    PublishEvent,
+    PushToEndpoint,
+    Records,
+    as_document,
+)
+from parley_snapshot.domain import Decision
+
+log = get_logger(__name__)
+PUBLISH_ATTEMPTS = 3
+
+
+class EndpointMessenger(Protocol):
+    async def deliver(self, pushed: PushedEvent) -> None: ...
+
+
+def effects_of(decision: Decision[Any]) -> list[Effect]:
+    """What committing `decision` owes: publish every event, push some to endpoints, maybe delete an image."""
+    effects: list[Effect] = [
+        PublishEvent(
+            subject=subjects.snapshot_event(type(event).__name__), msg_id=event.id, event=as_document(event)
+        )
+        for event in decision.events
+    ]
+    for push in decision.pushes:
+        event: AnySnapshotEvent = decision.events[push.event_index]
+        effects.append(
+            PushToEndpoint(
+                pushed=PushedEvent(
+                    organization_id=event.organization_id,
+                    user_endpoint_id=push.user_endpoint_id,
+                    conference_id=event.session_id or "",
+                    event_id=event.id,
+                    qos="AT_LEAST_ONCE",
+                    event=as_document(event),
+                )
+            )
+        )
+    if decision.delete_object is not None:
+        effects.append(DeleteObject(object_name=decision.delete_object))
+    return effects
+
+
+class Outbox:
+    def __init__(self, js: JetStreamContext, messenger: EndpointMessenger, images: ImageStore) -> None:
+        self._js = js
+        self._messenger = messenger
+        self._images = images
+
+    async def settle(
+        self, records: Records[Any], record_id: str, version: int, effects: list[Effect]
+    ) -> bool:
+        """Carry out `effects` and mark them done; False (and left pending) when one failed."""
+        try:
+            for effect in effects:
+                await self._run(effect)
+            await records.settle(record_id, version)
+        except Exception as exc:
+            log.warning("effects left pending", record=record_id, version=version, error=repr(exc))
+            return False
+        return True
+
+    async def recover(self, every: list[Records[Any]]) -> int:
+        """One pass over whatever is still pending in storage; returns how many records it settled."""
+        settled = 0
+        for records in every:
+            pending: list[Pending] = await records.pending()
+            for item in pending:
+                if await self.settle(records, item.id, item.version, item.effects):
+                    settled += 1
+        if settled:
+            log.info("outbox settled pending effects", records=settled)
+        return settled
+
+    async def recover_forever(self, every: list[Records[Any]], interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.recover(every)
+            except Exception:
+                log.exception("outbox recovery failed")
+
+    async def _run(self, effect: Effect) -> None:
+        if isinstance(effect, PublishEvent):
+            await publish_event(
+                self._js,
+                effect.subject,
+                encode(effect.event),
+                msg_id=effect.msg_id,
+                attempts=PUBLISH_ATTEMPTS,
+            )
+        elif isinstance(effect, PushToEndpoint):
+            await self._messenger.deliver(effect.pushed)
+        else:
+            assert isinstance(effect, DeleteObject)
+            await self._images.delete(effect.object_name)
