@@ -1,7 +1,10 @@
 """Fan-out benchmark: one 640x480 30 fps VP8 publisher, N aiortc viewers, three SFUs side by side.
 
 Systems, each measured alone in its own process:
-  parley  Parley's ``MediaEngine`` (parley_media, the engine the media node runs): forwards encoded VP8.
+  parley  Parley's media node, ``python -m parley_media`` (``MediaEngine`` behind NATS), driven over a real
+          nats-server as the conference service drives it: forwards encoded VP8.
+  engine  (only with ``--systems``) the bare ``MediaEngine`` in a child process with a stdin/stdout
+          channel: the same figures without the node's NATS side (heartbeats, event consumer).
   relay   aiortc ``MediaRelay``: decodes the publisher once, re-encodes VP8 for every viewer.
   janus   Janus 1.1.2 VideoRoom (C), Debian package ``janus``, config generated at run time.
 
@@ -56,8 +59,10 @@ from aioice.ice import get_host_addresses
 from media.channel import Child
 from media.clip import encode_clip
 from media.janus import JanusServer, JanusSession, VideoRoom, janus_binary
+from media.node import MediaNodeProcess
 
 SYSTEMS = ("parley", "relay", "janus")
+OPTIONAL_SYSTEMS = ("engine",)
 FPS_TARGET, CPU_TARGET_32, TTFF_TARGET_MS = 28.0, 40.0, 300.0
 
 
@@ -93,7 +98,7 @@ class Signalling(Protocol):
 
 
 class ChildSfu:
-    """Parley or the relay, in a ``media.worker`` child process: the viewer offers, the SFU answers."""
+    """The bare engine or the relay, in a ``media.worker`` child process: the viewer offers, the SFU answers."""
 
     def __init__(self, child: Child) -> None:
         self.child = child
@@ -118,6 +123,36 @@ class ChildSfu:
 
     async def stop(self) -> None:
         await self.child.stop()
+
+
+class NodeSfu:
+    """Parley's media node process (``python -m parley_media``), driven over NATS like the conference
+    service drives it: the viewer offers, the node answers."""
+
+    def __init__(self, node: MediaNodeProcess) -> None:
+        self.node = node
+
+    @classmethod
+    async def start(cls, logs: Path) -> NodeSfu:
+        node = MediaNodeProcess(logs)
+        await node.start(logs / "parley-node.log")
+        return cls(node)
+
+    async def publish(self, offer_sdp: str) -> str:
+        return await self.node.publish(offer_sdp)
+
+    async def view(self, viewers: Child, viewer_id: str) -> None:
+        offer = await viewers.call("offer", id=viewer_id)
+        await viewers.call("answer", id=viewer_id, sdp=await self.node.view(viewer_id, offer["sdp"]))
+
+    def cpu_seconds(self) -> float:
+        return self.node.cpu_seconds()
+
+    async def stats(self) -> dict[str, Any]:
+        return {}
+
+    async def stop(self) -> None:
+        await self.node.stop()
 
 
 class JanusSfu:
@@ -180,11 +215,12 @@ async def run_trial(
     sfu: Signalling | None = None
     clients: list[Child] = []
     try:
-        sfu = (
-            await JanusSfu.start(trial_logs, ice_address)
-            if system == "janus"
-            else await ChildSfu.start(system, trial_logs)
-        )
+        if system == "janus":
+            sfu = await JanusSfu.start(trial_logs, ice_address)
+        elif system == "parley":
+            sfu = await NodeSfu.start(trial_logs)
+        else:
+            sfu = await ChildSfu.start(system, trial_logs)
         publisher = await Child.start("publisher", trial_logs / "publisher.log", str(clip))
         clients.append(publisher)
         procs = [
@@ -275,7 +311,7 @@ def table(results: list[TrialResult]) -> str:
 def verdicts(results: list[TrialResult]) -> list[str]:
     out = []
     for r in results:
-        if r.system != "parley" or r.error is not None:
+        if r.system not in ("parley", "engine") or r.error is not None:
             continue
         misses = []
         if r.fps_min < FPS_TARGET:
@@ -286,7 +322,7 @@ def verdicts(results: list[TrialResult]) -> list[str]:
             misses.append(f"first frame max {fmt(r.ttff_max_ms)} ms > {TTFF_TARGET_MS:.0f}")
         if r.pictures < r.viewers:
             misses.append(f"{r.viewers - r.pictures} viewers without a picture")
-        out.append(f"parley N={r.viewers}: " + ("all targets met" if not misses else "; ".join(misses)))
+        out.append(f"{r.system} N={r.viewers}: " + ("all targets met" if not misses else "; ".join(misses)))
     return out
 
 
@@ -295,14 +331,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--viewers", default="1,8,16,32", help="comma-separated viewer counts")
     parser.add_argument("--seconds", type=float, default=10.0, help="steady measurement window per trial")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds after the last first frame")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of parley,relay,janus")
+    parser.add_argument(
+        "--systems", default=",".join(SYSTEMS), help="any of parley,relay,janus and engine (not by default)"
+    )
     parser.add_argument("--skip-janus", action="store_true")
     parser.add_argument("--viewer-procs", type=int, default=2, help="processes the viewers are spread over")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     args.viewer_counts = [int(v) for v in args.viewers.split(",") if v.strip()]
     args.system_list = [s for s in args.systems.split(",") if s and not (args.skip_janus and s == "janus")]
-    unknown = set(args.system_list) - set(SYSTEMS)
+    unknown = set(args.system_list) - set(SYSTEMS) - set(OPTIONAL_SYSTEMS)
     if unknown:
         parser.error(f"unknown systems {sorted(unknown)}")
     return args

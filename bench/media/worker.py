@@ -1,4 +1,4 @@
-"""Child-process entry point: ``python -m media.worker {parley|relay|publisher|viewers} [clip]``.
+"""Child-process entry point: ``python -m media.worker {engine|relay|publisher|viewers} [clip]``.
 
 Run with ``bench/`` on PYTHONPATH (``channel.Child.start`` does that). Talks JSON lines on stdin/stdout.
 """
@@ -24,7 +24,7 @@ def _handlers(role: Any) -> dict[str, Handler]:
 
 async def main(kind: str, args: list[str]) -> None:
     role: Any
-    if kind == "parley":
+    if kind == "engine":
         from .sfus import ParleySfu
 
         role = ParleySfu()
