@@ -145,7 +145,8 @@ def _run_as_non_root(doc: Doc, container: Doc) -> bool:
 
 
 def test_workloads_have_probes_limits_and_run_hardened() -> None:
-    assert {w["metadata"]["name"] for w in of_kind(workloads(), "Deployment")} == {"gateway", "conference"}
+    deployments = {w["metadata"]["name"] for w in of_kind(workloads(), "Deployment")}
+    assert deployments == {"gateway", "conference", "media"}
     for doc in workloads():
         for container in containers(doc):
             where = f"{doc['metadata']['name']}/{container['name']}"
@@ -451,6 +452,12 @@ def _conference_probe() -> list[str]:
     assert commands[0] == commands[1] == commands[2]
     command: list[str] = commands[0]
     return command
+
+
+def test_media_probes_are_the_conference_probe() -> None:
+    (container,) = containers(workload("media"))
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["exec"]["command"] == _conference_probe(), probe
 
 
 def test_conference_probe_watches_the_configured_nats_port() -> None:
