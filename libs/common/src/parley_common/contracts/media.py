@@ -88,7 +88,8 @@ class MediaNodeHeartbeat(Payload, frozen=True):
     started_at: datetime
     publishers: int
     viewers: int
-    # Streams the node can still take before it counts as full (0 = no limit).
+    # Published streams the node takes in all (PARLEY_MEDIA_CAPACITY) before it counts as full; compare
+    # with `publishers`. 0 = no limit.
     capacity: int = 0
 
 
