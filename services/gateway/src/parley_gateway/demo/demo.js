@@ -303,13 +303,15 @@
         view(session, streamIdOf(event.streamId), event.userEndpointId, event.streamType);
         break;
       case "ConferenceStreamUnpublishedEvent":
-        if (state.publisher && streamIdOf(event.streamId) === state.publisher.streamId) {
+        const mine = state.publisher && streamIdOf(event.streamId) === state.publisher.streamId;
+        if (mine && state.phase !== "leaving") {
           showError(`my stream was unpublished (${event.reason || "no reason given"})`);
         }
         removeRemote(streamIdOf(event.streamId));
         break;
       case "ConferenceLeftEvent":
         if (event.userEndpointId === state.endpointId) {
+          if (state.phase === "leaving") return; // our own leave: leave() tears down
           showError(`removed from the conference (${event.reason || "no reason given"})`);
           teardown("left");
           return;
