@@ -98,7 +98,7 @@ class Signalling(Protocol):
 
 
 class ChildSfu:
-    """The bare engine or the relay, in a ``media.worker`` child process: the viewer offers, the SFU answers."""
+    """The bare engine or the relay in a ``media.worker`` child: the viewer offers, the SFU answers."""
 
     def __init__(self, child: Child) -> None:
         self.child = child
@@ -270,7 +270,11 @@ async def run_trial(
         result.fps_min, result.fps_median = min(fps), statistics.median(fps)
         if ttff:
             result.ttff_p50_ms, result.ttff_max_ms = percentile(ttff, 0.5), max(ttff)
+        connects = [r["connect_ms"] for r in reports.values() if r["connect_ms"] is not None]
         result.extra = {
+            "connect_p50_ms": percentile(connects, 0.5) if connects else None,
+            "connect_max_ms": max(connects, default=None),
+            "ttff_ms": sorted(ttff),
             "sfu": await sfu.stats(),
             "publisher": await publisher.call("stats"),
             "not_connected": sorted(k for k, r in reports.items() if r["state"] != "connected"),

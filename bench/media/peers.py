@@ -84,6 +84,7 @@ class PublisherRole:
 class ViewerPeer:
     pc: RTCPeerConnection
     answered_at: float | None = None  # the moment the client applied the answer (ours or the SFU's)
+    connected_at: float | None = None  # ICE + DTLS done
     first_keyframe_at: float | None = None
     first_keyframe_decoded: bool | None = None
     frames: int = 0
@@ -105,6 +106,12 @@ class ViewersRole:
         viewer = ViewerPeer(pc)
         self.viewers[viewer_id] = viewer
         pc.on("track", lambda track: self._spawn(self._consume(viewer, track)))
+
+        def on_state() -> None:
+            if pc.connectionState == "connected" and viewer.connected_at is None:
+                viewer.connected_at = time.monotonic()
+
+        pc.on("connectionstatechange", on_state)
         return viewer
 
     def _spawn(self, coro: Any) -> None:
@@ -173,9 +180,11 @@ class ViewersRole:
 
     @staticmethod
     def _ttff_ms(viewer: ViewerPeer) -> float | None:
-        if viewer.first_keyframe_at is None or viewer.answered_at is None:
-            return None
-        return (viewer.first_keyframe_at - viewer.answered_at) * 1000
+        return _ms(viewer.answered_at, viewer.first_keyframe_at)
+
+    @staticmethod
+    def _connect_ms(viewer: ViewerPeer) -> float | None:
+        return _ms(viewer.answered_at, viewer.connected_at)
 
     async def mark(self, name: str) -> dict[str, Any]:
         now = time.monotonic()
@@ -190,6 +199,7 @@ class ViewersRole:
             out[vid] = {
                 "fps": (f1 - f0) / (t1 - t0),
                 "ttff_ms": self._ttff_ms(v),
+                "connect_ms": self._connect_ms(v),
                 "decodable": v.first_keyframe_decoded,
                 "keyframes": v.keyframes,
                 "state": v.pc.connectionState,
@@ -200,3 +210,7 @@ class ViewersRole:
         await asyncio.gather(*(v.pc.close() for v in self.viewers.values()), return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
+
+
+def _ms(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else (end - start) * 1000
