@@ -8,9 +8,10 @@ import fractions
 import pytest
 from aiortc import RTCRtpCodecParameters
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from parley_media import IceCandidate, InvalidCandidate
-from parley_media.forwarding import ForwardedTrack, is_keyframe, to_packet
+from parley_media.forwarding import ForwardedTrack, MarkerJitterBuffer, is_keyframe, to_packet
 from parley_media.ice import CandidateGate, EarlyCandidates, announce_address, parse_candidate
 from parley_media.keyframes import KeyframeRequester, SignalledSsrcs
 from parley_media.model import Packet
@@ -43,6 +44,34 @@ def test_to_packet_carries_rtp_timing_and_keyframe_flag() -> None:
     )
     assert is_keyframe("audio/opus", b"\x78")
     assert vp8_dimensions(VP8_KEY) == (640, 480) and vp8_dimensions(VP8_DELTA) == (0, 0)
+
+
+def rtp(seq: int, timestamp: int, data: bytes, marker: bool) -> RtpPacket:
+    packet = RtpPacket(sequence_number=seq, timestamp=timestamp, marker=int(marker))
+    packet._data = data  # type: ignore[attr-defined]  # what the receiver's depayloader sets
+    return packet
+
+
+def test_marker_jitter_buffer_emits_a_frame_on_its_last_packet() -> None:
+    buffer = MarkerJitterBuffer(capacity=128, is_video=True)
+    assert buffer.add(rtp(100, 3000, b"a", marker=False)) == (False, None)
+    _, frame = buffer.add(rtp(101, 3000, b"b", marker=True))  # no need to wait for the next frame
+    assert frame is not None and (frame.data, frame.timestamp) == (b"ab", 3000)
+
+    # A gap holds the frame back, even once its marker packet is in; the retransmission completes it.
+    assert buffer.add(rtp(102, 6000, b"c", marker=False))[1] is None
+    assert buffer.add(rtp(104, 6000, b"e", marker=True))[1] is None
+    _, frame = buffer.add(rtp(103, 6000, b"d", marker=False))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"cde", 6000)
+
+    # A sender without marker bits: complete when the next frame starts, as in aiortc's buffer.
+    assert buffer.add(rtp(105, 9000, b"f", marker=False))[1] is None
+    _, frame = buffer.add(rtp(106, 12000, b"g", marker=False))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"f", 9000)
+    # A late duplicate of an emitted frame is dropped; padding (no payload) is never a frame.
+    assert buffer.add(rtp(101, 3000, b"b", marker=True))[1] is None
+    assert buffer.add(rtp(107, 12000, b"", marker=True))[1] is not None  # "g" + padding: still "g"
+    assert buffer.add(rtp(108, 12000, b"", marker=True))[1] is None
 
 
 async def test_forwarded_video_waits_for_keyframe_and_drops_own_backlog_on_overflow() -> None:

@@ -5,6 +5,10 @@ module-level ``decoder_worker`` of ``aiortc.rtcrtpreceiver`` with a dispatcher. 
 receiver's decoder input queue (by identity) in a registry filled by the engine: registered receivers turn
 each jitter-buffer frame into an ``av.Packet``; every other receiver in the process keeps aiortc's decoder.
 
+Registered video receivers also get a jitter buffer that hands a frame on as soon as its last packet (RTP
+marker bit) is in: aiortc's own waits for the first packet of the next frame, one frame interval (33 ms at
+30 fps) of added latency for every forwarded frame.
+
 Sender side is supported by aiortc: a track whose ``recv()`` returns an ``av.Packet`` is only repacketised.
 """
 
@@ -25,6 +29,7 @@ import aiortc
 import aiortc.rtcrtpreceiver as rtcrtpreceiver
 import av
 from aiortc import MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver
+from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
 
 from .model import Packet
@@ -59,10 +64,47 @@ def forward_receiver(receiver: RTCRtpReceiver, threads: ThreadCounter) -> None:
     """Make this (not yet started) receiver output av.Packets. Must run before negotiation starts it."""
     install_forwarding_worker()
     input_q = getattr(receiver, "_RTCRtpReceiver__decoder_queue", None)
-    if not isinstance(input_q, queue.Queue):
-        raise RuntimeError("aiortc RTCRtpReceiver has no decoder queue; version mismatch")
+    buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
+    if not isinstance(input_q, queue.Queue) or not isinstance(buffer, JitterBuffer):
+        raise RuntimeError("aiortc RTCRtpReceiver has no decoder queue or jitter buffer; version mismatch")
+    if getattr(receiver, "_RTCRtpReceiver__kind", None) == "video":  # its track does not exist yet
+        marker_buffer = MarkerJitterBuffer(buffer.capacity, is_video=True)
+        setattr(receiver, "_RTCRtpReceiver__jitter_buffer", marker_buffer)  # noqa: B010 (name-mangled)
     with _registry_lock:
         _registry[input_q] = threads
+
+
+class MarkerJitterBuffer(JitterBuffer):
+    """Emits a video frame once it is complete, known from its RTP marker bit (RFC 7741: last packet of
+    the frame) or, for a sender that sets none, from the next frame's first packet as aiortc does.
+
+    Only the frame-completion rule differs from aiortc's buffer (same capacity, reordering, NACK and PLI
+    behaviour): packets from the buffer's origin must be contiguous, and all share one timestamp.
+    """
+
+    def _remove_frame(self, sequence_number: int) -> JitterFrame | None:
+        origin = self._origin
+        assert origin is not None  # set by add() before it calls us
+        packets = []
+        timestamp: int | None = None
+        for count in range(self._capacity):
+            packet = self._packets[(origin + count) % self._capacity]
+            if packet is None:
+                return None  # a gap: wait for it (retransmission) or for add() to give up on it
+            if timestamp is None:
+                timestamp = packet.timestamp
+            elif packet.timestamp != timestamp:
+                break  # the next frame began, so this one is complete
+            packets.append(packet)
+            if packet.marker:
+                break
+        else:
+            return None
+        self.remove(len(packets))
+        data = b"".join(p._data for p in packets)  # type: ignore[attr-defined]  # set by the receiver
+        if not data:
+            return None  # padding-only packets carry no frame
+        return JitterFrame(data=data, timestamp=timestamp)
 
 
 def _dispatch_worker(
