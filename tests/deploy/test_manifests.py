@@ -146,7 +146,7 @@ def _run_as_non_root(doc: Doc, container: Doc) -> bool:
 
 def test_workloads_have_probes_limits_and_run_hardened() -> None:
     deployments = {w["metadata"]["name"] for w in of_kind(workloads(), "Deployment")}
-    assert deployments == {"gateway", "conference", "media"}
+    assert deployments == {"gateway", "conference", "media", "snapshot"}
     for doc in workloads():
         for container in containers(doc):
             where = f"{doc['metadata']['name']}/{container['name']}"
@@ -192,7 +192,7 @@ def test_service_modules_exist() -> None:
 
 def test_pod_disruption_budgets_cover_gateway_and_conference() -> None:
     budgets = of_kind(deployed(), "PodDisruptionBudget")
-    for name in ("gateway", "conference"):
+    for name in ("gateway", "conference", "snapshot"):
         doc = workload(name)
         pod_labels = doc["spec"]["template"]["metadata"]["labels"]
         matching = [b for b in budgets if b["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()]
@@ -335,7 +335,11 @@ def test_configmap_fits_a_cluster() -> None:
 
 def test_secrets_are_required_where_a_development_default_would_apply() -> None:
     """Unset, PARLEY_JWT_SECRET and PARLEY_DATA_KEY fall back to public development values."""
-    required = {"gateway": {"PARLEY_JWT_SECRET", "PARLEY_DATA_KEY"}, "conference": {"PARLEY_DATA_KEY"}}
+    required = {
+        "gateway": {"PARLEY_JWT_SECRET", "PARLEY_DATA_KEY"},
+        "conference": {"PARLEY_DATA_KEY"},
+        "snapshot": {"PARLEY_SNAPSHOT_SIGNING_KEY"},
+    }
     for name, keys in required.items():
         (container,) = containers(workload(name))
         env = _env(container)
@@ -454,8 +458,9 @@ def _conference_probe() -> list[str]:
     return command
 
 
-def test_media_probes_are_the_conference_probe() -> None:
-    (container,) = containers(workload("media"))
+@pytest.mark.parametrize("name", ["media", "snapshot"])
+def test_media_probes_are_the_conference_probe(name: str) -> None:
+    (container,) = containers(workload(name))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert container[probe]["exec"]["command"] == _conference_probe(), probe
 
