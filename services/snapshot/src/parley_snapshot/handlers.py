@@ -13,6 +13,7 @@ if that commit does not happen.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -32,12 +33,14 @@ from parley_snapshot import domain, images
 from parley_snapshot.adapters.conferences import ConferenceDirectory
 from parley_snapshot.adapters.images import ImageStore, StagedImageMissing
 from parley_snapshot.adapters.outbox import Outbox, effects_of
-from parley_snapshot.adapters.repository import NEWEST_FIRST, Conflict, Records, Versioned
+from parley_snapshot.adapters.repository import NEWEST_FIRST, Conflict, Effect, Records, Versioned
 from parley_snapshot.domain import Actor, CameraRequest, Decision, DomainError, EventContext, StoredImage
 from parley_snapshot.signing import UrlSigner
 
 log = get_logger(__name__)
 MAX_ATTEMPTS = 4
+# How long a command's answer waits for the effects of its commit (see UnitOfWork).
+SETTLE_WAIT_SECONDS = 0.5
 LIST_LIMIT = 1000
 S = TypeVar("S", bound=Versioned)
 Reply = Accepted[Any] | Rejected
@@ -76,19 +79,40 @@ def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitabl
 
 
 class UnitOfWork:
-    """The two record collections and the outbox: a commit writes state + effects, then settles them."""
+    """The two record collections and the outbox: a commit writes state + effects, then settles them.
+
+    The command's answer waits for the effects (so a pushed event is on its way, an image deleted, when the
+    client hears back) but at most `settle_wait` seconds: with NATS struggling they go on in the
+    background, and what still fails is retried from storage.
+    """
 
     def __init__(
-        self, snapshots: Records[Snapshot], camera_requests: Records[CameraRequest], outbox: Outbox
+        self,
+        snapshots: Records[Snapshot],
+        camera_requests: Records[CameraRequest],
+        outbox: Outbox,
+        *,
+        settle_wait: float = SETTLE_WAIT_SECONDS,
     ) -> None:
         self.snapshots = snapshots
         self.camera_requests = camera_requests
         self._outbox = outbox
+        self._settle_wait = settle_wait
+        self._settling: set[asyncio.Task[bool]] = set()
 
     async def add(self, records: Records[S], decision: Decision[S]) -> None:
         effects = effects_of(decision)
         await records.insert(decision.state, effects)
-        await self._outbox.settle(records, decision.state.id, decision.state.version, effects)
+        await self._settle(records, decision.state.id, decision.state.version, effects)
+
+    async def _settle(
+        self, records: Records[Any], record_id: str, version: int, effects: list[Effect]
+    ) -> None:
+        task = asyncio.ensure_future(self._outbox.settle(records, record_id, version, effects))
+        self._settling.add(task)
+        task.add_done_callback(self._settling.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(task), self._settle_wait)
 
     async def change(
         self, records: Records[S], record_id: str, decide: Callable[[S], Decision[S]]
@@ -108,7 +132,7 @@ class UnitOfWork:
                 except Conflict:
                     log.info("concurrent change, retrying", record=record_id)
                     continue
-                await self._outbox.settle(records, record_id, decision.state.version, effects)
+                await self._settle(records, record_id, decision.state.version, effects)
                 return decision
         raise Busy(f"{_noun(records)} {record_id} is changing too fast, retry")
 
