@@ -721,3 +721,34 @@ async def test_capture_falls_back_to_the_client_when_it_cannot(stack: Stack, api
         assert "503" in fallback["requestProcessingResult"]["error"], fallback
     finally:
         stack.local["media-0"].start()
+
+
+# ---------------------------------------------------------------- documents and health
+
+
+async def test_openapi_and_health_cover_the_snapshot_api(api: Api) -> None:
+    document = (await api.get("/openapi.json")).body
+    paths, schemas = document["paths"], document["components"]["schemas"]
+    for op in ["request", "approve", "discard", "signedUrl", "cameraRequest", "cameraRequestRespond"]:
+        assert "post" in paths[f"{SNAPSHOTS}/{op}"], op
+    for op, form in [("acquire", "SnapshotAcquireForm"), ("upload", "SnapshotUploadForm")]:
+        content = paths[f"{SNAPSHOTS}/{op}"]["post"]["requestBody"]["content"]
+        assert content["multipart/form-data"]["schema"]["$ref"].endswith(f"/{form}")
+        assert schemas[form]["properties"]["image"] == {
+            "type": "string",
+            "format": "binary",
+            "description": "the image file",
+        }
+        assert "413" in paths[f"{SNAPSHOTS}/{op}"]["post"]["responses"]
+    for path in [
+        SNAPSHOTS,
+        f"{SNAPSHOTS}/{{snapshotId}}",
+        f"{SNAPSHOTS}/signed/{{snapshotId}}/{{expiration}}",
+    ]:
+        assert "get" in paths[path], path
+    assert paths[f"{SNAPSHOTS}/signed/{{snapshotId}}/{{expiration}}"]["get"]["security"] == []
+    assert {"Snapshot", "SignedUrl", "SnapshotRequestResult0", "SnapshotRequestWebCommand"} <= set(schemas)
+
+    health = (await api.get("/health")).body
+    reported = {d["name"]: d["isHealthy"] for d in health["dependencies"]}
+    assert reported["snapshot"] and reported["snapshot.storage"] and reported["snapshot.objects"], reported
