@@ -101,6 +101,7 @@ def node_settings(server: NatsServer, node_id: str, **overrides: Any) -> Setting
         "heartbeat_seconds": 0.2,
         "capacity": 0,
         "candidate_wait_seconds": 1.0,
+        "connect_timeout_seconds": 10.0,
         "log_level": "INFO",
         **overrides,
     }
@@ -518,6 +519,31 @@ async def test_a_publisher_that_goes_away_is_reported(node: MediaNode, nc: Clien
     accepted(await conf.unpublish("cam"))
     await peers.close()
     await assert_nothing_left(node)
+
+
+async def test_a_client_that_never_connects_is_let_go(
+    nats_server: NatsServer, nc: Client, peers: Peers
+) -> None:
+    impatient = MediaNode(
+        node_settings(nats_server, f"media-short-{uuid.uuid4().hex[:6]}", connect_timeout_seconds=1.5)
+    )
+    await impatient.start()
+    try:
+        conf = client(nc, impatient)
+        publisher = peers.publisher(video=False)
+        body = PublishMedia(
+            stream=conf.stream("mic"),
+            stream_type="MIC",
+            sdp_offer=await publisher.offer(),
+            user_endpoint_id="alice",
+        )
+        accepted(await conf.call("publish", body, SdpAnswer))  # the answer never reaches the client
+        await publisher.close()
+        ended = await next_media_event(conf.js, MediaStreamEndedEvent, impatient.node_id, timeout=10)
+        assert (ended.stream.stream_id, ended.reason) == ("mic", "connect-timeout")
+        await assert_nothing_left(impatient)
+    finally:
+        await impatient.stop()
 
 
 async def test_heartbeats_count_streams(node: MediaNode, nc: Client, peers: Peers) -> None:

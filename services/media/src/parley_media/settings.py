@@ -35,6 +35,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     capacity: int
     # How long trickled candidates for a publisher/viewer not known yet wait for its publish/view.
     candidate_wait_seconds: float
+    # A peer not connected by then is closed (a publisher's end is then reported as MediaStreamEndedEvent):
+    # a client that vanishes before ICE completes sends nothing, so this is how long it is held.
+    connect_timeout_seconds: float
     log_level: str
 
     @classmethod
@@ -47,6 +50,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             heartbeat_seconds=env_float("PARLEY_MEDIA_HEARTBEAT_SECONDS", 1.0),
             capacity=env_int("PARLEY_MEDIA_CAPACITY", 0),
             candidate_wait_seconds=env_float("PARLEY_MEDIA_CANDIDATE_WAIT_SECONDS", 1.0),
+            connect_timeout_seconds=env_float("PARLEY_MEDIA_CONNECT_TIMEOUT_SECONDS", 20.0),
             log_level=env_str("PARLEY_LOG_LEVEL", "INFO"),
         )
 
@@ -54,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return MediaConfig(
             ice_servers=list(self.ice_servers),
             announced_address=self.announced_address,
+            connect_timeout=self.connect_timeout_seconds,
             # The node hands candidates to the engine only once it knows their session, so the engine's
             # own early buffer only covers the instant between the two: keep nothing for long.
             early_candidate_ttl=max(self.candidate_wait_seconds, 1.0),
