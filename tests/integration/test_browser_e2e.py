@@ -52,7 +52,7 @@ CHROMIUM_FLAGS = (
 def chromium_binary() -> str | None:
     explicit = os.environ.get("PARLEY_CHROMIUM")
     if explicit:
-        return explicit
+        return shutil.which(explicit)
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)
         if found:
@@ -156,7 +156,10 @@ class Browser:
 def chromium() -> str:
     binary = chromium_binary()
     if binary is None:
-        pytest.skip("chromium not installed: apt-get install chromium (CI installs it in .ci/run)")
+        wanted = os.environ.get("PARLEY_CHROMIUM", "chromium, chromium-browser or google-chrome")
+        pytest.skip(
+            f"chromium not installed: no {wanted} on PATH (apt-get install chromium; CI's .ci/run does)"
+        )
     return binary
 
 
@@ -241,6 +244,24 @@ def decoded_fps(collector: Collector, viewer: Browser, publisher: Browser, *, ov
     return (last_frames - first_frames) / (last_at - first_at) * 1000
 
 
+def milestones(collector: Collector, viewer: Browser, publisher: Browser) -> str:
+    """Where the time went on one page, in ms since it started loading (from the page's own timings)."""
+    last = collector.latest(viewer.name) or {}
+    first = collector.reports[viewer.name][0]
+    page = last.get("timings", {})
+    remote = (view_of(last, publisher.endpoint) or {}).get("timings", {})
+    steps = {
+        "first report (s after launch)": round(first["receivedAt"] - viewer.launched_at, 2),
+        "join clicked": page.get("join"),
+        "joined": page.get("joined"),
+        "own stream answered": page.get("published"),
+        f"view of {publisher.name} asked": remote.get("asked"),
+        "view answered": remote.get("answered"),
+        "first frame seen": remote.get("firstFrame"),
+    }
+    return ", ".join(f"{name} {value}" for name, value in steps.items())
+
+
 def diagnose(stack: Stack, collector: Collector, browsers: list[Browser]) -> str:
     parts = []
     for browser in browsers:
@@ -294,7 +315,9 @@ async def test_two_browsers_see_each_other_through_the_media_node(
         assert seen is not None and (seen["frameWidth"], seen["frameHeight"]) == (640, 480), seen
         assert seen["audioPacketsReceived"] > 0, seen
         assert last["errors"] == [], last["errors"]
-    print(f"first video both ways after {took:.1f} s; decoded fps {rates}")
+    print(f"\nfirst video both ways {took:.1f} s after launching the browsers; decoded fps {rates}")
+    for viewer, publisher in ((alice, bob), (bob, alice)):
+        print(f"{viewer.name}: {milestones(collector, viewer, publisher)}")
     assert min(rates.values()) > 5, rates
 
     # The server side moves; the pages follow the events.

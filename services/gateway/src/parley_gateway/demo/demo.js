@@ -31,6 +31,12 @@
     socket: null,
     polling: false,
     errors: [],
+    // Milestones in ms since the page started loading (performance.now()), for people and tests.
+    timings: {},
+  };
+
+  const mark = (name) => {
+    state.timings[name] = Math.round(performance.now());
   };
 
   // ------------------------------------------------------------------ page
@@ -190,6 +196,7 @@
     $("local-stream").textContent = publisher.streamId;
     await pc.setRemoteDescription({ type: "answer", sdp: result.sdpAnswer });
     publisher.trickle.start();
+    mark("published");
   }
 
   // ------------------------------------------------------------------ viewing
@@ -218,7 +225,17 @@
   async function view(session, streamId, endpointId, type) {
     if (!streamId || endpointId === state.endpointId || state.remotes.has(streamId)) return;
     const pc = new RTCPeerConnection({ iceServers: [] });
-    const remote = { streamId, endpointId, type, pc, viewerId: null, trickle: null, tile: null, closed: false };
+    const remote = {
+      streamId,
+      endpointId,
+      type,
+      pc,
+      viewerId: null,
+      trickle: null,
+      tile: null,
+      closed: false,
+      timings: { asked: Math.round(performance.now()) },
+    };
     state.remotes.set(streamId, remote);
     remote.trickle = new Trickle((iceCandidates) =>
       post("addViewStreamIceCandidates", { streamId: { id: streamId }, viewerId: remote.viewerId, iceCandidates }),
@@ -246,6 +263,7 @@
       }
       await pc.setRemoteDescription({ type: "answer", sdp: result.sdpAnswer });
       remote.trickle.start();
+      remote.timings.answered = Math.round(performance.now());
     } catch (err) {
       if (session !== state.session || remote.closed) return;
       showError(`viewing ${streamId} of ${endpointId}: ${err.message}`);
@@ -420,6 +438,7 @@
       return;
     }
     const session = ++state.session;
+    state.timings = { join: Math.round(performance.now()) };
     state.version = null;
     state.syncing = true;
     state.buffered = [];
@@ -443,6 +462,7 @@
       await post("join", { metadata: { type: "demo", name: state.endpointId } });
       if (session !== state.session) return;
       setPhase("joined");
+      mark("joined");
       setStatus(`joined ${state.conferenceId} as ${state.endpointId}`);
       const publishing = publish(session).catch((err) => showError(`publishing: ${err.message}`));
       await resync(session);
@@ -531,6 +551,10 @@
       } catch {
         // closed meanwhile
       }
+      if (entry.framesDecoded > 0 && remote.timings.firstFrame === undefined) {
+        remote.timings.firstFrame = Math.round(performance.now()); // as seen by this (sampled) call
+      }
+      entry.timings = { ...remote.timings };
       remotes[streamId] = entry;
     }
     let published = null;
@@ -557,6 +581,7 @@
       published,
       remotes,
       errors: state.errors.slice(),
+      timings: { ...state.timings },
     };
   }
 
