@@ -514,8 +514,10 @@ async def test_oversize_and_non_images_are_refused_with_nothing_stored(api: Api,
     async def acquire(image: bytes | None) -> Response:
         return await post_form(room.customer_api, "acquire", fields, image)
 
-    oversize = await acquire(noisy_png(MAX_BYTES + 4096))
+    oversize = await acquire(noisy_png(MAX_BYTES + 4096))  # found while reading the image
     assert oversize.status == 413, oversize
+    announced = await acquire(b"\xff\xd8\xff" + bytes(2 * MAX_BYTES))  # refused on its Content-Length
+    assert announced.status == 413, announced
     pdf = await acquire(b"%PDF-1.7\n" + os.urandom(5000))
     assert pdf.status == 400 and "not a JPEG" in pdf.body["message"], pdf
     # Starts like a JPEG (the gateway's sniff lets it through); the service's decoder does not.
