@@ -46,7 +46,10 @@ class NatsMediaNodeClient:
         reply = await self._rpc.request(
             subject, Request(caller=caller, body=body), value_type, timeout=self._timeout
         )
-        if isinstance(reply, Rejected) and reply.status == 503:
+        if isinstance(reply, Rejected) and reply.status >= 500:
+            # A node that is down or failed: the media service is unavailable to the client (never a 500).
+            if reply.status != 503:
+                log.error("media node failed a request", node_id=node_id, op=op, status=reply.status)
             return Rejected.unavailable(f"media node {node_id} is not answering")
         return reply
 
