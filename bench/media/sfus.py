@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from typing import Any
 
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCSessionDescription
@@ -22,8 +23,11 @@ STREAM = StreamKey("bench-org", "bench-conference", "cam")
 
 
 class ParleySfu:
-    def __init__(self) -> None:
-        self.engine = MediaEngine(MediaConfig())
+    def __init__(self, keyframe_min_interval: float | None = None) -> None:
+        config = MediaConfig()
+        if keyframe_min_interval is not None:
+            config = dataclasses.replace(config, keyframe_min_interval=keyframe_min_interval)
+        self.engine = MediaEngine(config)
 
     async def publish(self, sdp: str) -> dict[str, Any]:
         return {"sdp": await self.engine.publish(STREAM, sdp, StreamKind.CAM)}

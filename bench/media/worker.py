@@ -1,4 +1,6 @@
-"""Child-process entry point: ``python -m media.worker {engine|relay|publisher|viewers} [clip]``.
+"""Child-process entry point: ``python -m media.worker ROLE [ARG]``.
+
+Roles: ``engine [keyframe_min_interval]``, ``relay``, ``publisher CLIP``, ``viewers``.
 
 Run with ``bench/`` on PYTHONPATH (``channel.Child.start`` does that). Talks JSON lines on stdin/stdout.
 """
@@ -27,7 +29,7 @@ async def main(kind: str, args: list[str]) -> None:
     if kind == "engine":
         from .sfus import ParleySfu
 
-        role = ParleySfu()
+        role = ParleySfu(float(args[0]) if args else None)
     elif kind == "relay":
         from .sfus import RelaySfu
 
