@@ -68,6 +68,9 @@ class NatsServer:
             [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            # Out of the terminal's process group: Ctrl-C reaches the services, which shut down while NATS
+            # is still there (they flush their outboxes), and the stack stops NATS last.
+            start_new_session=True,
         )
         wait_for_port(self.host, self.port, process=self._process)
         return self
@@ -123,8 +126,17 @@ class ServiceProcess:
         return None if self._process is None else self._process.poll()
 
     def stop(self, timeout: float = 10.0) -> None:
+        self.terminate()
+        self.wait(timeout)
+
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM); `wait` for it."""
         if self._process is not None and self._process.poll() is None:
             self._process.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Until it exited, killing it past `timeout`."""
+        if self._process is not None and self._process.poll() is None:
             try:
                 self._process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -195,8 +207,11 @@ class LocalStack:
         return self
 
     def stop(self) -> None:
+        # All at once (each may take seconds to drain), NATS last so they can still flush to it.
         for process in reversed(self.processes.values()):
-            process.stop()
+            process.terminate()
+        for process in reversed(self.processes.values()):
+            process.wait()
         self.nats.stop()
 
     def __getitem__(self, name: str) -> ServiceProcess:
