@@ -28,6 +28,10 @@ import aiohttp
 import jwt
 import nats
 import uvloop
+from parley_common.contracts.conference import JoinConferenceWebCommand, LeaveConferenceWebCommand
+from parley_common.contracts.rpc import Caller, Request
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
 from parley_common.processes import LocalStack, free_port, wait_for_port
 
 SECRET = "bench-secret-bench-secret-bench-secret"
@@ -82,7 +86,9 @@ async def drive(
     return Result(name, clients, latencies, time.perf_counter() - started)
 
 
-async def bench(seconds: float, client_counts: list[int]) -> list[Result]:
+async def bench(
+    seconds: float, client_counts: list[int], *, with_direct: bool = False, hold: bool = False
+) -> list[Result]:
     root = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     port = free_port()
     stack = LocalStack(
@@ -134,12 +140,37 @@ async def bench(seconds: float, client_counts: list[int]) -> list[Result]:
                         raise RuntimeError(f"{op} answered {response.status}: {await response.text()}")
                     await response.read()
 
+            caller = Caller(organization_id="bench", user_id="bench", request_id="bench")
+
+            async def direct(index: int, n: int) -> None:
+                # The service alone: the request the gateway would send, without HTTP or the gateway.
+                endpoint = f"direct-{index}"
+                if n % 2 == 0:
+                    op, body = "join", encode(Request(caller=caller, body=join_body(endpoint)))
+                else:
+                    op, body = "leave", encode(Request(caller=caller, body=leave_body(endpoint)))
+                reply = await nc.request(subjects.conference_command(op), body, timeout=5)
+                if b'"accepted"' not in reply.data:
+                    raise RuntimeError(f"{op} answered {reply.data!r}")
+
+            def join_body(endpoint: str) -> JoinConferenceWebCommand:
+                return JoinConferenceWebCommand(conference_id=conference_id, user_endpoint_id=endpoint)
+
+            def leave_body(endpoint: str) -> LeaveConferenceWebCommand:
+                return LeaveConferenceWebCommand(conference_id=conference_id, user_endpoint_id=endpoint)
+
             await drive("warm-up", 4, 1.0, join_or_leave)
             await drive("warm-up", 4, 0.5, raw)
+            if hold:
+                print(f"stack up, conference {conference_id}; Ctrl-C to stop", flush=True)
+                while True:
+                    await drive("hold", 1, 3600, join_or_leave)
             for clients in client_counts:
                 results.append(await drive("raw nats-py request/reply", clients, seconds, raw))
                 # An even number of commands per client leaves every endpoint where it started.
                 results.append(await drive("HTTP join+leave via gateway", clients, seconds, join_or_leave))
+                if with_direct:
+                    results.append(await drive("NATS join+leave to service", clients, seconds, direct))
         await nc.close()
         return results
     finally:
@@ -173,8 +204,19 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=5.0, help="measuring time per path and concurrency")
     parser.add_argument("--clients", default="1,32", help="comma-separated concurrency levels")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="also measure join+leave sent straight to the conference service over NATS (no gateway)",
+    )
+    parser.add_argument(
+        "--hold",
+        action="store_true",
+        help="keep one client joining and leaving until interrupted (to attach py-spy to the services)",
+    )
     args = parser.parse_args()
-    report(uvloop.run(bench(args.seconds, [int(c) for c in args.clients.split(",")])))
+    clients = [int(c) for c in args.clients.split(",")]
+    report(uvloop.run(bench(args.seconds, clients, with_direct=args.direct, hold=args.hold)))
 
 
 if __name__ == "__main__":

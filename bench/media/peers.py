@@ -1,8 +1,9 @@
 """Client peers for the bench: one pre-encoded publisher, many viewers that count frames without decoding.
 
 Viewers install Parley's forwarding receive worker (parley_media.forwarding): each complete jitter-buffer
-frame comes out as an ``av.Packet``, so a viewer costs RTP/SRTP handling only, never a VP8 decode. Only
-each viewer's first keyframe is decoded, to prove the picture is real.
+frame comes out as an ``av.Packet``, so a viewer costs RTP/SRTP handling only, never a VP8 decode. The
+first frame is the first keyframe that a fresh VP8 decoder turns into a picture: a frame reassembled from
+a stream joined mid-frame can look like a keyframe (bit 0 of its first byte) and is not one.
 """
 
 from __future__ import annotations
@@ -85,8 +86,10 @@ class ViewerPeer:
     pc: RTCPeerConnection
     answered_at: float | None = None  # the moment the client applied the answer (ours or the SFU's)
     connected_at: float | None = None  # ICE + DTLS done
-    first_keyframe_at: float | None = None
+    first_keyframe_at: float | None = None  # arrival of the first keyframe that decoded
     first_keyframe_decoded: bool | None = None
+    checking: bool = False  # a keyframe candidate is being decoded
+    bogus_keyframes: int = 0  # candidates that did not decode
     frames: int = 0
     keyframes: int = 0
     marks: dict[str, tuple[float, int]] = field(default_factory=dict)
@@ -157,20 +160,26 @@ class ViewersRole:
             viewer.frames += 1
             if packet.is_keyframe:
                 viewer.keyframes += 1
-                if viewer.first_keyframe_at is None:
-                    viewer.first_keyframe_at = time.monotonic()
-                    viewer.first_frame.set()
-                    self._spawn(self._check_decodable(viewer, bytes(packet)))
+                if viewer.first_keyframe_at is None and not viewer.checking:
+                    viewer.checking = True
+                    self._spawn(self._check_decodable(viewer, bytes(packet), time.monotonic()))
 
-    async def _check_decodable(self, viewer: ViewerPeer, data: bytes) -> None:
+    async def _check_decodable(self, viewer: ViewerPeer, data: bytes, arrived_at: float) -> None:
         def decode() -> bool:
             codec = av.CodecContext.create("vp8", "r")
             return any(f.width > 0 for f in codec.decode(av.Packet(data)))
 
         try:
-            viewer.first_keyframe_decoded = await asyncio.get_running_loop().run_in_executor(None, decode)
+            decoded = await asyncio.get_running_loop().run_in_executor(None, decode)
         except Exception:
-            viewer.first_keyframe_decoded = False
+            decoded = False
+        viewer.checking = False
+        if decoded:
+            viewer.first_keyframe_decoded = True
+            viewer.first_keyframe_at = arrived_at
+            viewer.first_frame.set()
+        else:
+            viewer.bogus_keyframes += 1
 
     async def first_frames(self, wait: float) -> dict[str, Any]:
         """Wait until every viewer got its first keyframe (or ``wait`` s); report times to first frame."""
@@ -201,6 +210,7 @@ class ViewersRole:
                 "ttff_ms": self._ttff_ms(v),
                 "connect_ms": self._connect_ms(v),
                 "decodable": v.first_keyframe_decoded,
+                "bogus_keyframes": v.bogus_keyframes,
                 "keyframes": v.keyframes,
                 "state": v.pc.connectionState,
             }
