@@ -18,6 +18,7 @@ import numpy as np
 from aiortc import MediaStreamTrack
 from aiortc.mediastreams import MediaStreamError
 from av.video.frame import VideoFrame
+from parley_media.model import Packet
 
 WIDTH, HEIGHT, FPS = 640, 480, 30
 VIDEO_CLOCK = 90_000
@@ -128,7 +129,7 @@ class ClipTrack(MediaStreamTrack):
     def _next_keyframe(self) -> int:
         return next((i for i in self._keyframes if i >= self._position), 0)
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> Packet:
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:

@@ -18,6 +18,7 @@ import msgspec
 import nats
 import psutil
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from parley_common.contracts.media import MediaNodeHeartbeat, MediaStream, PublishMedia, SdpAnswer, ViewMedia
 from parley_common.contracts.rpc import Accepted, Caller, Request
 from parley_common.messaging import subjects
@@ -46,7 +47,7 @@ class MediaNodeProcess:
         ready = asyncio.get_running_loop().create_future()
         decoder = msgspec.json.Decoder(MediaNodeHeartbeat)
 
-        async def on_heartbeat(msg: nats.aio.msg.Msg) -> None:
+        async def on_heartbeat(msg: Msg) -> None:
             if decoder.decode(msg.data).node_id == self.node_id and not ready.done():
                 ready.set_result(None)
 

@@ -60,7 +60,7 @@ class PublisherRole:
         transceiver = self.pc.addTransceiver(self.track, direction="sendonly")
         prefer_vp8(transceiver)
         # The sender would only flag its (unused) encoder; the clip must jump to a keyframe instead.
-        transceiver.sender._send_keyframe = self.track.request_keyframe
+        transceiver.sender._send_keyframe = self.track.request_keyframe  # type: ignore[method-assign]
         await self.pc.setLocalDescription(await self.pc.createOffer())
         return {"sdp": self.pc.localDescription.sdp}
 

@@ -1,6 +1,6 @@
 """The two Python SFUs under test, each hosted alone in its own child process.
 
-- ``ParleySfu``: Parley's ``MediaEngine`` (forwards encoded VP8, as the media node does).
+- ``EngineSfu``: Parley's bare ``MediaEngine`` (forwards encoded VP8; the media node wraps the same engine).
 - ``RelaySfu``: aiortc's ``MediaRelay``: the publisher's receiver decodes every frame once, and every
   viewer's sender encodes its own copy (the textbook aiortc SFU).
 """
@@ -22,7 +22,7 @@ from .peers import prefer_vp8
 STREAM = StreamKey("bench-org", "bench-conference", "cam")
 
 
-class ParleySfu:
+class EngineSfu:
     def __init__(self, keyframe_min_interval: float | None = None) -> None:
         config = MediaConfig()
         if keyframe_min_interval is not None:

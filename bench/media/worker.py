@@ -27,9 +27,9 @@ def _handlers(role: Any) -> dict[str, Handler]:
 async def main(kind: str, args: list[str]) -> None:
     role: Any
     if kind == "engine":
-        from .sfus import ParleySfu
+        from .sfus import EngineSfu
 
-        role = ParleySfu(float(args[0]) if args else None)
+        role = EngineSfu(float(args[0]) if args else None)
     elif kind == "relay":
         from .sfus import RelaySfu
 
