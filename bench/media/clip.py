@@ -57,12 +57,13 @@ def _pictures(count: int) -> list[np.ndarray]:
 def encode_clip(path: Path, seconds: float, bitrate: int = 1_000_000, keyframe_every: float = 3.0) -> int:
     """Encode ``seconds`` of 640x480 30 fps VP8 to ``path``; returns the number of bytes written."""
     count = round(seconds * FPS)
+    gop = round(keyframe_every * FPS)
     codec = av.CodecContext.create("libvpx", "w")
     codec.width, codec.height, codec.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     codec.framerate = fractions.Fraction(FPS, 1)
     codec.time_base = fractions.Fraction(1, FPS)
     codec.bit_rate = bitrate
-    codec.gop_size = round(keyframe_every * FPS)
+    codec.gop_size = gop
     # Constant bitrate with keyframes capped near a browser's (~15-30 KB at this size): an uncapped
     # first keyframe is ~250 KB, more packets than aiortc's 128-packet jitter buffer holds.
     codec.options = {
@@ -77,11 +78,14 @@ def encode_clip(path: Path, seconds: float, bitrate: int = 1_000_000, keyframe_e
         "bufsize": str(bitrate),
     }
     frames: list[EncodedFrame] = []
-    for i, rgb in enumerate(_pictures(count)):
+    # One GOP more than kept: the encoder's very first keyframe is ~70 KB (rate control not settled),
+    # more than a browser sends at this bitrate, so the clip starts at the second keyframe.
+    for i, rgb in enumerate(_pictures(count + gop)):
         frame = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
         frame.pts = i
         frames.extend(EncodedFrame(bytes(p), bool(p.is_keyframe)) for p in codec.encode(frame))
     frames.extend(EncodedFrame(bytes(p), bool(p.is_keyframe)) for p in codec.encode(None))
+    frames = frames[gop : gop + count]
     if not frames or not frames[0].keyframe:
         raise RuntimeError("the clip must start with a keyframe")
     with path.open("wb") as out:
