@@ -440,6 +440,70 @@ async def test_sqlite_stores_sharing_a_file_see_writes_and_cas_correctly(tmp_pat
         assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
+async def test_sqlite_statement_waits_for_a_lock_held_elsewhere_off_the_loop(tmp_path: Path) -> None:
+    # Statements run on the event loop; one that finds the file locked by another connection must wait for
+    # it on the store's thread (the loop keeps running) and later statements must queue behind it, in order.
+    path = str(tmp_path / "locked.sqlite3")
+    store = SqliteStore(path)
+    await store.start()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        things = await store.collection("things")
+        holder.execute("BEGIN IMMEDIATE")
+        first = asyncio.create_task(things.insert({"_id": "a", "n": 1}))
+        await asyncio.sleep(0.1)  # the loop is not blocked while the insert waits
+        assert not first.done()
+        second = asyncio.create_task(things.update("a", {"n": 2}))
+        await asyncio.sleep(0.05)
+        assert not second.done()
+        holder.execute("COMMIT")
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=5)
+        assert await things.get("a") == {"_id": "a", "n": 2}
+        # Lock released: statements run on the loop again.
+        await things.insert({"_id": "b"})
+        assert await things.count() == 2
+    finally:
+        holder.close()
+        await store.close()
+
+
+async def test_sqlite_lock_held_beyond_the_busy_timeout_is_unavailable(tmp_path: Path) -> None:
+    path = str(tmp_path / "stuck.sqlite3")
+    store = SqliteStore(path, busy_timeout=0.2)
+    await store.start()
+    holder = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        things = await store.collection("things")
+        holder.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StorageUnavailable):
+            await things.insert({"_id": "a"})
+        holder.execute("ROLLBACK")
+        await things.insert({"_id": "a"})
+        assert await things.get("a") == {"_id": "a"}
+    finally:
+        holder.close()
+        await store.close()
+
+
+async def test_sqlite_checkpoints_the_log_into_the_database(tmp_path: Path) -> None:
+    # Automatic checkpoints are off (they would run inside a commit, on the loop); the store runs its own.
+    path = tmp_path / "checkpointed.sqlite3"
+    store = SqliteStore(str(path))
+    store.CHECKPOINT_EVERY = 50
+    await store.start()
+    try:
+        things = await store.collection("things")
+        for i in range(120):
+            await things.insert({"_id": f"t{i}", "pad": "x" * 1000})
+        for _ in range(100):
+            if path.stat().st_size >= 100 * 1000:
+                break
+            await asyncio.sleep(0.02)
+        assert path.stat().st_size >= 100 * 1000  # the rows left the WAL for the database file
+    finally:
+        await store.close()
+
+
 async def test_sqlite_queries_use_the_expression_indexes(tmp_path: Path) -> None:
     # Filters and indexes must spell a field's key expression identically, or SQLite scans silently.
     path = str(tmp_path / "plan.sqlite3")

@@ -10,7 +10,7 @@ import time
 from parley_common.log import configure_logging, get_logger
 from parley_common.messaging.broker import make_broker
 from parley_common.messaging.push import NatsEndpointMessenger
-from parley_common.messaging.rpc import RpcClient
+from parley_common.messaging.rpc import Responders, RpcClient
 from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.storage import open_store
@@ -85,7 +85,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             timeout=settings.media_request_timeout_seconds,
         ),
     )
-    register(broker, handlers, media, presence, memberships, store)
+    responders = Responders(nc)
+    await register(broker, responders, handlers, media, presence, memberships, store)
     follow_heartbeats(broker, nodes)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()
@@ -109,6 +110,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         log.info("conference service stopping")
         # Stop taking requests, finish publishing what was committed, then close the connection.
+        await responders.stop()
         for subscriber in broker.subscribers:
             await subscriber.stop()
         with contextlib.suppress(TimeoutError):

@@ -1,4 +1,4 @@
-"""The embedded adapter: one SQLite table of JSON documents per collection (aiosqlite + JSON1).
+"""The embedded adapter: one SQLite table of JSON documents per collection (sqlite3 + JSON1).
 
 Every field a filter, sort or index touches is read through `_key(path)`, a JSON1 expression that maps a
 document value onto SQLite's storage classes so that SQLite's own comparisons behave like MongoDB's:
@@ -14,12 +14,13 @@ keeps `<>` two-valued. Indexes are built on the very same expression, so queries
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
 
-import aiosqlite
 import msgspec
 
 from parley_common.storage._validation import (
@@ -51,33 +52,53 @@ _encode = msgspec.json.Encoder().encode
 class SqliteStore:
     """A `DocumentStore` in one SQLite file; `":memory:"` gives a private throwaway database.
 
-    Several stores (or processes) may share a file: WAL lets readers run beside the single writer, and the
-    busy timeout makes a writer wait for the lock instead of failing at once. Every write is one statement in
-    autocommit mode, hence atomic on its own.
+    Statements run on the event loop's thread, not on a worker thread: a statement on these small JSON
+    documents takes 20-50 us, while handing it to a thread and back (aiosqlite, as this store did before)
+    took 130 us at best and several milliseconds when the two cores are busy (the worker thread and then the
+    loop must each be scheduled again); it was the largest cost of a conference command. Two things could
+    still make a statement slow, and neither is left on the loop:
+
+    - Lock waits. Several stores (or processes) may share a file: WAL lets readers run beside the single
+      writer, but a writer may find another connection holding the write lock. Statements on the loop do not
+      wait (busy timeout 0); one that finds the database locked is run again on this store's worker thread
+      with the full busy timeout, and until that thread is idle every statement goes there too, so they keep
+      their order and the connection is never used by two threads at once.
+    - WAL checkpoints, which copy the log into the database and fsync it. Automatic checkpoints (which run
+      inside the commit that crosses the threshold) are off; every `CHECKPOINT_EVERY` writes a passive
+      checkpoint runs on a second connection in a thread, beside the writers.
+
+    Durability is unchanged: WAL with `synchronous=NORMAL`, every write one statement in autocommit mode (so
+    atomic on its own) and committed before the call returns. A committed write survives a crash of the
+    process; an OS crash or power loss may lose the last commits before a checkpoint (as before).
     """
+
+    CHECKPOINT_EVERY = 1000
 
     def __init__(self, path: str, *, busy_timeout: float = 5.0) -> None:
         self.path = path
         self._busy_timeout = busy_timeout
-        self._conn: aiosqlite.Connection | None = None
+        self._conn: sqlite3.Connection | None = None
         self._collections: dict[str, SqliteCollection] = {}
         self._indexes: set[tuple[str, Index]] = set()
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
+        self._in_worker = 0
+        self._writes = 0
+        self._checkpointing: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
-        conn = aiosqlite.connect(self.path, timeout=self._busy_timeout, isolation_level=None)
         try:
-            await conn
+            conn = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
-            # A failed connect stops aiosqlite's worker thread without waiting for it; the thread then calls
-            # back into this loop, which must still be running when it does.
-            await asyncio.to_thread(conn._thread.join)
             raise StorageUnavailable(f"cannot open SQLite database {self.path!r}: {exc}") from exc
         self._conn = conn
         try:
             with _translate():
-                await conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+                conn.execute("PRAGMA journal_mode=WAL")
                 # Durable across application crashes; only an OS crash may lose the latest commits.
-                await conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA wal_autocheckpoint=0")
+                conn.execute("PRAGMA busy_timeout=0")
         except StorageError:
             await self.close()
             raise
@@ -86,8 +107,13 @@ class SqliteStore:
         conn, self._conn = self._conn, None
         self._collections.clear()
         self._indexes.clear()
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await self._checkpointing
         if conn is not None:
-            await conn.close()
+            # Closing the last connection checkpoints the log into the database: not on the loop.
+            await asyncio.get_running_loop().run_in_executor(self._worker, conn.close)
+        self._worker.shutdown(wait=False)
 
     async def ping(self) -> None:
         await self._read("SELECT 1", ())
@@ -117,27 +143,77 @@ class SqliteStore:
         keys = ", ".join(_key(path) for path in index.fields)
         await self._ddl(f'CREATE {unique}INDEX IF NOT EXISTS "{name}" ON "{table}" ({keys})')
 
-    def _db(self) -> aiosqlite.Connection:
+    def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             raise StorageUnavailable(f"SQLite store {self.path!r} is not open")
         return self._conn
 
-    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+    async def _run(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """All rows of one statement: on the loop, or on the worker thread while the database is locked."""
+        conn = self._db()
+        if not self._in_worker:
+            try:
+                with _translate():
+                    return conn.execute(sql, params).fetchall()
+            except StorageUnavailable as exc:
+                if not _locked(exc):
+                    raise
+        self._in_worker += 1
+        try:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._worker, self._run_waiting, conn, sql, params)
+        finally:
+            self._in_worker -= 1
+
+    def _run_waiting(self, conn: sqlite3.Connection, sql: str, params: Sequence[Any]) -> list[Any]:
+        """On the worker thread: the statement, waiting up to the busy timeout for the lock."""
         with _translate():
-            return list(await self._db().execute_fetchall(sql, params))
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout * 1000)}")
+            try:
+                return conn.execute(sql, params).fetchall()
+            finally:
+                conn.execute("PRAGMA busy_timeout=0")
+
+    async def _read(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        return await self._run(sql, params)
 
     async def _write(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one data-changing statement; the number of rows it changed.
-
-        `RETURNING` + `execute_fetchall` makes this a single trip to aiosqlite's thread: a thread hop is the
-        dominant cost of a write (hundreds of microseconds on a small VM, against tens for SQLite itself).
-        """
-        with _translate():
-            return len(list(await self._db().execute_fetchall(f"{sql} RETURNING 1", params)))
+        """Run one data-changing statement; the number of rows it changed (`RETURNING` counts them)."""
+        rows = await self._run(f"{sql} RETURNING 1", params)
+        self._wrote()
+        return len(rows)
 
     async def _ddl(self, sql: str) -> None:
-        with _translate():
-            await self._db().execute_fetchall(sql)
+        await self._run(sql, ())
+        self._wrote()
+
+    def _wrote(self) -> None:
+        self._writes += 1
+        if self._writes >= self.CHECKPOINT_EVERY and self._checkpointing is None and self.path != ":memory:":
+            self._writes = 0
+            loop = asyncio.get_running_loop()
+            self._checkpointing = loop.run_in_executor(None, _checkpoint, self.path, self._busy_timeout)
+            self._checkpointing.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, done: asyncio.Future[None]) -> None:
+        self._checkpointing = None
+        if not done.cancelled():
+            done.exception()  # a failed checkpoint is tried again after the next CHECKPOINT_EVERY writes
+
+
+def _checkpoint(path: str, busy_timeout: float) -> None:
+    """Copy the write-ahead log into the database without blocking writers (on a thread)."""
+    conn = sqlite3.connect(path, timeout=busy_timeout, isolation_level=None)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        conn.close()
+
+
+def _locked(exc: StorageUnavailable) -> bool:
+    cause = exc.__cause__
+    code = getattr(cause, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 
 
 class SqliteCollection:

@@ -17,7 +17,7 @@ from parley_common.contracts.rpc import Accepted, Rejected, Request
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
-from parley_common.messaging.rpc import serve
+from parley_common.messaging.rpc import Responders
 from parley_common.storage import DocumentStore, StorageError
 
 from parley_conference.handlers import ConferenceHandlers
@@ -31,8 +31,9 @@ _presence_decoder = msgspec.json.Decoder(PresenceReport)
 _event_decoder = msgspec.json.Decoder(api.AnyConferenceEvent)
 
 
-def register(
+async def register(
     broker: NatsBroker,
+    responders: Responders,
     handlers: ConferenceHandlers,
     media: MediaHandlers,
     presence: Presence,
@@ -79,10 +80,11 @@ def register(
         "streamStill": (Request[StreamStillQuery], media.stream_still),
         "recording": (Request[RecordingQuery], media.recording),
     }
+    # Requests on plain nats-py subscriptions, events through faststream (see `Responders`).
     for op, (request_type, handler) in commands.items():
-        serve(broker, subjects.conference_command(op), request_type, handler, queue=QUEUE)
+        await responders.serve(subjects.conference_command(op), request_type, handler, queue=QUEUE)
     for op, (request_type, handler) in queries.items():
-        serve(broker, subjects.conference_query(op), request_type, handler, queue=QUEUE)
+        await responders.serve(subjects.conference_query(op), request_type, handler, queue=QUEUE)
 
     async def health(_: HealthQuery) -> Accepted[ServiceHealth] | Rejected:
         try:
@@ -96,7 +98,7 @@ def register(
         ]
         return Accepted(value=ServiceHealth(service=QUEUE, is_healthy=storage_ok, dependencies=dependencies))
 
-    serve(broker, subjects.health(QUEUE), HealthQuery, health, queue=QUEUE)
+    await responders.serve(subjects.health(QUEUE), HealthQuery, health, queue=QUEUE)
 
     # Every replica hears every report (no queue group): any of them may have to judge a keep-alive.
     async def on_presence(body: bytes) -> None:
