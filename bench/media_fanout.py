@@ -25,12 +25,14 @@ Targets (Parley): every viewer >= 28 fps up to 32 viewers, SFU CPU for 32 viewer
 first frame within 300 ms of the answer.
 
 The harness is kept cheap so it does not eat the cores being measured: the publisher replays a clip
-pre-encoded once per run (PyAV libvpx, ~1 Mbps, keyframe every 3 s; a PLI/FIR makes it skip to the next
-keyframe), so aiortc only packetises; viewers install Parley's forwarding receive worker, so they count
-encoded frames and decode nothing but their first keyframe(s) (to prove it is a picture). The publisher and
-the viewers live in child processes (viewers spread over ``--viewer-procs`` processes), the SFU in its
-own. Viewers join one after another (each negotiation completes before the next starts; first frames
-are awaited together afterwards).
+pre-encoded once per run (PyAV libvpx, ~1 Mbps, keyframes of ~25-30 KB every 3 s), so aiortc only
+packetises; a PLI/FIR makes it skip to the clip's next keyframe, honouring at most one request per
+``--publisher-keyframe-interval`` (0.3 s, like libwebrtc's sender; later ones wait for the interval's
+end). Viewers install Parley's forwarding receive worker, so they count encoded frames and decode
+nothing but their first keyframe(s) (to prove it is a picture). The publisher and the viewers live in
+child processes (viewers spread over ``--viewer-procs`` processes), the SFU in its own. Viewers join
+one after another (each negotiation completes before the next starts; first frames are awaited
+together afterwards).
 
 Needs: the workspace venv (aiortc 1.16.0, PyAV, psutil, aiohttp: ``uv sync --all-packages``), a
 non-loopback IPv4 interface (aioice never offers 127.0.0.1), and for Janus ``apt-get install janus``
@@ -38,7 +40,7 @@ non-loopback IPv4 interface (aioice never offers 127.0.0.1), and for Janus ``apt
 
     uv run python bench/media_fanout.py [--viewers 1,8,16,32] [--seconds 10] [--skip-janus]
         [--systems parley,relay,janus,engine] [--warmup 3] [--viewer-procs 2] [--json results.json]
-        [--engine-keyframe-interval 0.3]
+        [--publisher-keyframe-interval 0.3] [--engine-keyframe-interval 0.3]
 
 Prints a markdown table; child logs go to a temp directory printed at the start.
 """
@@ -234,7 +236,9 @@ async def run_trial(
             sfu = await ChildSfu.start(system, trial_logs, str(args.engine_keyframe_interval))
         else:
             sfu = await ChildSfu.start(system, trial_logs)
-        publisher = await Child.start("publisher", trial_logs / "publisher.log", str(clip))
+        publisher = await Child.start(
+            "publisher", trial_logs / "publisher.log", str(clip), str(args.publisher_keyframe_interval)
+        )
         clients.append(publisher)
         procs = [
             await Child.start("viewers", trial_logs / f"viewers-{i}.log")
@@ -356,6 +360,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--skip-janus", action="store_true")
     parser.add_argument("--viewer-procs", type=int, default=2, help="processes the viewers are spread over")
+    parser.add_argument(
+        "--publisher-keyframe-interval",
+        type=float,
+        default=0.3,
+        help="the publisher sends at most one requested keyframe per this many seconds (0: every PLI)",
+    )
     parser.add_argument(
         "--engine-keyframe-interval",
         type=float,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import math
 import struct
 import time
 from dataclasses import dataclass
@@ -111,12 +112,19 @@ class ClipTrack(MediaStreamTrack):
 
     ``request_keyframe()`` (wired to the sender's PLI/FIR handling) makes the next frame sent the clip's
     next keyframe: the picture skips ahead, but the decoder never sees a reference it lacks.
+
+    Like libwebrtc's sender (EncoderRtcpFeedback: one intra request per 300 ms is honoured), at most one
+    request per ``min_keyframe_interval`` is: an SFU that forwards every subscriber's PLI cannot turn the
+    stream into keyframes only. libwebrtc drops the others and relies on receivers repeating theirs; the
+    bench's viewers do not repeat, so a request inside the interval waits for its end instead.
     """
 
     kind = "video"
 
-    def __init__(self, frames: list[EncodedFrame]) -> None:
+    def __init__(self, frames: list[EncodedFrame], min_keyframe_interval: float = 0.3) -> None:
         super().__init__()
+        self._min_keyframe_interval = min_keyframe_interval
+        self._last_honoured = -math.inf
         self._frames = frames
         self._keyframes = [i for i, f in enumerate(frames) if f.keyframe]
         self._position = 0
@@ -140,11 +148,14 @@ class ClipTrack(MediaStreamTrack):
             self._start = time.monotonic()
         else:
             await asyncio.sleep(max(0.0, self._start + self._sent / FPS - time.monotonic()))
-        if self._jump:
-            self._jump = False
+        now = time.monotonic()
+        if self._jump and now - self._last_honoured >= self._min_keyframe_interval:
+            self._last_honoured = now
             if not self._frames[self._position].keyframe:
                 self._position = self._next_keyframe()
         frame = self._frames[self._position]
+        if frame.keyframe:
+            self._jump = False  # whoever asked for one gets this one
         self._position = (self._position + 1) % len(self._frames)
         packet = av.Packet(frame.data)
         packet.pts = packet.dts = self._sent * (VIDEO_CLOCK // FPS)

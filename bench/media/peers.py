@@ -52,8 +52,8 @@ async def wait_connected(pc: RTCPeerConnection, timeout: float) -> str:
 class PublisherRole:
     """Sends the pre-encoded clip; PLI/FIR from the SFU make it skip to the clip's next keyframe."""
 
-    def __init__(self, clip_path: Path) -> None:
-        self.track = ClipTrack(load_clip(clip_path))
+    def __init__(self, clip_path: Path, min_keyframe_interval: float) -> None:
+        self.track = ClipTrack(load_clip(clip_path), min_keyframe_interval)
         self.pc = new_pc()
 
     async def offer(self) -> dict[str, Any]:

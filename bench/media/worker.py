@@ -1,6 +1,6 @@
 """Child-process entry point: ``python -m media.worker ROLE [ARG]``.
 
-Roles: ``engine [keyframe_min_interval]``, ``relay``, ``publisher CLIP``, ``viewers``.
+Roles: ``engine [keyframe_min_interval]``, ``relay``, ``publisher CLIP KEYFRAME_INTERVAL``, ``viewers``.
 
 Run with ``bench/`` on PYTHONPATH (``channel.Child.start`` does that). Talks JSON lines on stdin/stdout.
 """
@@ -37,7 +37,7 @@ async def main(kind: str, args: list[str]) -> None:
     elif kind == "publisher":
         from .peers import PublisherRole
 
-        role = PublisherRole(Path(args[0]))
+        role = PublisherRole(Path(args[0]), float(args[1]))
     elif kind == "viewers":
         from .peers import ViewersRole
 
