@@ -65,7 +65,9 @@ class Outbox:
         last_flush = time.monotonic()
         while True:
             try:
-                first = await asyncio.wait_for(self._queue.get(), timeout=self._flush_interval)
+                # `asyncio.timeout`, not `wait_for`: no task per wait (this runs once per command).
+                async with asyncio.timeout(self._flush_interval):
+                    first = await self._queue.get()
             except TimeoutError:
                 first = None
             batch = [] if first is None else [first]
@@ -93,6 +95,12 @@ class Outbox:
         await self._idle.wait()
 
     async def _publish(self, events: list[AnyConferenceEvent]) -> None:
+        if len(events) == 1:  # the usual batch: no task to pipeline it with others
+            event = events[0]
+            await publish_event(
+                self._js, subjects.conference_event(type(event).__name__), event, msg_id=event.id
+            )
+            return
         await asyncio.gather(
             *(
                 publish_event(
