@@ -4,7 +4,11 @@ Starts its own stack (nats-server, conference service, gateway) on free ports wi
 directory, plus a raw nats-py echo responder in a separate process, then measures both paths in the same
 run with 1 and 32 concurrent clients and prints p50/p99 latency and commands per second.
 
-    uv run python bench/conference_commands.py [--seconds 5] [--clients 1,32]
+    uv run python bench/conference_commands.py [--seconds 5] [--clients 1,32] [--direct] [--hold]
+
+`--direct` adds a third path: the same join+leave sent straight to the conference service over NATS, so
+the service's share and the gateway's share of an HTTP command can be told apart. `--hold` keeps one
+client joining and leaving through the gateway until interrupted, to attach `py-spy` to the services.
 
 Target (issue 2): p50 of an HTTP command within 3x the raw NATS round trip measured in the same run.
 """
