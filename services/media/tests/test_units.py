@@ -11,7 +11,7 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from parley_media import IceCandidate, InvalidCandidate
-from parley_media.forwarding import ForwardedTrack, MarkerJitterBuffer, is_keyframe, to_packet
+from parley_media.forwarding import ForwardedTrack, MarkerJitterBuffer, TrackFanout, is_keyframe, to_packet
 from parley_media.ice import CandidateGate, EarlyCandidates, announce_address, parse_candidate
 from parley_media.keyframes import KeyframeRequester, SignalledSsrcs
 from parley_media.model import Packet
@@ -221,3 +221,21 @@ def test_primary_ssrc_is_listed_before_rtx() -> None:
     media = SessionDescription.parse(primary_ssrc_first(sdp)).media
     assert [s.ssrc for s in media[0].ssrc] == [1111, 2222]
     assert [s.ssrc for s in media[1].ssrc] == [3]
+
+
+def test_fast_start_replays_a_short_gop_to_a_joining_viewer_only() -> None:
+    fanout = TrackFanout("video", ForwardedTrack("video", 1, lambda: None), fast_start_frames=3)
+    frames = [packet(True, 0), packet(False, 3000), packet(False, 6000)]
+    for frame in frames:
+        fanout._keep_gop(frame)
+    joined = ForwardedTrack("video", 10, lambda: None)
+    fanout.add(joined, replay_gop=True)
+    assert joined._queue.qsize() == 3 and not joined.waiting_for_keyframe
+    unprimed = ForwardedTrack("video", 10, lambda: None)
+    fanout.add(unprimed)
+    assert unprimed._queue.qsize() == 0 and unprimed.waiting_for_keyframe
+    # A GOP grown past the limit is not replayed: the joiner waits for a fresh keyframe.
+    fanout._keep_gop(packet(False, 9000))
+    late = ForwardedTrack("video", 10, lambda: None)
+    fanout.add(late, replay_gop=True)
+    assert late._queue.qsize() == 0 and late.waiting_for_keyframe

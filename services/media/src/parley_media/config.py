@@ -29,6 +29,9 @@ class MediaConfig:
     audio_queue_packets: int = 50
     # Trickled candidates that arrive before publish()/view() wait this long (seconds).
     early_candidate_ttl: float = 30.0
+    # Fast start: a joining viewer first gets the GOP in progress when it is at most this many frames
+    # long (12 = 400 ms at 30 fps, longer than the PLI rate limit); 0 turns it off.
+    fast_start_frames: int = 12
     # Stills: frames kept since the last keyframe to prime a lazily started decoder.
     still_gop_cache_frames: int = 150
     # Stills: wait this long for a picture (e.g. a requested keyframe) before NoPicture.

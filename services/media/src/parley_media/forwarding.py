@@ -259,13 +259,24 @@ class TrackFanout:
     """
 
     def __init__(
-        self, kind: str, track: MediaStreamTrack, on_keyframe: Callable[[], None] | None = None
+        self,
+        kind: str,
+        track: MediaStreamTrack,
+        on_keyframe: Callable[[], None] | None = None,
+        *,
+        fast_start_frames: int = 0,
     ) -> None:
         self.kind = kind
         self._track = track
         self._sinks: list[PacketSink] = []
         self._on_keyframe = on_keyframe
         self._request_keyframe: Callable[[], None] = _no_keyframe_request
+        # Fast start: the current GOP while it is at most this many frames long (0: off). A viewer joining
+        # then starts on its keyframe at once instead of waiting for the keyframe it asks for, which the
+        # publisher may only send after the PLI rate limit (~300 ms); the replay is short enough that the
+        # viewer's jitter buffer absorbs the burst.
+        self._fast_start_frames = fast_start_frames
+        self._gop: list[Packet] = []
         self.packets = 0
         self.keyframes = 0
         self.ended = False
@@ -276,8 +287,12 @@ class TrackFanout:
     def request_keyframe(self) -> None:
         self._request_keyframe()
 
-    def add(self, sink: PacketSink) -> None:
+    def add(self, sink: PacketSink, *, replay_gop: bool = False) -> None:
+        """Hand `sink` every packet from now on; with `replay_gop`, first the short GOP in progress."""
         if sink not in self._sinks:
+            if replay_gop:
+                for packet in self._gop:
+                    sink.push(packet)
             self._sinks.append(sink)
 
     def remove(self, sink: PacketSink) -> None:
@@ -304,6 +319,7 @@ class TrackFanout:
                     self.keyframes += 1
                     if self._on_keyframe is not None:
                         self._on_keyframe()
+                self._keep_gop(item)
                 for sink in tuple(self._sinks):
                     try:
                         sink.push(item)
@@ -311,6 +327,16 @@ class TrackFanout:
                         logger.exception("dropping a %s packet for %r", self.kind, sink)
         finally:
             self.ended = True
+
+    def _keep_gop(self, packet: Packet) -> None:
+        if not self._fast_start_frames or self.kind != "video":
+            return
+        if packet.is_keyframe:
+            self._gop = [packet]
+        elif self._gop and len(self._gop) < self._fast_start_frames:
+            self._gop.append(packet)
+        else:
+            self._gop = []  # too long to replay: joiners wait for the keyframe they ask for
 
 
 def _no_keyframe_request() -> None:

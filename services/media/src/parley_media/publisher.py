@@ -76,7 +76,12 @@ class Publisher(PeerSession):
         self.keyframes = KeyframeRequester(
             ReceiverPli(transceiver.receiver, media.ssrcs), self.config.keyframe_min_interval
         )
-        fanout = TrackFanout(kind, track, on_keyframe=self.keyframes.keyframe_seen)
+        fanout = TrackFanout(
+            kind,
+            track,
+            on_keyframe=self.keyframes.keyframe_seen,
+            fast_start_frames=self.config.fast_start_frames,
+        )
         fanout.set_keyframe_requester(self.keyframes.request)
         self.stills = StillCapture(
             fanout.request_keyframe,

@@ -51,7 +51,7 @@ class Viewer(PeerSession):
         self._ensure_open()
         # Subscribe now: until the sender starts reading, each track keeps only the newest GOP.
         for kind, track in self.tracks.items():
-            self._fanouts[kind].add(track)
+            self._fanouts[kind].add(track, replay_gop=True)
         if "video" in self.tracks:
             self._fanouts["video"].request_keyframe()
         return await self._finish_negotiation()
