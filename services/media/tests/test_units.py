@@ -11,7 +11,14 @@ from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import RtpPacket
 from aiortc.sdp import SessionDescription
 from parley_media import IceCandidate, InvalidCandidate
-from parley_media.forwarding import ForwardedTrack, MarkerJitterBuffer, TrackFanout, is_keyframe, to_packet
+from parley_media.forwarding import (
+    ForwardedTrack,
+    MarkerJitterBuffer,
+    PassThroughAudioBuffer,
+    TrackFanout,
+    is_keyframe,
+    to_packet,
+)
 from parley_media.ice import CandidateGate, EarlyCandidates, announce_address, parse_candidate
 from parley_media.keyframes import KeyframeRequester, SignalledSsrcs
 from parley_media.model import Packet
@@ -72,6 +79,19 @@ def test_marker_jitter_buffer_emits_a_frame_on_its_last_packet() -> None:
     assert buffer.add(rtp(101, 3000, b"b", marker=True))[1] is None
     assert buffer.add(rtp(107, 12000, b"", marker=True))[1] is not None  # "g" + padding: still "g"
     assert buffer.add(rtp(108, 12000, b"", marker=True))[1] is None
+
+
+def test_forwarded_audio_passes_each_packet_on_at_once_and_never_stalls_on_a_loss() -> None:
+    buffer = PassThroughAudioBuffer(capacity=16)
+    _, frame = buffer.add(rtp(65535, 960, b"a", marker=True))
+    assert frame is not None and (frame.data, frame.timestamp) == (b"a", 960)
+    # 0 and 1 lost: the next one still goes straight through (across the sequence wrap).
+    _, frame = buffer.add(rtp(2, 3840, b"d", marker=True))
+    assert frame is not None and frame.data == b"d"
+    # Late, duplicate or empty: dropped.
+    assert buffer.add(rtp(1, 2880, b"c", marker=True))[1] is None
+    assert buffer.add(rtp(2, 3840, b"d", marker=True))[1] is None
+    assert buffer.add(rtp(3, 4800, b"", marker=True))[1] is None
 
 
 async def test_forwarded_video_waits_for_keyframe_and_drops_own_backlog_on_overflow() -> None:

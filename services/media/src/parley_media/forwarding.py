@@ -31,6 +31,7 @@ import av
 from aiortc import MediaStreamTrack, RTCRtpCodecParameters, RTCRtpReceiver
 from aiortc.jitterbuffer import JitterBuffer, JitterFrame
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import RtpPacket
 
 from .model import Packet
 from .tasks import ThreadCounter
@@ -67,9 +68,13 @@ def forward_receiver(receiver: RTCRtpReceiver, threads: ThreadCounter) -> None:
     buffer = getattr(receiver, "_RTCRtpReceiver__jitter_buffer", None)
     if not isinstance(input_q, queue.Queue) or not isinstance(buffer, JitterBuffer):
         raise RuntimeError("aiortc RTCRtpReceiver has no decoder queue or jitter buffer; version mismatch")
-    if getattr(receiver, "_RTCRtpReceiver__kind", None) == "video":  # its track does not exist yet
-        marker_buffer = MarkerJitterBuffer(buffer.capacity, is_video=True)
-        setattr(receiver, "_RTCRtpReceiver__jitter_buffer", marker_buffer)  # noqa: B010 (name-mangled)
+    kind = getattr(receiver, "_RTCRtpReceiver__kind", None)  # its track does not exist yet
+    replacement: JitterBuffer = (
+        MarkerJitterBuffer(buffer.capacity, is_video=True)
+        if kind == "video"
+        else PassThroughAudioBuffer(buffer.capacity)
+    )
+    setattr(receiver, "_RTCRtpReceiver__jitter_buffer", replacement)  # noqa: B010 (name-mangled)
     with _registry_lock:
         _registry[input_q] = threads
 
@@ -105,6 +110,31 @@ class MarkerJitterBuffer(JitterBuffer):
         if not data:
             return None  # padding-only packets carry no frame
         return JitterFrame(data=data, timestamp=timestamp)
+
+
+class PassThroughAudioBuffer(JitterBuffer):
+    """Forwarded audio: every packet is a whole Opus frame, handed on as it arrives.
+
+    aiortc's audio buffer holds 4 frames (80 ms) before releasing one and, on a lost packet, stalls until
+    16 are queued. Forwarding needs neither: the viewer's own jitter buffer (NetEq in a browser) smooths
+    and conceals, as behind any SFU. Duplicates and packets older than the last one handed on are dropped.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__(capacity)
+        self._last: int | None = None
+
+    def add(self, packet: RtpPacket) -> tuple[bool, JitterFrame | None]:
+        sequence = packet.sequence_number
+        if self._last is not None:
+            ahead = (sequence - self._last) & 0xFFFF
+            if ahead == 0 or ahead >= 0x8000:
+                return False, None
+        self._last = sequence
+        data: bytes = packet._data  # type: ignore[attr-defined]  # set by the receiver (depayloaded)
+        if not data:
+            return False, None
+        return False, JitterFrame(data=data, timestamp=packet.timestamp)
 
 
 def _dispatch_worker(
