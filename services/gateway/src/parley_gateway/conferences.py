@@ -19,24 +19,18 @@ from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 
 from parley_gateway.http import BadRequest, error_response, json_response
-from parley_gateway.operations import Handler, Operation, QueryParam
+from parley_gateway.operations import (
+    Handler,
+    Operation,
+    QueryParam,
+    authenticated,
+    reply_response,
+    rpc_command,
+)
 from parley_gateway.waiters import ConferenceWaiters
 
 TAG = "Conferences"
 BASE = "/rtc-api/conferences"
-
-
-def _respond(request: web.Request, reply: Any, status: int) -> web.StreamResponse:
-    if isinstance(reply, Rejected):
-        return error_response(request, reply.status, reply.message)
-    if status == 204:
-        return web.Response(status=204)
-    return json_response(reply.value, status=status)
-
-
-def _caller(caller: Caller | None) -> Caller:
-    assert caller is not None, "conference operations are never public"
-    return caller
 
 
 def conference_operations(
@@ -55,25 +49,17 @@ def conference_operations(
         status: int = 204,
         timeout: float | None = None,
     ) -> Operation:
-        subject = subjects.conference_command(op)
-        value_type = response if response is not None else Empty
-
-        async def handle(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
-            reply = await rpc.request(
-                subject, Request(caller=_caller(caller), body=decoded), value_type, timeout=timeout
-            )
-            return _respond(request, reply, status)
-
-        return Operation(
-            method="POST",
+        return rpc_command(
+            rpc,
+            subjects.conference_command(op),
             path=f"{BASE}/{op}",
             operation_id=op,
             summary=summary,
             tag=TAG,
-            handler=handle,
             body=body,
             response=response,
             status=status,
+            timeout=timeout,
         )
 
     def view(op: str, response: Any) -> Handler:
@@ -83,8 +69,8 @@ def conference_operations(
             query = api.GetConferenceQuery(
                 conference_id=request.match_info["id"], user_endpoint_id=request.query.get("userEndpointId")
             )
-            reply = await rpc.request(subject, Request(caller=_caller(caller), body=query), response)
-            return _respond(request, reply, 200)
+            reply = await rpc.request(subject, Request(caller=authenticated(caller), body=query), response)
+            return reply_response(request, reply, 200)
 
         return handle
 
@@ -97,7 +83,7 @@ def conference_operations(
             from_version = int(raw_version)
         except ValueError:
             raise BadRequest(f"query parameter v must be an integer, got {raw_version!r}") from None
-        who = _caller(caller)
+        who = authenticated(caller)
         query = Request(
             caller=who,
             body=api.ConferenceEventsQuery(
@@ -113,7 +99,7 @@ def conference_operations(
                 changed.clear()
                 reply = await rpc.request(subjects.conference_query("events"), query, api.ConferenceEvents)
                 if isinstance(reply, Rejected):
-                    return _respond(request, reply, 200)
+                    return reply_response(request, reply, 200)
                 remaining = deadline - time.monotonic()
                 if reply.value.events or remaining <= 0:
                     return json_response(reply.value.events)
@@ -127,11 +113,11 @@ def conference_operations(
         )
         reply = await rpc.request(
             subjects.conference_query("recording"),
-            Request(caller=_caller(caller), body=query),
+            Request(caller=authenticated(caller), body=query),
             RecordingLocation,
         )
         if isinstance(reply, Rejected):
-            return _respond(request, reply, 200)
+            return reply_response(request, reply, 200)
         location = reply.value
         try:
             store = await objects.object_store(location.bucket)

@@ -8,7 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
-from parley_common.contracts.rpc import Caller
+from parley_common.contracts.base import Empty
+from parley_common.contracts.rpc import Caller, Rejected, Request
+from parley_common.messaging.rpc import RpcClient
+
+from parley_gateway.http import error_response, json_response
 
 # A handler gets the request, the authenticated caller (None on public operations) and the decoded body.
 Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamResponse]]
@@ -48,3 +52,53 @@ class Operation:
     @property
     def path_params(self) -> list[str]:
         return re.findall(r"{(\w+)}", self.path)
+
+
+def authenticated(caller: Caller | None) -> Caller:
+    """The caller of an operation that is not public (the route wrapper has refused anonymous calls)."""
+    assert caller is not None, "only public operations run without a caller"
+    return caller
+
+
+def reply_response(request: web.Request, reply: Any, status: int) -> web.StreamResponse:
+    """A service's reply as HTTP: its rejection as `{message, traceId}`, else the value (or 204)."""
+    if isinstance(reply, Rejected):
+        return error_response(request, reply.status, reply.message)
+    if status == 204:
+        return web.Response(status=204)
+    return json_response(reply.value, status=status)
+
+
+def rpc_command(
+    rpc: RpcClient,
+    subject: str,
+    *,
+    path: str,
+    operation_id: str,
+    summary: str,
+    tag: str,
+    body: Any,
+    response: Any = None,
+    status: int = 204,
+    timeout: float | None = None,
+) -> Operation:
+    """A POST whose JSON body goes to a service's command subject as is, its reply coming back as HTTP."""
+    value_type = response if response is not None else Empty
+
+    async def handle(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
+        reply = await rpc.request(
+            subject, Request(caller=authenticated(caller), body=decoded), value_type, timeout=timeout
+        )
+        return reply_response(request, reply, status)
+
+    return Operation(
+        method="POST",
+        path=path,
+        operation_id=operation_id,
+        summary=summary,
+        tag=tag,
+        handler=handle,
+        body=body,
+        response=response,
+        status=status,
+    )

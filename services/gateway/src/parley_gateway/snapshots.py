@@ -31,7 +31,7 @@ from parley_common.messaging.rpc import RpcClient
 from parley_common.messaging.streams import ensure_object_store
 
 from parley_gateway.http import BadRequest, error_response, json_response
-from parley_gateway.operations import Operation, QueryParam
+from parley_gateway.operations import Operation, QueryParam, authenticated, reply_response, rpc_command
 
 log = get_logger(__name__)
 TAG = "Snapshots"
@@ -128,19 +128,6 @@ async def read_form(request: web.Request, max_bytes: int) -> tuple[dict[str, str
     return fields, image
 
 
-def _respond(request: web.Request, reply: Any, status: int) -> web.StreamResponse:
-    if isinstance(reply, Rejected):
-        return error_response(request, reply.status, reply.message)
-    if status == 204:
-        return web.Response(status=204)
-    return json_response(reply.value, status=status)
-
-
-def _caller(caller: Caller | None) -> Caller:
-    assert caller is not None, "this snapshot operation is not public"
-    return caller
-
-
 def snapshot_operations(
     rpc: RpcClient, js: JetStreamContext, settings: SnapshotGatewaySettings
 ) -> list[Operation]:
@@ -159,25 +146,17 @@ def snapshot_operations(
         status: int = 204,
         timeout: float | None = None,
     ) -> Operation:
-        subject = subjects.snapshot_command(op)
-        value_type = response if response is not None else Empty
-
-        async def handle(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
-            reply = await rpc.request(
-                subject, Request(caller=_caller(caller), body=decoded), value_type, timeout=timeout
-            )
-            return _respond(request, reply, status)
-
-        return Operation(
-            method="POST",
+        return rpc_command(
+            rpc,
+            subjects.snapshot_command(op),
             path=f"{BASE}/{op}",
             operation_id=f"snapshot{op[0].upper()}{op[1:]}",
             summary=summary,
             tag=TAG,
-            handler=handle,
             body=body,
             response=response,
             status=status,
+            timeout=timeout,
         )
 
     async def staged_command(
@@ -216,15 +195,19 @@ def snapshot_operations(
         return reply, None
 
     async def acquire(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
-        reply, refusal = await staged_command(request, _caller(caller), "acquire", api.SnapshotAcquireForm)
-        return refusal or _respond(request, reply, 204)
+        reply, refusal = await staged_command(
+            request, authenticated(caller), "acquire", api.SnapshotAcquireForm
+        )
+        return refusal or reply_response(request, reply, 204)
 
     async def upload(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
-        reply, refusal = await staged_command(request, _caller(caller), "upload", api.SnapshotUploadForm)
+        reply, refusal = await staged_command(
+            request, authenticated(caller), "upload", api.SnapshotUploadForm
+        )
         if refusal is not None:
             return refusal
         if isinstance(reply, Rejected):
-            return _respond(request, reply, 204)
+            return reply_response(request, reply, 204)
         snapshot_id = reply.value.snapshot_id
         headers = {"Location": f"{BASE}/{snapshot_id}"}
         # A 204 cannot carry the seed's SnapshotUploadResult body: the id is in Location, and a client that
@@ -236,11 +219,11 @@ def snapshot_operations(
     async def signed_url(request: web.Request, caller: Caller | None, decoded: Any) -> web.StreamResponse:
         reply = await rpc.request(
             subjects.snapshot_command("signedUrl"),
-            Request(caller=_caller(caller), body=decoded),
+            Request(caller=authenticated(caller), body=decoded),
             api.SignedPath,
         )
         if isinstance(reply, Rejected):
-            return _respond(request, reply, 200)
+            return reply_response(request, reply, 200)
         signed = reply.value
         base = settings.internal_base_url if signed.internal else settings.public_base_url
         if base is None:
@@ -264,7 +247,7 @@ def snapshot_operations(
             subjects.snapshot_query("signed"), Request(caller=anonymous, body=query), api.SnapshotObject
         )
         if isinstance(reply, Rejected):
-            return _respond(request, reply, 200)
+            return reply_response(request, reply, 200)
         location = reply.value
         try:
             found = await (await bucket(location.bucket)).get(location.object_name)
@@ -286,9 +269,9 @@ def snapshot_operations(
     async def get_one(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
         query = api.GetSnapshotQuery(snapshot_id=request.match_info["snapshotId"])
         reply = await rpc.request(
-            subjects.snapshot_query("get"), Request(caller=_caller(caller), body=query), api.Snapshot
+            subjects.snapshot_query("get"), Request(caller=authenticated(caller), body=query), api.Snapshot
         )
-        return _respond(request, reply, 200)
+        return reply_response(request, reply, 200)
 
     async def list_snapshots(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
         interaction_id = request.query.get("interactionId")
@@ -296,10 +279,10 @@ def snapshot_operations(
             raise BadRequest("query parameter interactionId is required")
         reply = await rpc.request(
             subjects.snapshot_query("list"),
-            Request(caller=_caller(caller), body=api.ListSnapshotsQuery(interaction_id=interaction_id)),
+            Request(caller=authenticated(caller), body=api.ListSnapshotsQuery(interaction_id=interaction_id)),
             list[api.Snapshot],
         )
-        return _respond(request, reply, 200)
+        return reply_response(request, reply, 200)
 
     def multipart(op: str, form: Any, summary: str, handler: Any, response: Any = None) -> Operation:
         return Operation(
