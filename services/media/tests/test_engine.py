@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import fractions
 import io
-import math
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,7 +19,6 @@ from aiortc import (
     RTCConfiguration,
     RTCPeerConnection,
     RTCSessionDescription,
-    VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
@@ -43,63 +40,16 @@ from parley_media import (
     UnknownViewer,
 )
 
+from tests.integration.peers import BLUE, GREEN, RED, SolidColorTrack, ToneTrack
+
 # aioice never offers 127.0.0.1, so peers in one process need another local interface address.
 if not get_host_addresses(use_ipv4=True, use_ipv6=False):
     pytest.skip(
         "no non-loopback IPv4 interface: aioice would gather no host candidate", allow_module_level=True
     )
 
-RED = (220, 30, 30)
-GREEN = (30, 200, 40)
-BLUE = (30, 40, 220)
-
 
 # -- synthetic client media ------------------------------------------------------------------------
-
-
-class SolidColorTrack(VideoStreamTrack):
-    """640x480 solid colour at 30 fps; the colour can change while publishing."""
-
-    def __init__(self, color: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.set_color(color)
-
-    def set_color(self, color: tuple[int, int, int]) -> None:
-        rgb = np.empty((480, 640, 3), np.uint8)
-        rgb[:] = color
-        self._yuv = VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p").to_ndarray()
-
-    async def recv(self) -> VideoFrame:
-        pts, time_base = await self.next_timestamp()
-        frame = VideoFrame.from_ndarray(self._yuv, format="yuv420p")
-        frame.pts, frame.time_base = pts, time_base
-        return frame
-
-
-class ToneTrack(MediaStreamTrack):
-    """440 Hz sine, 20 ms frames, paced in real time like aiortc's AudioStreamTrack."""
-
-    kind = "audio"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._samples = 0
-        self._start: float | None = None
-
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        rate, n = 48000, 960
-        if self._start is None:
-            self._start = time.time()
-        else:
-            await asyncio.sleep(max(0.0, self._start + self._samples / rate - time.time()))
-        t = (np.arange(n) + self._samples) / rate
-        pcm = (np.sin(2 * math.pi * 440 * t) * 8000).astype(np.int16).reshape(1, -1)
-        frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
-        frame.sample_rate, frame.pts, frame.time_base = rate, self._samples, fractions.Fraction(1, rate)
-        self._samples += n
-        return frame
 
 
 def split_candidates(sdp: str) -> tuple[str, list[IceCandidate]]:
