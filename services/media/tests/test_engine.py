@@ -41,6 +41,7 @@ from parley_media import (
 )
 
 from tests.integration.peers import BLUE, GREEN, RED, SolidColorTrack, ToneTrack
+from tests.integration.peers import split_candidates as split_sdp_candidates
 
 # aioice never offers 127.0.0.1, so peers in one process need another local interface address.
 if not get_host_addresses(use_ipv4=True, use_ipv6=False):
@@ -53,24 +54,9 @@ if not get_host_addresses(use_ipv4=True, use_ipv6=False):
 
 
 def split_candidates(sdp: str) -> tuple[str, list[IceCandidate]]:
-    """Remove candidates (and end-of-candidates) from an SDP, returning them as trickle candidates."""
-    kept: list[str] = []
-    found: list[IceCandidate] = []
-    mid: str | None = None
-    index = -1
-    for line in sdp.split("\r\n"):
-        if line.startswith("m="):
-            index += 1
-            mid = None
-        elif line.startswith("a=mid:"):
-            mid = line[len("a=mid:") :]
-        if line.startswith("a=candidate:"):
-            found.append(IceCandidate(line[2:], mid, index))
-            continue
-        if line == "a=end-of-candidates":
-            continue
-        kept.append(line)
-    return "\r\n".join(kept), found
+    """The shared test peers' split, as the engine's own candidate type."""
+    kept, found = split_sdp_candidates(sdp)
+    return kept, [IceCandidate(c.candidate, c.sdp_mid, c.sdp_mline_index) for c in found]
 
 
 def new_client() -> RTCPeerConnection:
