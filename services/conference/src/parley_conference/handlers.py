@@ -94,7 +94,7 @@ class UnitOfWork:
             sink.committed(state, event)
 
 
-def _actor(caller: Caller, endpoint_id: str | None) -> Actor:
+def actor_of(caller: Caller, endpoint_id: str | None) -> Actor:
     return Actor(user_id=caller.user_id, endpoint_id=endpoint_id)
 
 
@@ -196,7 +196,7 @@ class ConferenceHandlers:
         except EndpointOwnedByAnotherUser:
             return Rejected.conflict(f"userEndpointId {body.user_endpoint_id} belongs to another user")
         self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = _actor(caller, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         await self.change(
             caller.organization_id,
             body.conference_id,
@@ -207,7 +207,7 @@ class ConferenceHandlers:
     @rejecting
     async def leave(self, request: Request[api.LeaveConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        actor = _actor(caller, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         await self.change(
             caller.organization_id,
             body.conference_id,
@@ -219,7 +219,7 @@ class ConferenceHandlers:
     async def end(self, request: Request[api.EndConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
         self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = _actor(caller, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         await self.change(
             caller.organization_id,
             body.conference_id,
@@ -231,7 +231,7 @@ class ConferenceHandlers:
     async def update_metadata(self, request: Request[api.UpdateConferenceMetadataWebCommand]) -> Reply:
         caller, body = request.caller, request.body
         self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = _actor(caller, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         await self.change(
             caller.organization_id,
             body.conference_id,
@@ -247,7 +247,7 @@ class ConferenceHandlers:
     ) -> Reply:
         caller, body = request.caller, request.body
         self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = _actor(caller, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         await self.change(
             caller.organization_id,
             body.conference_id,

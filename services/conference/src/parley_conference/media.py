@@ -41,8 +41,8 @@ from parley_common.log import get_logger, log_context
 from parley_conference import domain
 from parley_conference.adapters.placements import Pin, Placements
 from parley_conference.adapters.recordings import RecordingLocations
-from parley_conference.domain import Actor, Conference, DomainError, EventContext
-from parley_conference.handlers import ConferenceHandlers, Reply, rejecting
+from parley_conference.domain import Conference, DomainError, EventContext
+from parley_conference.handlers import ConferenceHandlers, Reply, actor_of, rejecting
 from parley_conference.placement import MediaNodes
 
 log = get_logger(__name__)
@@ -138,7 +138,7 @@ class MediaHandlers:
         caller, body = request.caller, request.body
         org = caller.organization_id
         self._conferences.seen(org, body.user_endpoint_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream_id = api.stream_id_value(body.stream_id) or self._ids()
         domain.validate_client_id("streamId", stream_id)
 
@@ -188,7 +188,7 @@ class MediaHandlers:
         caller, body = request.caller, request.body
         org = caller.organization_id
         self._conferences.seen(org, body.user_endpoint_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream_id = api.stream_id_value(body.stream_id) or ""
         await self._conferences.change(
             org,
@@ -215,7 +215,7 @@ class MediaHandlers:
         viewer_id = body.viewer_id or self._ids()
         domain.validate_client_id("viewerId", viewer_id)
         conference = await self._conferences.load(org, body.conference_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream = domain.check_view(conference, actor, stream_id)
         pin = await self._located(conference, stream.id)
         view = ViewMedia(
@@ -238,7 +238,7 @@ class MediaHandlers:
         org = caller.organization_id
         self._conferences.seen(org, body.user_endpoint_id)
         conference = await self._conferences.load(org, body.conference_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream = domain.check_view(conference, actor, api.stream_id_value(body.stream_id))
         pin = await self._located(conference, stream.id)
         stop = StopViewMedia(
@@ -257,7 +257,7 @@ class MediaHandlers:
         self._conferences.seen(org, body.user_endpoint_id)
         stream_id = api.stream_id_value(body.stream_id)
         conference = await self._conferences.load(org, body.conference_id, fresh=False)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         # Not committed yet is fine: trickle ICE races the publish; the node waits briefly for it.
         domain.check_publisher_candidates(conference, actor, stream_id)
         assert stream_id is not None
@@ -277,7 +277,7 @@ class MediaHandlers:
         org = caller.organization_id
         self._conferences.seen(org, body.user_endpoint_id)
         conference = await self._conferences.load(org, body.conference_id, fresh=False)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream = domain.check_view(conference, actor, api.stream_id_value(body.stream_id))
         pin = await self._located(conference, stream.id)
         candidates = AddMediaCandidates(
@@ -294,7 +294,7 @@ class MediaHandlers:
     ) -> Reply:
         caller, body = request.caller, request.body
         self._conferences.seen(caller.organization_id, body.user_endpoint_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream_id = api.stream_id_value(body.stream_id)
         await self._conferences.change(
             caller.organization_id,
@@ -309,7 +309,7 @@ class MediaHandlers:
     ) -> Reply:
         caller, body = request.caller, request.body
         self._conferences.seen(caller.organization_id, body.user_endpoint_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
         stream_id = api.stream_id_value(body.stream_id)
         await self._conferences.change(
             caller.organization_id,
