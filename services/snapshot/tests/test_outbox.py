@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,20 +16,23 @@ import pytest
 from nats.aio.client import Client
 from parley_common.contracts import snapshot as api
 from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
+from parley_common.messaging.events import publish_event
 from parley_common.messaging.push import NatsEndpointMessenger
-from parley_common.messaging.streams import ensure_streams
+from parley_common.messaging.streams import STREAMS, ensure_streams
 from parley_common.processes import NatsServer
 from parley_common.sealing import Sealer
 from parley_common.storage import SqliteStore
 from parley_snapshot import domain
 from parley_snapshot.adapters.images import ImageStore
 from parley_snapshot.adapters.outbox import Outbox, effects_of
-from parley_snapshot.adapters.repository import Conflict, Records, open_records
+from parley_snapshot.adapters.repository import Conflict, PublishEvent, Records, open_records
 from parley_snapshot.domain import Actor, EventContext, StoredImage
 
 _ids = itertools.count()
 ALICE = Actor("org", "alice", "alice-ep")
 BOB = Actor("org", "bob", "bob-ep")
+SHORT_WINDOW = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +46,18 @@ async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
     connection = await nats.connect(nats_server.url)
     await ensure_streams(connection.jetstream())
     yield connection
+    await connection.close()
+
+
+@pytest.fixture
+async def short_window(nats_server: NatsServer) -> AsyncIterator[Client]:
+    """Like `nc`, with the event streams' duplicate window far shorter than production's 120 s."""
+    connection = await nats.connect(nats_server.url)
+    await ensure_streams(
+        connection.jetstream(), tuple(replace(s, duplicate_window=SHORT_WINDOW) for s in STREAMS)
+    )
+    yield connection
+    await ensure_streams(connection.jetstream())  # back to production settings for the other tests
     await connection.close()
 
 
@@ -104,6 +121,32 @@ async def test_effects_left_by_a_crash_are_carried_out_once_on_recovery(
     assert [e["snapshotId"] for e in published if e["id"] == event_id] == [snapshot_id]
     pushed = await stream_messages(nc, "PARLEY_PUSH", subjects.push_durable("org", "bob-ep"))
     assert [p["eventId"] for p in pushed if p["event"]["snapshotId"] == snapshot_id] == [event_id]
+
+
+async def test_recovery_after_the_duplicate_window_publishes_each_event_once(
+    short_window: Client, snapshots: Records[api.Snapshot]
+) -> None:
+    js = short_window.jetstream()
+    images = await ImageStore.open(js)
+    outbox = Outbox(js, NatsEndpointMessenger(short_window, js, Sealer.from_env()), images)
+    snapshot_id = f"s-{next(_ids)}"
+    decision = requested(snapshot_id)
+    await snapshots.insert(decision.state, effects_of(decision))
+    # The event was published, then the process died before marking the record settled; it comes back
+    # after the stream has forgotten the dedup ids.
+    for effect in effects_of(decision):
+        if isinstance(effect, PublishEvent):
+            await publish_event(js, effect.subject, encode(effect.event), msg_id=effect.msg_id)
+    await asyncio.sleep(SHORT_WINDOW + 0.5)
+
+    assert await outbox.recover([snapshots]) == 1
+    assert await snapshots.pending() == []
+
+    (event_id,) = {e.id for e in decision.events}
+    published = await stream_messages(
+        short_window, "PARLEY_SNAPSHOT", subjects.snapshot_event("SnapshotRequestedEvent")
+    )
+    assert [e["snapshotId"] for e in published if e["id"] == event_id] == [snapshot_id]
 
 
 async def test_a_discard_owes_the_deletion_of_its_image(nc: Client, snapshots: Records[api.Snapshot]) -> None:

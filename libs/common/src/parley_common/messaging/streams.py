@@ -12,10 +12,12 @@ from nats.js.object_store import ObjectStore
 from parley_common.messaging import subjects
 
 DAY = 24 * 3600.0
+CONFERENCE_STREAM = "PARLEY_CONFERENCE"
+SNAPSHOT_STREAM = "PARLEY_SNAPSHOT"
 
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
-        name="PARLEY_CONFERENCE",
+        name=CONFERENCE_STREAM,
         description="Conference domain events, one subject per event type",
         subjects=[subjects.CONFERENCE_EVENTS_ALL],
         retention=RetentionPolicy.LIMITS,
@@ -35,7 +37,7 @@ STREAMS: tuple[StreamConfig, ...] = (
         discard=DiscardPolicy.OLD,
     ),
     StreamConfig(
-        name="PARLEY_SNAPSHOT",
+        name=SNAPSHOT_STREAM,
         description="Snapshot domain events, one subject per event type",
         subjects=[subjects.SNAPSHOT_EVENTS_ALL],
         retention=RetentionPolicy.LIMITS,

@@ -2,10 +2,12 @@
 
 Events are relayed in commit order, a batch at a time: publishes of one batch are pipelined on the
 connection (started in order, so the stream stores them in order) and each carries its event id as
-`Nats-Msg-Id`, so a relay repeated after a crash is stored once. Marking events published and writing
-snapshots are storage writes that would queue in front of the next command's commit, so they are batched
-and flushed every `flush_interval` seconds instead. On start-up `recover` relays whatever was committed but
-not yet marked published.
+`Nats-Msg-Id`, so a publish retried within the stream's duplicate window (120 s) is stored once. Marking
+events published and writing snapshots are storage writes that would queue in front of the next command's
+commit, so they are batched and flushed every `flush_interval` seconds instead. On start-up `recover`
+relays whatever was committed but not yet marked published, except what the stream already stores (it
+reads the stream's tail to find out, `parley_common.messaging.relay`): the process may have died after
+publishing and before marking, and the restart may come long after the duplicate window has passed.
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ from nats.js import JetStreamContext
 from parley_common.contracts.conference import AnyConferenceEvent
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
 from parley_common.messaging.events import publish_event
+from parley_common.messaging.relay import Outgoing, relay
+from parley_common.messaging.streams import CONFERENCE_STREAM
 from parley_common.storage import StorageError
 
 from parley_conference.adapters.repository import ConferenceRepository
@@ -50,7 +55,7 @@ class Outbox:
         """Relay events committed before a crash but never marked published; returns how many."""
         count = 0
         while batch := await self._repository.unpublished(limit=BATCH):
-            await self._publish(batch)
+            await relay(self._js, CONFERENCE_STREAM, [_outgoing(event) for event in batch])
             await self._repository.mark_published(batch)
             for organization_id, conference_id in {(e.organization_id, e.conference_id) for e in batch}:
                 latest = await self._repository.get(organization_id, conference_id)
@@ -78,7 +83,7 @@ class Outbox:
                     await self._publish([event for _, event in batch])
                     self._published.extend(batch)
                 except Exception:
-                    # Still unpublished in storage: relayed again on the next start.
+                    # Still unpublished in storage: relayed on the next start unless the stream has it.
                     log.exception("outbox publish failed", events=len(batch))
             if self._published and (
                 first is None
@@ -117,8 +122,17 @@ class Outbox:
             for state in _snapshots_due(done):
                 await self._repository.save_snapshot(state)
         except StorageError:
-            # Unmarked events are published again (deduplicated by id) on the next start.
+            # Unmarked events are found in the stream on the next start and not published again.
             log.exception("outbox bookkeeping failed", events=len(done))
+
+
+def _outgoing(event: AnyConferenceEvent) -> Outgoing:
+    return Outgoing(
+        subject=subjects.conference_event(type(event).__name__),
+        msg_id=event.id,
+        committed_at=event.timestamp,
+        payload=encode(event),
+    )
 
 
 def _snapshots_due(batch: list[Committed]) -> list[Conference]:

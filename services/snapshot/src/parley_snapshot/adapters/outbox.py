@@ -2,16 +2,21 @@
 
 Right after a commit the handler runs the record's effects itself (`settle`), so the pushed event is on
 its way when the command is answered. Whatever fails there (NATS briefly away, the process dying) stays
-`pending` in storage, and `recover_forever` runs it again. Every effect is idempotent: events carry their
-id as `Nats-Msg-Id` (a repeat is stored once), pushes are deduplicated the same way per endpoint, and
-deleting an image that is gone is fine.
+`pending` in storage, and `recover_forever` runs it again. Events carry their id as `Nats-Msg-Id`, which
+makes a repeat within the stream's duplicate window (120 s) a no-op; a recovery may come later than that
+(the process died after publishing, before marking the record settled), so it first reads which pending
+events PARLEY_SNAPSHOT already stores and publishes only the others (`parley_common.messaging.relay`).
+Pushes carry a per-endpoint `Nats-Msg-Id` too; repeated after the window, one reaches the endpoint twice,
+which AT_LEAST_ONCE allows. Deleting an image that is gone is fine.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
 from nats.js import JetStreamContext
 from parley_common.contracts.push import PushedEvent
 from parley_common.contracts.snapshot import AnySnapshotEvent
@@ -19,6 +24,8 @@ from parley_common.log import get_logger
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
 from parley_common.messaging.events import publish_event
+from parley_common.messaging.relay import Outgoing, stored_ids
+from parley_common.messaging.streams import SNAPSHOT_STREAM
 
 from parley_snapshot.adapters.images import ImageStore
 from parley_snapshot.adapters.repository import (
@@ -91,8 +98,16 @@ class Outbox:
         settled = 0
         for records in every:
             pending: list[Pending] = await records.pending()
+            published = await stored_ids(
+                self._js,
+                SNAPSHOT_STREAM,
+                [_outgoing(e) for item in pending for e in item.effects if isinstance(e, PublishEvent)],
+            )
             for item in pending:
-                if await self.settle(records, item.id, item.version, item.effects):
+                effects = [
+                    e for e in item.effects if not (isinstance(e, PublishEvent) and e.msg_id in published)
+                ]
+                if await self.settle(records, item.id, item.version, effects):
                     settled += 1
         if settled:
             log.info("outbox settled pending effects", records=settled)
@@ -120,3 +135,11 @@ class Outbox:
         else:
             assert isinstance(effect, DeleteObject)
             await self._images.delete(effect.object_name)
+
+
+def _outgoing(effect: PublishEvent) -> Outgoing:
+    # The event's own timestamp is its commit time (decided just before the record was written).
+    committed_at = msgspec.convert(effect.event["timestamp"], datetime)
+    return Outgoing(
+        subject=effect.subject, msg_id=effect.msg_id, committed_at=committed_at, payload=effect.event
+    )
