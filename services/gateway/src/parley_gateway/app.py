@@ -40,7 +40,7 @@ from parley_gateway.identity import (
 )
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
 from parley_gateway.operations import Operation, QueryParam
-from parley_gateway.push import EventRouting, PushConnection, PushHub
+from parley_gateway.push import EventRouting, PushConnection, PushHub, PushLimits
 from parley_gateway.settings import Settings
 from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
 from parley_gateway.waiters import ConferenceWaiters
@@ -137,7 +137,13 @@ class Gateway:
         await ensure_streams(js)
         rpc = RpcClient(nc, timeout=settings.common.request_timeout)
         waiters = ConferenceWaiters()
-        hub = PushHub(nc, js, Sealer.from_env(), presence_interval=settings.presence_interval_seconds)
+        hub = PushHub(
+            nc,
+            js,
+            Sealer.from_env(),
+            presence_interval=settings.presence_interval_seconds,
+            limits=PushLimits.from_env(),
+        )
 
         async def on_conference_event(msg: Msg) -> None:
             try:
@@ -233,7 +239,7 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
         if not endpoint_id:
             raise BadRequest("query parameter userEndpointId is required")
         ws = web.WebSocketResponse(heartbeat=20.0)
-        conn = PushConnection(ws, caller.organization_id, endpoint_id)
+        conn = PushConnection(ws, caller.organization_id, endpoint_id, user_id=caller.user_id)
         # Attach before asking which conferences it is in, so a join committed in between is not missed.
         hub.attach(conn)
         try:
@@ -269,7 +275,7 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
                 "access_token", "string", description="bearer token, for clients that cannot set headers"
             ),
         ),
-        errors=(400, 401, 403, 503),
+        errors=(400, 401, 403, 429, 503),
     )
 
 

@@ -5,8 +5,14 @@ What an endpoint receives, each as one JSON text frame:
   ConferenceJoinedEvent for the endpoint itself starts the flow for that conference);
 - every sendEvent event addressed to it. BEST_EFFORT ones arrive while connected or never. AT_LEAST_ONCE ones
   come from a durable JetStream consumer per endpoint and are redelivered (also after a gateway restart) until
-  the client acknowledges them by sending `{"ack": "<event id>"}`.
+  the client acknowledges them by sending `{"ack": "<event id>"}`; an acknowledged event is then deleted
+  from the stream.
 While the socket is open the gateway reports the endpoint alive to the conference service (keep-alive).
+
+What a socket costs the server is bounded: the endpoint's consumer disappears `consumer_inactive_seconds`
+after its last socket closes (long enough for a reconnect to pick up what it had not acknowledged; events
+sent meanwhile wait in the stream for a new consumer), and a user holds at most `channels_per_user` sockets
+on one gateway (more answers 429).
 """
 
 from __future__ import annotations
@@ -23,21 +29,38 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from parley_common.config import env_float, env_int
 from parley_common.contracts.base import Payload
 from parley_common.contracts.push import PresenceReport, PushedEvent
 from parley_common.log import get_logger, log_context
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
+from parley_common.messaging.streams import PUSH_STREAM
 from parley_common.sealing import Sealer, SealError
 
 log = get_logger(__name__)
 QUEUE_LIMIT = 1000
-CONSUMER_INACTIVE_SECONDS = 7 * 24 * 3600.0
 # Unacknowledged events come back this soon after their gateway dies; while the socket lives, the
 # gateway keeps extending the deadline of what it delivered (in-progress), so nothing is sent twice.
 ACK_WAIT_SECONDS = 5.0
 FETCH_SECONDS = 2.0
 _pushed_decoder = msgspec.json.Decoder(PushedEvent)
+
+
+class PushLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """What one user may hold on a gateway (`PARLEY_PUSH_*` environment variables)."""
+
+    # An endpoint's durable consumer is dropped by the server this long after its last socket closed.
+    consumer_inactive_seconds: float = 300.0
+    # Open push sockets per user on one gateway; beyond, a new one is refused with 429.
+    channels_per_user: int = 10
+
+    @classmethod
+    def from_env(cls) -> PushLimits:
+        return cls(
+            consumer_inactive_seconds=env_float("PARLEY_PUSH_CONSUMER_INACTIVE_SECONDS", 300.0),
+            channels_per_user=env_int("PARLEY_PUSH_CHANNELS_PER_USER", 10),
+        )
 
 
 class EventRouting(Payload, frozen=True):
@@ -57,10 +80,13 @@ class ClientMessage(msgspec.Struct, frozen=True):
 class PushConnection:
     """One open socket: a bounded outgoing queue drained by a writer task, so a slow client never blocks."""
 
-    def __init__(self, ws: web.WebSocketResponse, organization_id: str, endpoint_id: str) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, organization_id: str, endpoint_id: str, *, user_id: str
+    ) -> None:
         self.ws = ws
         self.organization_id = organization_id
         self.endpoint_id = endpoint_id
+        self.user_id = user_id
         self.conferences: set[str] = set()
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
         self._closing: asyncio.Future[bool] | None = None
@@ -80,12 +106,23 @@ class PushConnection:
 
 
 class PushHub:
-    def __init__(self, nc: Client, js: JetStreamContext, sealer: Sealer, *, presence_interval: float) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        sealer: Sealer,
+        *,
+        presence_interval: float,
+        limits: PushLimits | None = None,
+    ) -> None:
         self._nc = nc
         self._js = js
         self._sealer = sealer
         self._presence_interval = presence_interval
+        self._limits = limits or PushLimits()
         self._by_org: dict[str, set[PushConnection]] = defaultdict(set)
+        # Open sockets per (organization, user), for the per-user limit.
+        self._per_user: dict[tuple[str, str], int] = defaultdict(int)
 
     @property
     def connection_count(self) -> int:
@@ -126,14 +163,28 @@ class PushHub:
     # ------------------------------------------------------------ one socket
 
     def attach(self, conn: PushConnection) -> None:
+        """Count the socket against its user; raises HTTPTooManyRequests (429) past the user's limit."""
+        user = (conn.organization_id, conn.user_id)
+        if self._per_user.get(user, 0) >= self._limits.channels_per_user:
+            log.warning("push channel refused: too many open", user_id=conn.user_id)
+            # 429, not 409: the refusal is about a quota and passes once one of the user's sockets closes.
+            raise web.HTTPTooManyRequests(
+                reason=f"Too many push channels open for this user (at most {self._limits.channels_per_user})"
+            )
+        self._per_user[user] += 1
         self._by_org[conn.organization_id].add(conn)
 
     def detach(self, conn: PushConnection) -> None:
         conns = self._by_org.get(conn.organization_id)
-        if conns is not None:
-            conns.discard(conn)
-            if not conns:
-                del self._by_org[conn.organization_id]
+        if conns is None or conn not in conns:
+            return
+        conns.discard(conn)
+        if not conns:
+            del self._by_org[conn.organization_id]
+        user = (conn.organization_id, conn.user_id)
+        self._per_user[user] -= 1
+        if self._per_user[user] <= 0:
+            del self._per_user[user]
 
     async def serve(self, conn: PushConnection) -> None:
         """Run the socket until the client goes away. The connection must already be attached."""
@@ -186,19 +237,23 @@ class PushHub:
         conn.send(encode(event))
 
     async def _durable_forever(self, conn: PushConnection, pending: dict[str, Msg]) -> None:
-        token = subjects.endpoint_token(conn.organization_id, conn.endpoint_id)
-        subscription = await self._js.pull_subscribe(
-            subjects.push_durable(conn.organization_id, conn.endpoint_id),
-            durable=f"push-{token}",
-            stream="PARLEY_PUSH",
-            config=ConsumerConfig(
+        name = f"push-{subjects.endpoint_token(conn.organization_id, conn.endpoint_id)}"
+        # Created, or brought up to date (nats-py's pull_subscribe leaves an existing consumer's settings
+        # alone: one left by an older gateway would keep its old inactivity threshold).
+        await self._js.add_consumer(
+            PUSH_STREAM,
+            ConsumerConfig(
+                name=name,
+                durable_name=name,
+                filter_subject=subjects.push_durable(conn.organization_id, conn.endpoint_id),
                 ack_policy=AckPolicy.EXPLICIT,
                 deliver_policy=DeliverPolicy.ALL,
                 ack_wait=ACK_WAIT_SECONDS,
                 max_deliver=-1,
-                inactive_threshold=CONSUMER_INACTIVE_SECONDS,
+                inactive_threshold=self._limits.consumer_inactive_seconds,
             ),
         )
+        subscription = await self._js.pull_subscribe_bind(durable=name, stream=PUSH_STREAM)
         try:
             while True:
                 try:
@@ -214,8 +269,7 @@ class PushHub:
             with contextlib.suppress(nats.errors.Error):
                 await subscription.unsubscribe()
 
-    @staticmethod
-    async def _on_client_message(data: str, pending: dict[str, Msg]) -> None:
+    async def _on_client_message(self, data: str, pending: dict[str, Msg]) -> None:
         try:
             message = msgspec.json.decode(data, type=ClientMessage)
         except msgspec.DecodeError:
@@ -223,5 +277,8 @@ class PushHub:
         for event_id in [*message.acks, *([message.ack] if message.ack else [])]:
             msg = pending.pop(event_id, None)
             if msg is not None:
-                with contextlib.suppress(nats.errors.Error):
+                with contextlib.suppress(nats.errors.Error, TimeoutError):
                     await msg.ack()
+                    # Gone from the stream too: the consumer expires soon after the socket closes, and the
+                    # next one starts from the stream's first message for the endpoint.
+                    await self._js.delete_msg(PUSH_STREAM, msg.metadata.sequence.stream)

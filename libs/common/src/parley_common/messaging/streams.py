@@ -14,6 +14,7 @@ from parley_common.messaging import subjects
 DAY = 24 * 3600.0
 CONFERENCE_STREAM = "PARLEY_CONFERENCE"
 SNAPSHOT_STREAM = "PARLEY_SNAPSHOT"
+PUSH_STREAM = "PARLEY_PUSH"
 
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
@@ -47,7 +48,7 @@ STREAMS: tuple[StreamConfig, ...] = (
         discard=DiscardPolicy.OLD,
     ),
     StreamConfig(
-        name="PARLEY_PUSH",
+        name=PUSH_STREAM,
         description="AT_LEAST_ONCE events addressed to one user endpoint, kept until acknowledged",
         subjects=[subjects.PUSH_DURABLE_ALL],
         retention=RetentionPolicy.LIMITS,
