@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import nats
@@ -478,6 +479,46 @@ async def test_a_405_keeps_its_allow_header(api: Api) -> None:
     assert response.status == 405
     assert set(response.body) == {"message", "traceId"}
     assert set(response.headers["Allow"].split(",")) == {"GET", "POST"}
+
+
+async def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Bytes an HTTP client library would refuse to send, straight onto the gateway's socket."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_requests_the_http_parser_refuses_get_json_400s_and_no_credential_reaches_the_log(
+    stack: Stack,
+) -> None:
+    secret = f"SECRET{unique('tok')}"
+    logged_before = len(stack.logs(stack.gateway_names[0]))
+    requests = [
+        f"GET /{'a' * 9000} HTTP/1.1\r\nAuthorization: Bearer {secret}\r\n\r\n",
+        f"GET /health HTTP/1.1\r\nAuthorization: Bearer {secret}{'y' * 9000}\r\n\r\n",
+        f"GET /health HTTP/1.1\r\nAuthorization: Bearer {secret}\r\nBad\x01: x\r\n\r\n",
+    ]
+    for raw in requests:
+        status, headers, body = await _raw_exchange(stack.ports[0], raw.encode())
+        assert status == 400
+        assert headers["content-type"].startswith("application/json")
+        refusal = json.loads(body)
+        assert set(refusal) == {"message", "traceId"}
+        assert headers["x-request-id"] == refusal["traceId"]
+        assert "SECRET" not in body.decode()
+    await asyncio.sleep(0.5)  # the log lines are written by another process
+    log = stack.logs(stack.gateway_names[0])[logged_before:]
+    assert "malformed request refused" in log
+    assert secret not in log and secret[:12] not in log
+    assert "Traceback" not in log
 
 
 # ---------------------------------------------------------------- identity
