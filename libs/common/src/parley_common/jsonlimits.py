@@ -49,7 +49,11 @@ def invalid_value(value: Any) -> str | None:
     """Why a decoded JSON value (builtins: dict, list, str, int, float, bool, None) breaks the rule, or None.
 
     The reason names the offending value's path (`$.metadata.scores[2]`). Iterative: no recursion limit.
+    A first pass only checks, level by level, without building paths (what almost every value needs); paths
+    are built when a value was found wrong.
     """
+    if _fine(value):
+        return None
     # (value, its path, the nesting level of the container holding it: the root is held by none)
     stack: list[tuple[Any, _Path, int]] = [(value, None, 0)]
     while stack:
@@ -68,6 +72,29 @@ def invalid_value(value: Any) -> str | None:
         elif isinstance(item, float) and not math.isfinite(item):
             return f"{format_path(path)}: {item} is not a JSON number"
     return None
+
+
+def _fine(value: Any) -> bool:
+    level = [value]
+    depth = 1  # the nesting level of the values in `level`: the root container is level 1
+    while level:
+        children: list[Any] = []
+        for item in level:
+            cls = item.__class__
+            if cls is str or item is None or cls is bool:
+                continue
+            if cls is dict or cls is list:
+                if depth > MAX_DEPTH:
+                    return False
+                children.extend(item.values() if cls is dict else item)
+            elif isinstance(item, int):
+                if item not in _INT64:
+                    return False
+            elif isinstance(item, float) and not math.isfinite(item):
+                return False
+        level = children
+        depth += 1
+    return True
 
 
 def format_path(path: _Path) -> str:
