@@ -10,11 +10,7 @@ setting for either, so the gateway runs its own `RequestHandler` subclass: the e
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import http_exceptions, web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
 from parley_common.clock import new_id
 from parley_common.log import get_logger
 
@@ -38,10 +34,10 @@ def refusal_message(status: int, exc: BaseException | None) -> str:
     return "malformed HTTP request"
 
 
-class JsonErrorRequestHandler(RequestHandler):
+class JsonErrorRequestHandler(web.RequestHandler):
     def handle_error(
         self,
-        request: BaseRequest,
+        request: web.BaseRequest,
         status: int = 500,
         exc: BaseException | None = None,
         message: str | None = None,
@@ -68,25 +64,24 @@ class JsonErrorRequestHandler(RequestHandler):
 class GatewayServer(web.Server):
     """aiohttp's `Server` (the protocol factory the sites listen with), making `JsonErrorRequestHandler`s."""
 
-    def __call__(self) -> RequestHandler:
+    def __call__(self) -> web.RequestHandler:
         return JsonErrorRequestHandler(self, loop=self._loop, **self._kwargs)
 
 
 class GatewayRunner(web.AppRunner):
-    """`AppRunner` whose server speaks through `JsonErrorRequestHandler` (same settings, same application)."""
+    """`AppRunner` whose server speaks through `JsonErrorRequestHandler` (same settings, same application).
+
+    aiohttp offers no setting for the handler class, so the server the application made is rebuilt as a
+    `GatewayServer` from the same arguments (`_loop` and `_kwargs` are aiohttp internals: the parser-refusal
+    tests in test_bad_input.py fail if an upgrade changes them).
+    """
 
     async def _make_server(self) -> web.Server:
         made = await super()._make_server()
-        server = GatewayServer(
+        return GatewayServer(
             made.request_handler,
             request_factory=made.request_factory,
             handler_cancellation=made.handler_cancellation,
             loop=made._loop,
-            **_handler_kwargs(made),
+            **made._kwargs,
         )
-        return server
-
-
-def _handler_kwargs(server: web.Server) -> dict[str, Any]:
-    # The keyword arguments the application passed for its request handlers (debug, access log, limits).
-    return dict(server._kwargs)
