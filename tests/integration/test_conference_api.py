@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
+import nats
 import pytest
+from parley_common.contracts.base import Empty
+from parley_common.contracts.conference import JoinConferenceWebCommand
+from parley_common.contracts.rpc import Caller, Rejected, Request, reply_decoder
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
 
 from tests.integration.helpers import ORG, Api, Stack, token, unique
 
@@ -377,6 +384,141 @@ async def test_oversize_bodies_are_refused(api: Api) -> None:
     response = await api.post("create", data=b'{"metadata":{"k":"' + b"x" * (2 * 1024 * 1024) + b'"}}')
     assert response.status == 413
     assert response.body["message"] == "request body too large"
+
+
+# ---------------------------------------------------------------- hostile input (one rule for free-form JSON)
+
+INT64_MAX = 2**63 - 1
+
+
+def _free_form_bodies(conference_id: str, endpoint: str, value_json: str) -> dict[str, str]:
+    """Each command with a free-form field, as JSON text with `value_json` in that field."""
+    return {
+        "join": f'{{"conferenceId":"{conference_id}","userEndpointId":"{endpoint}","metadata":{value_json}}}',
+        "updateParticipantMetadata": (
+            f'{{"conferenceId":"{conference_id}","userEndpointId":"{endpoint}","newMetadata":{value_json}}}'
+        ),
+        # sendEvent's event needs a type: the refusal below is the value's, not the type's.
+        "sendEvent": (
+            f'{{"conferenceId":"{conference_id}","qos":"BEST_EFFORT",'
+            f'"event":{{"type":"ScoreChangedEvent","v":{value_json}}}}}'
+        ),
+        "publishStream": (
+            f'{{"conferenceId":"{conference_id}","userEndpointId":"{endpoint}",'
+            f'"conferenceStreamType":"CAM","sdpOffer":"v=0","metadata":{value_json}}}'
+        ),
+    }
+
+
+async def test_json_nested_1000_levels_deep_is_a_400_in_every_free_form_field(api: Api) -> None:
+    conference_id = await api.create()
+    endpoint = unique("ep")
+    await api.join(conference_id, endpoint)
+    deep = '{"k":' * 1000 + "1" + "}" * 1000
+    for op, text in _free_form_bodies(conference_id, endpoint, deep).items():
+        response = await api.post(op, data=text.encode(), headers={"Content-Type": "application/json"})
+        assert response.status == 400, (op, response)
+        assert set(response.body) == {"message", "traceId"}
+        assert "nested deeper than 100 levels" in response.body["message"], (op, response)
+
+
+async def test_integers_outside_int64_are_a_400_naming_their_path_in_every_free_form_field(api: Api) -> None:
+    conference_id = await api.create()
+    endpoint = unique("ep")
+    await api.join(conference_id, endpoint)
+    for number in (2**63, 2**64, -(2**63) - 1):
+        for op, text in _free_form_bodies(conference_id, endpoint, f'{{"n":[{number}]}}').items():
+            response = await api.post(op, data=text.encode(), headers={"Content-Type": "application/json"})
+            assert response.status == 400, (op, number, response)
+            assert "[0]: integer" in response.body["message"], (op, response)
+    # The bounds themselves are kept, on join (storage) and sendEvent alike.
+    kept = {"low": -(2**63), "high": INT64_MAX}
+    joined = await api.post(
+        "join", {"conferenceId": conference_id, "userEndpointId": unique("ep"), "metadata": kept}
+    )
+    assert joined.status == 200, joined
+    event = {"type": "ScoreChangedEvent", "timestamp": "2026-01-01T10:15:30Z", **kept}
+    sent = await api.post("sendEvent", {"conferenceId": conference_id, "event": event, "qos": "BEST_EFFORT"})
+    assert sent.status == 200, sent
+
+
+async def test_the_conference_service_answers_400_for_a_value_its_store_refuses(
+    api: Api, stack: Stack
+) -> None:
+    """Behind the gateway's rule, the service maps the store's refusal too (a caller on the bus, a bug)."""
+    conference_id = await api.create()
+    command = Request(
+        caller=Caller(organization_id=ORG, user_id="alice", request_id=unique("r")),
+        body=JoinConferenceWebCommand(
+            conference_id=conference_id, user_endpoint_id=unique("ep"), metadata={"n": 2**64}
+        ),
+    )
+    nc = await nats.connect(stack.nats_url)
+    try:
+        raw = await nc.request(subjects.conference_command("join"), encode(command), timeout=5)
+    finally:
+        await nc.close()
+    reply = reply_decoder(Empty).decode(raw.data)
+    assert isinstance(reply, Rejected), reply
+    assert reply.status == 400
+    assert "64 bits" in reply.message
+
+
+async def test_the_feed_version_is_bounded_to_int64(api: Api) -> None:
+    conference_id = await api.create()
+    last = await api.events(conference_id, INT64_MAX)
+    assert (last.status, last.body) == (200, [])
+    for beyond in (INT64_MAX + 1, 2**64, -(2**63) - 1):
+        response = await api.events(conference_id, beyond)
+        assert response.status == 400, (beyond, response)
+        assert "query parameter v" in response.body["message"]
+
+
+async def test_a_405_keeps_its_allow_header(api: Api) -> None:
+    response = await api.request("DELETE", "/rtc-api/conferences/create")
+    assert response.status == 405
+    assert set(response.body) == {"message", "traceId"}
+    assert set(response.headers["Allow"].split(",")) == {"GET", "POST"}
+
+
+async def _raw_exchange(port: int, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Bytes an HTTP client library would refuse to send, straight onto the gateway's socket."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        data = await asyncio.wait_for(reader.read(), timeout=10)
+    finally:
+        writer.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *header_lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.lower().split(": ", 1) for line in header_lines)
+    return int(status_line.split()[1]), headers, body
+
+
+async def test_requests_the_http_parser_refuses_get_json_400s_and_no_credential_reaches_the_log(
+    stack: Stack,
+) -> None:
+    secret = f"SECRET{unique('tok')}"
+    logged_before = len(stack.logs(stack.gateway_names[0]))
+    requests = [
+        f"GET /{'a' * 9000} HTTP/1.1\r\nAuthorization: Bearer {secret}\r\n\r\n",
+        f"GET /health HTTP/1.1\r\nAuthorization: Bearer {secret}{'y' * 9000}\r\n\r\n",
+        f"GET /health HTTP/1.1\r\nAuthorization: Bearer {secret}\r\nBad\x01: x\r\n\r\n",
+    ]
+    for raw in requests:
+        status, headers, body = await _raw_exchange(stack.ports[0], raw.encode())
+        assert status == 400
+        assert headers["content-type"].startswith("application/json")
+        refusal = json.loads(body)
+        assert set(refusal) == {"message", "traceId"}
+        assert headers["x-request-id"] == refusal["traceId"]
+        assert "SECRET" not in body.decode()
+    await asyncio.sleep(0.5)  # the log lines are written by another process
+    log = stack.logs(stack.gateway_names[0])[logged_before:]
+    assert "malformed request refused" in log
+    assert secret not in log and secret[:12] not in log
+    assert "Traceback" not in log
 
 
 # ---------------------------------------------------------------- identity

@@ -535,6 +535,28 @@ async def test_oversize_and_non_images_are_refused_with_nothing_stored(api: Api,
     assert (await acquire(jpeg())).status == 204
 
 
+@pytest.mark.parametrize(
+    "part_header",
+    [b"X-Bad\x01Name: value", b"a header line without a colon"],
+    ids=["control-char-in-name", "no-colon"],
+)
+async def test_multipart_part_headers_the_http_parser_refuses_are_400(api: Api, part_header: bytes) -> None:
+    boundary = "parleyboundary"
+    body = (
+        f"--{boundary}\r\n".encode()
+        + b'Content-Disposition: form-data; name="snapshotType"\r\n'
+        + part_header
+        + b"\r\n\r\nvalue\r\n"
+        + f"--{boundary}--\r\n".encode()
+    )
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    for op in ("upload", "acquire"):
+        response = await api.request("POST", f"{SNAPSHOTS}/{op}", data=body, headers=headers)
+        assert response.status == 400, (op, response)
+        assert set(response.body) == {"message", "traceId"}
+        assert "malformed multipart body" in response.body["message"]
+
+
 async def test_another_organization_sees_nothing(api: Api) -> None:
     room = await Room.open(api)
     interaction = unique("interaction")

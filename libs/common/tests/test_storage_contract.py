@@ -20,6 +20,7 @@ from parley_common.storage import (
     DocumentStore,
     DuplicateKeyError,
     Index,
+    InvalidValue,
     MongoStore,
     SqliteStore,
     StorageError,
@@ -568,3 +569,22 @@ async def test_mongo_unreachable_is_storage_unavailable() -> None:
 async def test_open_store_mongo_fails_fast_when_unreachable() -> None:
     with pytest.raises(StorageUnavailable):
         await open_store(mongo_url="mongodb://127.0.0.1:9/parley", sqlite_path="unused.sqlite3")
+
+
+@pytest.mark.parametrize(
+    "value", [2**63, -(2**63) - 1, 2**64, float("inf"), float("nan"), {"deep": [1, {"x": 2**70}]}]
+)
+async def test_values_outside_json_raise_invalid_value_on_writes_and_filters(
+    store: DocumentStore, name: str, value: Any
+) -> None:
+    """Such values come from requests: services answer `InvalidValue` 400, so both adapters must raise it."""
+    coll = await store.collection(name)
+    await coll.insert({"_id": "a", "n": 1})
+    with pytest.raises(InvalidValue):
+        await coll.insert({"_id": "b", "meta": value})
+    with pytest.raises(InvalidValue):
+        await coll.update("a", {"meta": value})
+    if not isinstance(value, dict):
+        with pytest.raises(InvalidValue):
+            await coll.find({"n": {"$gte": value}})
+    assert await coll.count() == 1

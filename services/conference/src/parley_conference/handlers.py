@@ -17,6 +17,7 @@ from parley_common.contracts.base import Empty
 from parley_common.contracts.push import PushedEvent
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.log import get_logger, log_context
+from parley_common.storage import InvalidValue
 
 from parley_conference import domain, views
 from parley_conference.adapters.repository import (
@@ -55,7 +56,7 @@ class Busy(DomainError):
 
 
 def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitable[Reply]]:
-    """Turn domain refusals into `Rejected` replies with their status and message."""
+    """Turn domain refusals (and values the store refuses) into `Rejected` replies with status and message."""
 
     @wraps(method)
     async def wrapper(self: Any, request: Request[Any]) -> Reply:
@@ -68,6 +69,9 @@ def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitabl
                 return await method(self, request)
             except DomainError as exc:
                 return Rejected(status=exc.status, message=exc.message)
+            except InvalidValue as exc:
+                # A request's value the store cannot keep (the gateway refuses most before they come here).
+                return Rejected.bad_request(exc.message)
 
     return wrapper
 

@@ -40,6 +40,7 @@ from parley_gateway.identity import (
 )
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
 from parley_gateway.operations import Operation, QueryParam
+from parley_gateway.protocol import GatewayRunner
 from parley_gateway.push import EventRouting, PushConnection, PushHub, PushLimits
 from parley_gateway.settings import Settings
 from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
@@ -49,6 +50,7 @@ log = get_logger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _routing_decoder = msgspec.json.Decoder(EventRouting)
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding"})
 
 
 @web.middleware
@@ -67,7 +69,9 @@ async def request_context(request: web.Request, handler: AiohttpHandler) -> web.
             message = "request body too large" if exc.status == 413 else (exc.reason or "error").lower()
             if exc.status == 404:
                 message = f"no route for {request.method} {request.path}"
-            response = error_response(request, exc.status, message)
+            # Keep what the exception says besides its body (`Allow` on a 405, ...); the body is ours.
+            kept = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+            response = error_response(request, exc.status, message, headers=kept)
         except Exception:
             log.exception("unhandled error", method=request.method, path=request.path)
             response = error_response(request, 500, "internal error")
@@ -298,7 +302,7 @@ def token_operation(issuer: TokenIssuer, clients: OAuthClients) -> Operation:
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     gateway = await Gateway.start(settings)
-    runner = web.AppRunner(gateway.app, access_log=None, shutdown_timeout=5.0)
+    runner = GatewayRunner(gateway.app, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, reuse_address=True)
     await site.start()

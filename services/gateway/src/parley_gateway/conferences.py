@@ -15,10 +15,11 @@ from parley_common.contracts import conference as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.media import RecordingLocation, RecordingQuery
 from parley_common.contracts.rpc import Caller, Rejected, Request
+from parley_common.jsonlimits import INT64_MIN
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 
-from parley_gateway.http import BadRequest, error_response, json_response
+from parley_gateway.http import BadRequest, error_response, json_response, parse_int
 from parley_gateway.operations import (
     Handler,
     Operation,
@@ -79,10 +80,8 @@ def conference_operations(
         raw_version = request.query.get("v")
         if raw_version is None:
             raise BadRequest("query parameter v is required")
-        try:
-            from_version = int(raw_version)
-        except ValueError:
-            raise BadRequest(f"query parameter v must be an integer, got {raw_version!r}") from None
+        # Negative versions have always meant "from the start" (the repository clamps them): still accepted.
+        from_version = parse_int(raw_version, "query parameter v", minimum=INT64_MIN)
         who = authenticated(caller)
         query = Request(
             caller=who,

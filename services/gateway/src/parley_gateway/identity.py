@@ -32,6 +32,8 @@ from parley_common.config import DEV_JWT_SECRET, env_int, env_opt
 from parley_common.contracts.base import Payload
 from parley_common.log import get_logger
 
+from parley_gateway.http import BadRequest, decode_json
+
 __all__ = [
     "CLOCK_SKEW_LEEWAY_SECONDS",
     "DEFAULT_SCOPE",
@@ -530,7 +532,6 @@ def process_token_request(
 
 _JSON_TYPES: Final = ("application/json",)
 _FORM_TYPE: Final = "application/x-www-form-urlencoded"
-_fields_decoder = msgspec.json.Decoder(dict[str, str])
 
 
 async def _read_fields(request: web.Request) -> dict[str, str] | OAuthError:
@@ -540,8 +541,9 @@ async def _read_fields(request: web.Request) -> dict[str, str] | OAuthError:
     content_type = request.content_type
     if content_type in _JSON_TYPES or content_type.endswith("+json"):
         try:
-            return _fields_decoder.decode(await request.read())
-        except msgspec.DecodeError:
+            # The shared body reader: the same limits as every JSON body of the API.
+            return decode_json(await request.read(), dict[str, str])
+        except BadRequest:
             return bad("the JSON body must be an object of string fields")
     if content_type == _FORM_TYPE:
         try:

@@ -30,7 +30,7 @@ from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 from parley_common.messaging.streams import ensure_object_store
 
-from parley_gateway.http import BadRequest, error_response, json_response
+from parley_gateway.http import BadRequest, error_response, json_response, multipart_errors, parse_int
 from parley_gateway.operations import Operation, QueryParam, authenticated, reply_response, rpc_command
 
 log = get_logger(__name__)
@@ -105,7 +105,7 @@ async def read_form(request: web.Request, max_bytes: int) -> tuple[dict[str, str
         raise TooLarge
     fields: dict[str, str] = {}
     image: bytes | None = None
-    try:
+    with multipart_errors():  # aiohttp's refusals of a malformed body
         reader = await request.multipart()
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
@@ -123,8 +123,6 @@ async def read_form(request: web.Request, max_bytes: int) -> tuple[dict[str, str
                 except TooLarge:
                     raise BadRequest(f"{name}: at most {MAX_FIELD_BYTES} bytes") from None
                 fields[name] = value.decode("utf-8", errors="replace")
-    except (ValueError, AssertionError) as exc:  # aiohttp's refusals of a malformed body
-        raise BadRequest(f"malformed multipart body: {exc}") from None
     return fields, image
 
 
@@ -231,11 +229,7 @@ def snapshot_operations(
         return json_response(api.SignedUrl(url=base + signed.path, valid_until=signed.valid_until))
 
     async def serve_signed(request: web.Request, _: Caller | None, __: Any) -> web.StreamResponse:
-        raw_expiration = request.match_info["expiration"]
-        try:
-            expiration = int(raw_expiration)
-        except ValueError:
-            raise BadRequest(f"expiration must be an integer, got {raw_expiration!r}") from None
+        expiration = parse_int(request.match_info["expiration"], "expiration")
         query = api.SignedSnapshotQuery(
             snapshot_id=request.match_info["snapshotId"],
             expiration=expiration,

@@ -27,7 +27,7 @@ from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.contracts.snapshot import Snapshot
 from parley_common.log import get_logger, log_context
-from parley_common.storage import StorageError
+from parley_common.storage import InvalidValue, StorageError
 
 from parley_snapshot import domain, images
 from parley_snapshot.adapters.conferences import ConferenceDirectory
@@ -68,6 +68,9 @@ def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitabl
                 return await method(self, request)
             except DomainError as exc:
                 return Rejected(status=exc.status, message=exc.message)
+            except InvalidValue as exc:
+                # A request's value the store cannot keep: the client's error, not the storage's.
+                return Rejected.bad_request(exc.message)
             except StorageError as exc:
                 log.warning("storage unavailable", error=repr(exc))
                 return Rejected.unavailable("service unavailable: storage not answering")

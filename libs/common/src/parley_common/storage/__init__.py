@@ -14,6 +14,7 @@ from parley_common.storage.port import (
     DuplicateKeyError,
     Filter,
     Index,
+    InvalidValue,
     StorageError,
     StorageUnavailable,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "DuplicateKeyError",
     "Filter",
     "Index",
+    "InvalidValue",
     "MongoStore",
     "SqliteStore",
     "StorageError",

@@ -11,14 +11,15 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from parley_common.storage.port import ASCENDING, DESCENDING, Doc, Filter, Index
+from parley_common.jsonlimits import INT64_MAX, INT64_MIN
+from parley_common.storage.port import ASCENDING, DESCENDING, Doc, Filter, Index, InvalidValue
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 _RANGE_OPS = frozenset({"$gt", "$gte", "$lt", "$lte"})
 _OPS = _RANGE_OPS | {"$ne", "$in"}
 # BSON integers are 64-bit; bigger ones would be stored differently (or refused) by each backend.
-_INT64 = range(-(2**63), 2**63)
+_INT64 = range(INT64_MIN, INT64_MAX + 1)
 
 
 class Condition(NamedTuple):
@@ -139,9 +140,9 @@ def _scalar(value: Any, path: str) -> Any:
 
 
 def _check_value(value: Any, where: str) -> None:
-    """JSON values only. Nested field names are any strings (MongoDB >= 5 stores dotted and `$` names; only
-    top-level fields, checked in `check_doc`, are addressed by filters). Paths are formatted only on failure:
-    this runs on every write."""
+    """JSON values only, else `InvalidValue`. Nested field names are any strings (MongoDB >= 5 stores dotted
+    and `$` names; only top-level fields, checked in `check_doc`, are addressed by filters). Paths are
+    formatted only on failure: this runs on every write."""
     stack = [value]
     while stack:
         item = stack.pop()
@@ -149,16 +150,16 @@ def _check_value(value: Any, where: str) -> None:
             continue
         if isinstance(item, int):
             if item not in _INT64:
-                raise ValueError(f"{where}: integer {item} does not fit in 64 bits")
+                raise InvalidValue(f"{where}: integer {item} does not fit in 64 bits")
         elif isinstance(item, float):
             if not math.isfinite(item):
-                raise ValueError(f"{where}: {item} is not a JSON number")
+                raise InvalidValue(f"{where}: {item} is not a JSON number")
         elif isinstance(item, list):
             stack.extend(item)
         elif isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str):
-                    raise ValueError(f"{where}: field names are strings, got {key!r}")
+                    raise InvalidValue(f"{where}: field names are strings, got {key!r}")
             stack.extend(item.values())
         else:
-            raise ValueError(f"{where}: {type(item).__name__} is not JSON-compatible")
+            raise InvalidValue(f"{where}: {type(item).__name__} is not JSON-compatible")

@@ -24,7 +24,9 @@ Details both adapters share (MongoDB's semantics, enforced by the contract suite
   (without `sort`, results come in `_id` order). `limit=0` returns nothing (it is not "no limit").
 - A unique index treats null and missing alike, so at most one document may lack its fields (as MongoDB).
 - `_id` must be a string; documents hold JSON values only (64-bit ints, finite floats, no `$`-prefixed or
-  dotted keys). Invalid arguments raise `ValueError`, not `StorageError`.
+  dotted keys). Invalid arguments raise `ValueError`, not `StorageError`; a value that is not such JSON
+  (out-of-range integer, non-finite float, other type) raises its subclass `InvalidValue`, which services
+  answer as the client's error (400), since such values come from requests.
 """
 
 from __future__ import annotations
@@ -57,6 +59,14 @@ class DuplicateKeyError(StorageError):
 
 class StorageUnavailable(StorageError):
     """The backing database cannot be reached."""
+
+
+class InvalidValue(ValueError):
+    """A document or filter value outside the JSON the store keeps (see the module docstring)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
 
 
 class Collection(Protocol):

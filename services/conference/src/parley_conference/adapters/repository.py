@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 from parley_common.contracts.conference import AnyConferenceEvent, ConferenceCreatedEvent
+from parley_common.jsonlimits import INT64_MAX
 from parley_common.storage import DocumentStore, DuplicateKeyError, Index
 from parley_common.storage.port import Collection
 
@@ -120,6 +121,9 @@ class ConferenceRepository:
         self, organization_id: str, conference_id: str, from_version: int
     ) -> list[AnyConferenceEvent]:
         """Events whose conferenceVersion >= from_version, in order (the creation event has none)."""
+        if from_version >= INT64_MAX:
+            # `seq` is a 64-bit integer: no event lies beyond, and `from_version + 1` would not fit a filter.
+            return []
         docs = await self._events.find(
             {"org": organization_id, "conference": conference_id, "seq": {"$gte": max(from_version, 0) + 1}},
             sort=[("seq", 1)],
