@@ -194,3 +194,20 @@ async def test_at_least_once_events_wait_for_the_endpoint_and_come_back_until_ac
         await asyncio.sleep(0.2)
     async with channel(api, endpoint) as ws:  # acknowledged: gone
         assert await nothing_arrives(ws, within=1.0)
+
+
+async def test_a_deeply_nested_client_message_is_ignored_and_the_channel_carries_on(api: Api) -> None:
+    conference_id = await api.create()
+    endpoint = unique("ep")
+    await api.join(conference_id, endpoint)
+    await send(api, conference_id, "AT_LEAST_ONCE", {**EVENT, "n": 1})
+    async with channel(api, endpoint) as ws:
+        first = await receive_type(ws, "ParticipantMutedEvent")
+        # msgspec recurses into fields it ignores: 1,000 levels would raise RecursionError in the socket's task
+        await ws.send_str('{"other": ' + "[" * 1000 + "]" * 1000 + "}")
+        await ws.send_json({"ack": first["id"]})
+        await send(api, conference_id, "BEST_EFFORT", {**EVENT, "n": 2})
+        second = await receive_type(ws, "ParticipantMutedEvent", n=2)
+        assert second["n"] == 2
+    async with channel(api, endpoint) as ws:  # the ack after the deep message was still taken
+        assert await nothing_arrives(ws, within=1.0)

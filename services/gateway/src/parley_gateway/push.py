@@ -32,6 +32,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from parley_common.config import env_float, env_int
 from parley_common.contracts.base import Payload
 from parley_common.contracts.push import PresenceReport, PushedEvent
+from parley_common.jsonlimits import too_deep
 from parley_common.log import get_logger, log_context
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
@@ -270,8 +271,12 @@ class PushHub:
                 await subscription.unsubscribe()
 
     async def _on_client_message(self, data: str, pending: dict[str, Msg]) -> None:
+        raw = data.encode()
+        # The free-form JSON rule of every body: msgspec recurses even into fields it ignores.
+        if too_deep(raw):
+            return
         try:
-            message = msgspec.json.decode(data, type=ClientMessage)
+            message = msgspec.json.decode(raw, type=ClientMessage)
         except msgspec.DecodeError:
             return
         for event_id in [*message.acks, *([message.ack] if message.ack else [])]:
