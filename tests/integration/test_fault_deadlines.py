@@ -4,13 +4,17 @@ SIGKILL and restarted on the same port, as `make run` would see it."""
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import aiohttp
 import msgspec
 import nats
+import psutil
 import pytest
 from nats.aio.client import Client
 from parley_common.contracts.base import Empty
@@ -18,6 +22,8 @@ from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.messaging.broker import make_broker
 from parley_common.messaging.rpc import Responders, RpcClient
 from parley_common.processes import free_port, nats_server_binary, wait_for_port
+
+from tests.integration.helpers import Api, Stack, token, unique
 
 SUBJECT = "parley.test.cmd.count"
 CALLER = Caller(organization_id="acme", user_id="alice", request_id="r-1")
@@ -173,3 +179,43 @@ async def test_a_request_sent_while_serving_another_inherits_its_earlier_deadlin
         assert counting.calls == 0, "work was asked for on behalf of a request whose caller gave up"
     finally:
         await responders.stop()
+
+
+def nats_server_pid(port: int) -> int:
+    """The nats-server listening on `port` (the stack's, started by the runner)."""
+    for conn in psutil.net_connections(kind="tcp"):
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid is not None:
+            return int(conn.pid)
+    raise AssertionError(f"nothing listens on port {port}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[Stack]:
+    running = Stack(tmp_path)
+    try:
+        running.start()
+    except Exception:
+        running.stop()
+        raise
+    yield running
+    running.stop()
+
+
+async def test_a_create_answered_503_during_a_nats_outage_is_not_committed_later(stack: Stack) -> None:
+    """The issue's reproduction through the gateway: creates answered 503 while nats-server is down
+    (SIGKILL) must not exist once it is back; the same creates then succeed instead of answering 409."""
+    port = int(stack.nats_url.rsplit(":", 1)[1])
+    ids = [unique("outage") for _ in range(3)]
+    async with aiohttp.ClientSession() as session:
+        api = Api(session, stack.url, token("alice"))
+        os.kill(nats_server_pid(port), signal.SIGKILL)
+        await asyncio.sleep(0.5)  # the gateway has seen its connection drop
+        for conference_id in ids:
+            response = await api.post("create", {"conferenceId": conference_id})
+            assert response.status == 503, response
+        stack.local.nats.start()  # same port, same store
+        await asyncio.to_thread(stack.wait_ready, stack.ports[0])
+        await asyncio.sleep(3)  # anything buffered has been delivered by now
+        for conference_id in ids:
+            response = await api.post("create", {"conferenceId": conference_id})
+            assert response.status == 200, f"a create answered 503 was committed later: {response}"
