@@ -18,6 +18,7 @@ from parley_common.storage import open_store
 from parley_conference.adapters.bus import PresenceAnnouncer, register
 from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.media_nodes import (
+    Announcements,
     NatsMediaNodeClient,
     consume_media_events,
     follow_heartbeats,
@@ -75,6 +76,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         on_seen=PresenceAnnouncer(nc),
     )
     nodes = MediaNodes(timeout_seconds=settings.media_node_timeout_seconds, clock=time.monotonic)
+    announcements = Announcements()
     media = MediaHandlers(
         handlers,
         nodes,
@@ -84,10 +86,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             RpcClient(nc, timeout=settings.media_request_timeout_seconds),
             timeout=settings.media_request_timeout_seconds,
         ),
+        announcements=announcements,
+        node_wait_seconds=settings.media_node_wait_seconds,
     )
     responders = Responders(nc)
     await register(broker, responders, handlers, media, presence, memberships, store)
-    follow_heartbeats(broker, nodes)
+    follow_heartbeats(broker, nodes, announcements)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()
     # Subscribed first, loaded second: a join published in between is applied either way (idempotently).

@@ -9,6 +9,7 @@ conference changes through `on_stream_ended`, `on_recording_stored` and `sweep_n
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, cast
 
@@ -37,13 +38,14 @@ from parley_common.contracts.media import (
 )
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.log import get_logger, log_context
+from parley_common.messaging.rpc import serving_deadline
 
 from parley_conference import domain
 from parley_conference.adapters.placements import Pin, Placements
 from parley_conference.adapters.recordings import RecordingLocations
 from parley_conference.domain import Conference, DomainError, EventContext
 from parley_conference.handlers import ConferenceHandlers, Reply, actor_of, rejecting
-from parley_conference.placement import MediaNodes
+from parley_conference.placement import MediaNodes, NodeStatus
 
 log = get_logger(__name__)
 T = TypeVar("T")
@@ -62,6 +64,14 @@ class MediaNodeClient(Protocol):
     ) -> Accepted[T] | Rejected: ...
 
 
+class NodeAnnouncements(Protocol):
+    """Media nodes announcing themselves (heartbeats), for a use case waiting for one."""
+
+    async def next(self, timeout: float) -> bool:
+        """Until the next heartbeat is heard (True), or `timeout` seconds pass without one (False)."""
+        ...
+
+
 def system_caller(organization_id: str) -> Caller:
     """Parley itself, for what it does on nobody's request (closing a stream a node lost)."""
     return Caller(organization_id=organization_id, user_id="parley", request_id=new_id())
@@ -77,6 +87,8 @@ class MediaHandlers:
         client: MediaNodeClient,
         *,
         ids: Callable[[], str] = new_id,
+        announcements: NodeAnnouncements | None = None,
+        node_wait_seconds: float = 0.0,
     ) -> None:
         self._conferences = conferences
         self._nodes = nodes
@@ -84,6 +96,8 @@ class MediaHandlers:
         self._locations = locations
         self._client = client
         self._ids = ids
+        self._announcements = announcements
+        self._node_wait = node_wait_seconds
 
     # ------------------------------------------------------------ placement
 
@@ -96,7 +110,7 @@ class MediaHandlers:
                     raise MediaUnavailable(f"media node {pin.node_id} is not answering")
                 return pin
             await self._lose_streams(conference.organization_id, conference.id, MEDIA_NODE_LOST)
-        chosen = self._nodes.choose()
+        chosen = self._nodes.choose() or await self._announced_node()
         if chosen is None:
             raise MediaUnavailable("no media node is available")
         new = Pin(
@@ -108,6 +122,31 @@ class MediaHandlers:
         placed = await (self._placements.move(pin, new) if pin else self._placements.pin(new))
         log.info("conference placed on media node", node_id=placed.node_id)
         return placed
+
+    async def _announced_node(self) -> NodeStatus | None:
+        """A node that announces itself soon, for a publish that found none.
+
+        Right after a start (of the stack, or of this service) nodes have not been heard yet, and their
+        first heartbeat is at most a second or two away: wait for it rather than answer 503. The wait
+        ends at the first heartbeat that brings a node with room, at `node_wait_seconds`, or at half the
+        time the caller has left (the node still needs the rest for the SDP work), whichever is first.
+        """
+        if self._announcements is None:
+            return None
+        started = time.monotonic()
+        give_up = started + self._node_wait
+        deadline = serving_deadline()
+        if deadline is not None:
+            give_up = min(give_up, started + (deadline - time.time()) / 2)
+        while (left := give_up - time.monotonic()) > 0:
+            if not await self._announcements.next(left):
+                break
+            chosen = self._nodes.choose()
+            if chosen is not None:
+                waited_ms = round((time.monotonic() - started) * 1e3)
+                log.info("media node announced itself", node_id=chosen.node_id, waited_ms=waited_ms)
+                return chosen
+        return None
 
     async def _located(self, conference: Conference, stream_id: str) -> Pin:
         """The live node holding the conference's streams."""

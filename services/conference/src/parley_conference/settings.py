@@ -19,6 +19,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     media_request_timeout_seconds: float
     # A media node not heard for this long is lost: its streams end with reason MEDIA_NODE_LOST.
     media_node_timeout_seconds: float
+    # A publish that finds no media node (a fresh stack whose nodes have not announced themselves yet)
+    # waits this long at most for a heartbeat before answering 503.
+    media_node_wait_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -30,4 +33,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             sweep_interval_seconds=env_float("PARLEY_SWEEP_INTERVAL_SECONDS", 1.0),
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0),
             media_node_timeout_seconds=env_float("PARLEY_MEDIA_NODE_TIMEOUT_SECONDS", 5.0),
+            media_node_wait_seconds=env_float("PARLEY_MEDIA_NODE_WAIT_SECONDS", 2.0),
         )

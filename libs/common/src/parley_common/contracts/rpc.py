@@ -1,7 +1,8 @@
 """The request/reply envelope used for every command and query between services.
 
-A request carries the authenticated caller next to the API body. A reply is either `Accepted[T]` or
-`Rejected` (an HTTP-meaningful status and the message a client sees); handlers never answer by raising.
+A request carries the authenticated caller next to the API body, and the moment after which its sender no
+longer waits for the answer. A reply is either `Accepted[T]` or `Rejected` (an HTTP-meaningful status and
+the message a client sees); handlers never answer by raising.
 """
 
 from __future__ import annotations
@@ -26,7 +27,21 @@ class Caller(Payload, frozen=True):
     email: str | None = None
 
 
-class Request(Payload, Generic[T], frozen=True):
+class Deadlined(Payload, frozen=True):
+    """The base of every request envelope between services: it carries the sender's deadline.
+
+    `deadline` is wall-clock time (Unix epoch seconds), not a monotonic clock: sender and receiver are
+    different processes, often on different hosts, and only the wall clock is shared between them (kept
+    close by NTP; the sender's margin absorbs small skew). `RpcClient` stamps it; `answering` refuses a
+    request that arrives after it without running the handler, so work the caller has already answered
+    503 for (a request buffered through a NATS outage, say) is never done late. None: no deadline
+    (a sender that does not stamp one).
+    """
+
+    deadline: float | None = None
+
+
+class Request(Deadlined, Generic[T], frozen=True, kw_only=True):
     caller: Caller
     body: T
 

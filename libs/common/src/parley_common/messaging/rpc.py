@@ -3,6 +3,12 @@
 `serve` registers a handler that always answers: a payload that does not decode is rejected with 400 and
 an unexpected exception with 500, so a caller never waits out its timeout on a bug. `RpcClient` turns "no
 responder" and timeouts into 503 rejections, so an unavailable service is reported within the deadline.
+
+A 503 means "not done", so a request must not be executed after its sender has given up on it: the client
+stamps a deadline on every request envelope (`Deadlined`) and publishes nothing while the connection is
+down (nats-py would buffer it and send it on reconnect, seconds later); the serving side refuses a request
+whose deadline has passed without running its handler. A request sent while serving another one inherits
+that one's deadline when it is earlier: nobody waits for its answer past it.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import msgspec
@@ -20,7 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
-from parley_common.contracts.rpc import Accepted, Rejected
+from parley_common.contracts.rpc import Accepted, Deadlined, Rejected
 from parley_common.log import get_logger, log_context
 from parley_common.messaging.codec import encode
 
@@ -30,6 +37,13 @@ AnyReply = Accepted[Any] | Rejected
 Handler = Callable[[Req], Awaitable[AnyReply]]
 
 log = get_logger(__name__)
+
+# A request's deadline is this much before its sender stops waiting (at most half a short timeout), so
+# work a service starts just before the deadline can still be answered before the sender gives up.
+DEADLINE_MARGIN = 0.25
+
+# The deadline of the request being handled in this context, for the requests its handler sends.
+_serving_deadline: ContextVar[float | None] = ContextVar("parley_serving_deadline", default=None)
 
 
 def answering(
@@ -46,16 +60,25 @@ def answering(
             log.info("request rejected", subject=subject, status=400, reason=str(exc))
             return encode(Rejected.bad_request(str(exc)))
         caller = getattr(request, "caller", None)
+        deadline: float | None = getattr(request, "deadline", None)
         with log_context(
             request_id=getattr(caller, "request_id", None),
             organization=getattr(caller, "organization_id", None),
             user_id=getattr(caller, "user_id", None),
         ):
+            if deadline is not None and time.time() > deadline:
+                # Its sender has answered for it already (503): doing it now would do it behind its back.
+                late_ms = round((time.time() - deadline) * 1e3, 1)
+                log.warning("request refused: deadline passed", subject=subject, late_ms=late_ms)
+                return encode(Rejected.unavailable("service unavailable: the request's deadline passed"))
+            token = _serving_deadline.set(deadline)
             try:
                 reply = await handler(request)
             except Exception:
                 log.exception("handler failed", subject=subject)
                 reply = Rejected(status=500, message="internal error")
+            finally:
+                _serving_deadline.reset(token)
             if isinstance(reply, Rejected):
                 log.info("request rejected", subject=subject, status=reply.status, reason=reply.message)
             else:
@@ -131,8 +154,17 @@ class Responders:
             await asyncio.gather(*(sub.drain() for sub in subscriptions))  # type: ignore[no-untyped-call]
 
 
+def serving_deadline() -> float | None:
+    """The deadline (epoch seconds) of the request being handled here, if any: work for it ends by then."""
+    return _serving_deadline.get()
+
+
 class RpcClient:
-    """Sends requests and decodes replies; never raises for transport problems."""
+    """Sends requests and decodes replies; never raises for transport problems.
+
+    Every `Deadlined` request (the `Request` envelope) leaves with a deadline: `DEADLINE_MARGIN` before
+    this client's timeout, or the deadline of the request being served, whichever is earlier.
+    """
 
     def __init__(self, connection: Client, *, timeout: float) -> None:
         self._nc = connection
@@ -149,13 +181,33 @@ class RpcClient:
     async def request(
         self, subject: str, request: Any, value_type: type[T], *, timeout: float | None = None
     ) -> Accepted[T] | Rejected:
+        wait = timeout or self._timeout
+        now = time.time()
+        deadline = now + wait - min(DEADLINE_MARGIN, wait / 2)
+        for earlier in (_serving_deadline.get(), getattr(request, "deadline", None)):
+            if earlier is not None and earlier < deadline:
+                deadline = earlier
+                wait = min(wait, deadline - now + DEADLINE_MARGIN)
+        if deadline <= now:
+            return Rejected.unavailable(f"service unavailable: no time left to ask {subject}")
+        if not self._nc.is_connected:
+            # Reconnecting: nats-py would buffer the request and send it when the bus is back, long after
+            # this answer. Closed: it would raise. Either way nothing is sent.
+            return Rejected.unavailable("service unavailable: message bus connection lost")
+        if isinstance(request, Deadlined):
+            request = msgspec.structs.replace(request, deadline=deadline)
         try:
-            msg = await self._nc.request(subject, encode(request), timeout=timeout or self._timeout)
+            msg = await self._nc.request(subject, encode(request), timeout=wait)
         except nats.errors.NoRespondersError:
             return Rejected.unavailable(f"service unavailable: no responder for {subject}")
         except (nats.errors.TimeoutError, TimeoutError):
             return Rejected.unavailable(f"service unavailable: {subject} did not answer in time")
-        except (nats.errors.ConnectionClosedError, nats.errors.ConnectionReconnectingError):
+        except (
+            nats.errors.ConnectionClosedError,
+            nats.errors.ConnectionReconnectingError,
+            nats.errors.ConnectionDrainingError,
+            nats.errors.OutboundBufferLimitError,
+        ):
             return Rejected.unavailable("service unavailable: message bus connection lost")
         try:
             reply: Accepted[T] | Rejected = self._decoder(value_type).decode(msg.data)

@@ -54,7 +54,30 @@ class NatsMediaNodeClient:
         return reply
 
 
-def follow_heartbeats(broker: NatsBroker, nodes: MediaNodes) -> None:
+class Announcements:
+    """Heartbeats as a signal for use cases waiting for a media node (see `MediaHandlers`).
+
+    Each heartbeat sets the current event and puts a fresh one in its place, so every waiter wakes once
+    per heartbeat and looks at the nodes again; nobody polls.
+    """
+
+    def __init__(self) -> None:
+        self._event = asyncio.Event()
+
+    def heard(self) -> None:
+        event, self._event = self._event, asyncio.Event()
+        event.set()
+
+    async def next(self, timeout: float) -> bool:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+
+def follow_heartbeats(broker: NatsBroker, nodes: MediaNodes, announcements: Announcements) -> None:
     """Every replica hears every heartbeat (no queue group): each chooses nodes by what it heard."""
 
     async def on_heartbeat(body: bytes) -> None:
@@ -62,6 +85,8 @@ def follow_heartbeats(broker: NatsBroker, nodes: MediaNodes) -> None:
             nodes.heard(_heartbeat_decoder.decode(body))
         except msgspec.DecodeError:
             log.warning("undecodable media heartbeat")
+            return
+        announcements.heard()
 
     broker.subscriber(subjects.MEDIA_HEARTBEAT)(on_heartbeat)
 
