@@ -86,7 +86,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         ),
     )
     responders = Responders(nc)
-    await register(broker, responders, handlers, media, presence, memberships, store)
+    await register(broker, responders, handlers, media, presence, memberships, store, nodes)
     follow_heartbeats(broker, nodes)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()
