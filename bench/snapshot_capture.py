@@ -96,6 +96,8 @@ async def bench(requests: int) -> dict[str, list[float]]:
         ],
         env={
             "PARLEY_JWT_SECRET": SECRET,
+            # A real JWT secret means a deployment: the snapshot service then needs its own signing key.
+            "PARLEY_SNAPSHOT_SIGNING_KEY": "bench-snapshot-signing-key-0123",
             "PARLEY_HTTP_PORT": str(port),
             "PARLEY_ESSENTIAL_SERVICES": "conference,snapshot",
             "PARLEY_LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),

@@ -611,6 +611,7 @@ async def test_health_covers_nats_storage_and_services(api: Api) -> None:
     assert health.body["isLive"] is True
     assert health.body["status"] == "ok"
     names = {d["name"]: d["isHealthy"] for d in health.body["dependencies"]}
-    assert names == {"nats": True, "conference": True, "conference.storage": True}
+    # No media node in this stack: listed under the conference service, not probed (media is not).
+    assert names == {"nats": True, "conference": True, "conference.storage": True, "conference.media": False}
     assert (await anonymous.get("/health/live")).status == 204
     assert (await anonymous.get("/health/ready")).status == 204

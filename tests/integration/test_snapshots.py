@@ -26,6 +26,7 @@ from parley_common.contracts.media import StillImage, StreamStillQuery
 from parley_common.contracts.rpc import Accepted, Caller, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
+from parley_snapshot.signing import UrlSigner
 from PIL import Image, ImageStat
 
 from tests.integration.helpers import ORG, Api, Response, Stack, token, unique
@@ -33,6 +34,7 @@ from tests.integration.peers import GREEN, RED, Color, Peers, PublisherPeer, clo
 
 MAX_BYTES = 3 * 1024 * 1024  # above NATS's 1 MiB message limit, so large images prove the staging path
 URL_TTL = 3
+SIGNING_KEY = "integration-test-snapshot-signing-key"
 SNAPSHOTS = "/rtc-api/snapshots"
 PUBLIC_BASE = "https://parley.example.test"
 
@@ -49,7 +51,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PARLEY_OPTIONAL_SERVICES": "media",
             "PARLEY_SNAPSHOT_MAX_BYTES": str(MAX_BYTES),
             "PARLEY_SNAPSHOT_URL_TTL_SECONDS": str(URL_TTL),
-            "PARLEY_SNAPSHOT_SIGNING_KEY": "integration-test-snapshot-signing-key",
+            "PARLEY_SNAPSHOT_SIGNING_KEY": SIGNING_KEY,
             # Public URLs name the address clients use (here a made-up one); internal ones the gateway's own.
             "PARLEY_PUBLIC_BASE_URL": PUBLIC_BASE,
             "PARLEY_MEDIA_NODE_TIMEOUT_SECONDS": "3",
@@ -616,6 +618,21 @@ async def test_signed_urls_work_without_a_token_until_they_expire(stack: Stack, 
 
     await asyncio.sleep(max(0.0, valid_until.timestamp() - time.time()) + 0.2)
     assert (await fetch(api, url))[0] == 403
+
+
+async def test_a_signed_url_living_beyond_the_seven_day_cap_is_refused(api: Api) -> None:
+    """Even signed with the right key (leaked, or an old configuration): a URL lives at most 7 days."""
+    room = await Room.open(api)
+    snapshot_id = await new_snapshot(api, room)
+    picture = jpeg(GREEN)
+    await post_form(room.customer_api, "acquire", acquire_fields(snapshot_id, room.customer), picture)
+    signer = UrlSigner(SIGNING_KEY.encode())
+    within = signer.path(snapshot_id, int(time.time()) + 6 * 86400)
+    assert await fetch(api, within) == (200, "image/jpeg", picture)
+    status, content_type, body = await fetch(api, signer.path(snapshot_id, int(time.time()) + 365 * 86400))
+    assert (status, content_type) == (403, "application/json")
+    refused = json.loads(body)
+    assert "7-day" in refused["message"] and refused["traceId"]
 
 
 # ---------------------------------------------------------------- camera requests

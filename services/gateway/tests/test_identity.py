@@ -177,6 +177,23 @@ def test_malformed_claims(verifier: TokenVerifier, override: dict[str, Any], mes
     assert message in rejection(verifier, token)
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        {"exp": str(int(time.time()) + 600)},
+        {"nbf": True},
+        {"nbf": str(int(time.time()) - 60)},
+        {"iat": str(int(time.time()))},
+        {"iat": [int(time.time())]},
+    ],
+)
+def test_numeric_date_claims_must_be_json_numbers(verifier: TokenVerifier, override: dict[str, Any]) -> None:
+    """RFC 7519 NumericDate is a JSON number: a numeric string (which PyJWT alone accepts) is refused."""
+    (claim,) = override
+    token = jwt.encode(claims(**override), SECRET, algorithm="HS256")
+    assert rejection(verifier, token) == f"token has a malformed {claim} claim"
+
+
 @pytest.mark.parametrize("garbage", ["not-a-jwt", "a.b.c", "", "eyJhbGciOiJIUzI1NiJ9.e30"])
 def test_garbage_rejected(verifier: TokenVerifier, garbage: str) -> None:
     assert rejection(verifier, garbage) == "malformed token"

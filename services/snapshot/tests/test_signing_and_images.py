@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from parley_snapshot.images import NotAnImage, inspect
-from parley_snapshot.signing import UrlSigner
+from parley_snapshot.signing import CLOCK_SKEW_SECONDS, MAX_TTL_SECONDS, UrlSigner
 from PIL import Image
 
 NOW = 1_800_000_000.0
@@ -51,6 +51,16 @@ def test_the_signed_path_carries_id_expiry_and_signature() -> None:
     parts = urlsplit(path)
     assert parts.path == "/rtc-api/snapshots/signed/a%2Fb/1234"
     assert parse_qs(parts.query)["signature"] == [SIGNER.signature("a/b", 1234)]
+
+
+def test_a_url_lives_at_most_seven_days_even_correctly_signed() -> None:
+    """A forged far-future expiry (a leaked or development key) opens nothing; the cap holds at issue too."""
+    for far in (int(NOW) + 365 * 86400, int(NOW) + MAX_TTL_SECONDS + CLOCK_SKEW_SECONDS + 1, 2**62):
+        assert not SIGNER.verify("s1", far, SIGNER.signature("s1", far), now=NOW)
+    week = int(NOW) + MAX_TTL_SECONDS
+    assert SIGNER.verify("s1", week, SIGNER.signature("s1", week), now=NOW)
+    assert UrlSigner.expiration(NOW, 365 * 86400) == week
+    assert UrlSigner.expiration(NOW, 900) == int(NOW) + 900
 
 
 def test_a_short_key_is_refused() -> None:

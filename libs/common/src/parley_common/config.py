@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 import msgspec
@@ -56,3 +57,19 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
 
     def sqlite_path(self, service: str) -> str:
         return str(self.data_dir / f"{service}.sqlite3")
+
+
+def development_secrets(environ: Mapping[str, str] | None = None) -> bool:
+    """No real secret configured (`make run` territory): PARLEY_JWT_SECRET unset or the development
+    default, no external IdP key, no PARLEY_DATA_KEY. Only then may a public development key stand in for
+    a missing one; any real secret means a deployment, where a missing key must stop the service instead."""
+    env = os.environ if environ is None else environ
+
+    def given(name: str) -> str:
+        return env.get(name, "").strip()
+
+    if given("PARLEY_JWT_SECRET") not in ("", DEV_JWT_SECRET):
+        return False
+    return not any(
+        given(n) for n in ("PARLEY_JWT_PUBLIC_KEY", "PARLEY_JWT_PUBLIC_KEY_FILE", "PARLEY_DATA_KEY")
+    )

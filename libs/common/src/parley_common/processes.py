@@ -12,9 +12,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -58,9 +60,19 @@ class NatsServer:
         self.port = port or free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
 
+    name = "nats-server"
+
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def poll(self) -> int | None:
+        """Its exit status once it exited (negative: the signal that killed it), None while it runs."""
+        return None if self._process is None else self._process.poll()
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -84,6 +96,12 @@ class NatsServer:
                 self._process.kill()
                 self._process.wait()
         self._process = None
+
+    def kill(self) -> None:
+        """Die at once (SIGKILL), like a crashed server; `start` brings it back on the same port and store."""
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+            self._process.wait()
 
     def __enter__(self) -> NatsServer:
         return self.start()
@@ -114,6 +132,7 @@ class ServiceProcess:
         return self._process.pid if self._process else None
 
     def start(self) -> ServiceProcess:
+        self._close_log()  # a restart after a crash: the previous run's handle
         # Without a log file the child shares this process's stdout/stderr (a developer's terminal).
         output = None if self.log_path is None else self.log_path.open("ab")
         self._log = output
@@ -166,6 +185,108 @@ class ServiceProcess:
         self.stop()
 
 
+class Supervised(Protocol):
+    """What a `Supervisor` watches: `NatsServer` and `ServiceProcess` both are."""
+
+    name: str
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def poll(self) -> int | None: ...
+
+    def start(self) -> object: ...
+
+
+def describe_exit(status: int) -> str:
+    """'exit code 3' or 'signal SIGKILL' (Popen reports death by a signal as a negative status)."""
+    if status < 0:
+        try:
+            return f"signal {signal.Signals(-status).name}"
+        except ValueError:
+            return f"signal {-status}"
+    return f"exit code {status}"
+
+
+@dataclass
+class _Watch:
+    child: Supervised
+    # Seconds to wait before the next restart; doubles after each quick death, up to the maximum.
+    delay: float
+    started_at: float
+    restart_at: float | None = None
+    restarts: int = 0
+
+
+class Supervisor:
+    """Keeps children running like a process manager: a child that dies is reported (name, exit code or
+    signal) and restarted after a backoff, while the others keep running.
+
+    The backoff starts at `initial` seconds and doubles on each death up to `maximum`; a child that stayed
+    up `stable_after` seconds is healthy again and starts over at `initial`. `tick` does one pass and never
+    sleeps, and the clock is injected, so the policy is testable without waiting.
+    """
+
+    def __init__(
+        self,
+        children: Sequence[Supervised],
+        *,
+        report: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+        initial: float = 0.5,
+        maximum: float = 10.0,
+        stable_after: float = 30.0,
+    ) -> None:
+        self._report = report
+        self._clock = clock
+        self._initial = initial
+        self._maximum = maximum
+        self._stable_after = stable_after
+        now = clock()
+        self._watches = [_Watch(child, delay=initial, started_at=now) for child in children]
+        self._stopped = False
+
+    def stop(self) -> None:
+        """No restart from now on (the stack is shutting down: its children exit on purpose)."""
+        self._stopped = True
+
+    def restarts(self, name: str) -> int:
+        return next(w.restarts for w in self._watches if w.child.name == name)
+
+    def tick(self) -> None:
+        for watch in self._watches:
+            if self._stopped:
+                return
+            now = self._clock()
+            if watch.restart_at is not None:
+                if now >= watch.restart_at:
+                    self._restart(watch, now)
+                continue
+            status = watch.child.poll()
+            if status is None:
+                if now - watch.started_at >= self._stable_after:
+                    watch.delay = self._initial
+                continue
+            watch.restart_at = now + watch.delay
+            self._report(
+                f"{watch.child.name} (pid {watch.child.pid}) died: {describe_exit(status)}; "
+                f"restarting in {watch.delay:g} s"
+            )
+            watch.delay = min(watch.delay * 2, self._maximum)
+
+    def _restart(self, watch: _Watch, now: float) -> None:
+        watch.restart_at = None
+        watch.restarts += 1
+        try:
+            watch.child.start()
+        except (OSError, RuntimeError, TimeoutError) as exc:
+            # It died again while starting (port taken, store locked...): the next tick sees it and backs off.
+            self._report(f"{watch.child.name} failed to restart: {exc}")
+        else:
+            self._report(f"{watch.child.name} restarted (pid {watch.child.pid})")
+        watch.started_at = self._clock()
+
+
 class LocalStack:
     """nats-server plus Parley services, all on this machine: what `make run` and the integration tests start.
 
@@ -205,6 +326,23 @@ class LocalStack:
         for process in self.processes.values():
             process.start()
         return self
+
+    def supervisor(
+        self,
+        report: Callable[[str], None],
+        *,
+        initial: float = 0.5,
+        maximum: float = 10.0,
+        stable_after: float = 30.0,
+    ) -> Supervisor:
+        """A `Supervisor` of nats-server and every service (restarted on the same port and store)."""
+        return Supervisor(
+            [self.nats, *self.processes.values()],
+            report=report,
+            initial=initial,
+            maximum=maximum,
+            stable_after=stable_after,
+        )
 
     def stop(self) -> None:
         # All at once (each may take seconds to drain), NATS last so they can still flush to it.

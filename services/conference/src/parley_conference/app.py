@@ -90,7 +90,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         node_wait_seconds=settings.media_node_wait_seconds,
     )
     responders = Responders(nc)
-    await register(broker, responders, handlers, media, presence, memberships, store)
+    await register(broker, responders, handlers, media, presence, memberships, store, nodes)
     follow_heartbeats(broker, nodes, announcements)
     lease = await Lease.open(js, "conference-timers")
     await broker.start()

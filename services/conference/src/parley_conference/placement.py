@@ -63,6 +63,10 @@ class MediaNodes:
             return None
         return node
 
+    def any_alive(self) -> bool:
+        """Is there a node to place a stream on (heard within the timeout)?"""
+        return any(self.alive(node_id) is not None for node_id in self._nodes)
+
     def lost(self, node_id: str, incarnation: str) -> bool:
         """Are the streams a node held in `incarnation` gone? Not judged until a full timeout after start."""
         node = self.alive(node_id)

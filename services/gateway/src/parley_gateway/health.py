@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Literal
 
+import nats.errors
 from aiohttp import web
 from nats.aio.client import Client
 from parley_common.contracts.base import Payload
@@ -26,6 +28,53 @@ class HealthResponse(Payload, frozen=True):
     dependencies: list[Dependency]
 
 
+def judge(
+    nats_ok: bool,
+    reports: Mapping[str, ServiceHealth | None],
+    *,
+    essential: tuple[str, ...],
+    optional: tuple[str, ...],
+) -> HealthResponse:
+    """The health verdict from what each service reported (None: it did not answer, or NATS is down).
+
+    A pure decision, so that any outage (no NATS, no responder, a timeout) yields a report, never an
+    exception. A service judges itself (`is_healthy` covers its storage, say); its dependencies other than
+    the bus are listed under its name. A dependency named after another probed service (the conference
+    service's view of the media nodes it heard) is a witness for that service: media is ready only when a
+    node answers and the conference service knows a node to place streams on, so the first publish after
+    "ready" finds one. Unprobed, such a dependency is only listed (the reporter's own verdict ignores it).
+    """
+    names = (*essential, *optional)
+    witnesses: dict[str, list[bool]] = {name: [] for name in names}
+    own: dict[str, list[Dependency]] = {}
+    for name in names:
+        report = reports.get(name) if nats_ok else None
+        inner: list[Dependency] = []
+        for d in report.dependencies if report is not None else ():
+            if d.name == "nats":
+                continue
+            if d.name in witnesses and d.name != name:
+                witnesses[d.name].append(d.is_healthy)
+            inner.append(Dependency(name=f"{name}.{d.name}", is_healthy=d.is_healthy))
+        own[name] = inner
+    dependencies = [Dependency(name="nats", is_healthy=nats_ok)]
+    essential_ok = nats_ok
+    optional_ok = True
+    for name in names:
+        report = reports.get(name) if nats_ok else None
+        healthy = report is not None and report.is_healthy and all(witnesses[name])
+        dependencies.append(Dependency(name=name, is_healthy=healthy))
+        dependencies.extend(own[name])
+        if name in essential:
+            essential_ok = essential_ok and healthy
+        else:
+            optional_ok = optional_ok and healthy
+    status: Literal["ok", "warn", "error"] = (
+        "error" if not essential_ok else ("ok" if optional_ok else "warn")
+    )
+    return HealthResponse(is_live=True, status=status, dependencies=dependencies)
+
+
 class HealthCheck:
     def __init__(
         self, nc: Client, rpc: RpcClient, *, essential: tuple[str, ...], optional: tuple[str, ...]
@@ -35,37 +84,23 @@ class HealthCheck:
         self._essential = essential
         self._optional = optional
 
-    async def _service(self, name: str) -> list[Dependency]:
-        reply = await self._rpc.request(
-            subjects.health(name), HealthQuery(), ServiceHealth, timeout=PROBE_TIMEOUT
-        )
-        if isinstance(reply, Rejected):
-            return [Dependency(name=name, is_healthy=False)]
-        own = Dependency(name=name, is_healthy=reply.value.is_healthy)
-        # A service's own dependencies other than the bus (its storage, say) are reported under its name.
-        inner = [
-            Dependency(name=f"{name}.{d.name}", is_healthy=d.is_healthy) for d in reply.value.dependencies
-        ]
-        return [own, *(d for d in inner if d.name != f"{name}.nats")]
+    async def _probe(self, name: str) -> ServiceHealth | None:
+        """What `name` reports, or None when it cannot be asked (bus lost mid-probe included)."""
+        try:
+            reply = await self._rpc.request(
+                subjects.health(name), HealthQuery(), ServiceHealth, timeout=PROBE_TIMEOUT
+            )
+        except nats.errors.Error:
+            return None
+        return None if isinstance(reply, Rejected) else reply.value
 
     async def check(self) -> HealthResponse:
-        nats_ok = self._nc.is_connected
         names = (*self._essential, *self._optional)
-        results = await asyncio.gather(*(self._service(name) for name in names)) if nats_ok else []
-        dependencies = [Dependency(name="nats", is_healthy=nats_ok)]
-        essential_ok = nats_ok
-        optional_ok = True
-        for name, deps in zip(names, results, strict=True):
-            dependencies.extend(deps)
-            healthy = all(d.is_healthy for d in deps)
-            if name in self._essential:
-                essential_ok = essential_ok and healthy
-            else:
-                optional_ok = optional_ok and healthy
-        status: Literal["ok", "warn", "error"] = (
-            "error" if not essential_ok else ("ok" if optional_ok else "warn")
-        )
-        return HealthResponse(is_live=True, status=status, dependencies=dependencies)
+        # No probe while the bus is down: each would wait out its timeout (or fail) for a known answer.
+        nats_ok = self._nc.is_connected
+        replies = await asyncio.gather(*(self._probe(name) for name in names)) if nats_ok else []
+        reports = dict(zip(names, replies, strict=False))
+        return judge(nats_ok, reports, essential=self._essential, optional=self._optional)
 
     def operations(self) -> list[Operation]:
         async def health(request: web.Request, _: object, __: object) -> web.StreamResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import math
 import re
 import time
 import warnings
@@ -251,6 +252,8 @@ def _describe(exc: jwt.PyJWTError) -> str:
         return "token issuer is not accepted"
     if isinstance(exc, jwt.InvalidAudienceError):
         return "token audience is not accepted"
+    if isinstance(exc, jwt.InvalidIssuedAtError):
+        return "token has a malformed iat claim"
     if isinstance(exc, jwt.ImmatureSignatureError):
         return "token is not yet valid"
     if isinstance(exc, jwt.exceptions.InvalidSubjectError):
@@ -260,6 +263,9 @@ def _describe(exc: jwt.PyJWTError) -> str:
     if isinstance(exc, jwt.DecodeError):
         return "malformed token"
     return "invalid token"
+
+
+NUMERIC_DATE_CLAIMS: Final = ("exp", "nbf", "iat")
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
@@ -279,6 +285,14 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         scopes = tuple(raw_scope)
     else:
         raise Unauthorized("token has a malformed scope claim")
+    for claim in NUMERIC_DATE_CLAIMS:
+        value = claims.get(claim)
+        # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (it calls int() on it), and a
+        # JSON true is a Python int. Either is a malformed token, refused like any other.
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            raise Unauthorized(f"token has a malformed {claim} claim")
     try:
         expires_at = datetime.fromtimestamp(float(claims["exp"]), UTC)
     except (OverflowError, OSError, ValueError):

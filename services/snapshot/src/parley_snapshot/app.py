@@ -21,7 +21,7 @@ from parley_snapshot.adapters.images import ImageStore
 from parley_snapshot.adapters.outbox import Outbox
 from parley_snapshot.adapters.repository import Records, open_records
 from parley_snapshot.handlers import SnapshotHandlers, UnitOfWork
-from parley_snapshot.settings import DEV_SIGNING_KEY, Settings
+from parley_snapshot.settings import Settings
 from parley_snapshot.signing import UrlSigner
 
 log = get_logger(__name__)
@@ -40,9 +40,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
     await ensure_streams(js)
     images = await ImageStore.open(js)
 
-    if settings.signing_key is None:
+    if settings.development_key:
         log.warning("PARLEY_SNAPSHOT_SIGNING_KEY is not set: signing URLs with the development key")
-    signer = UrlSigner((settings.signing_key or DEV_SIGNING_KEY).encode())
+    signer = UrlSigner(settings.signing_key.encode())
     outbox = Outbox(js, NatsEndpointMessenger(nc, js, Sealer.from_env()), images)
     records: list[Records[Any]] = [snapshots, camera_requests]
     await outbox.recover(records)
@@ -76,7 +76,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     configure_logging("snapshot")
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        # A configuration error: one line saying what to set, and a failed start (no traceback).
+        log.error("snapshot service cannot start", reason=str(exc))
+        raise SystemExit(2) from None
 
     async def _main() -> None:
         stop = asyncio.Event()

@@ -422,7 +422,7 @@ class SnapshotHandlers:
         caller, body = request.caller, request.body
         snapshot = await self._snapshot(caller, body.snapshot_id)
         domain.image_of(snapshot)  # 409 while (or once) there is nothing to serve
-        expiration = int(self._clock().timestamp() + self._url_ttl)
+        expiration = self._signer.expiration(self._clock().timestamp(), self._url_ttl)
         return Accepted(
             value=api.SignedPath(
                 path=self._signer.path(snapshot.id, expiration),
@@ -437,7 +437,7 @@ class SnapshotHandlers:
         body = request.body
         now = self._clock().timestamp()
         if not self._signer.verify(body.snapshot_id, body.expiration, body.signature, now=now):
-            raise domain.NotAllowed("the signature is invalid or has expired")
+            raise domain.NotAllowed("the signature is invalid, has expired or outlives the 7-day limit")
         snapshot = await self._uow.snapshots.state(body.snapshot_id)
         if snapshot is None:
             raise domain.NotFound(f"snapshot {body.snapshot_id} not found")

@@ -23,6 +23,7 @@ from parley_common.storage import DocumentStore, StorageError
 from parley_conference.handlers import ConferenceHandlers
 from parley_conference.media import MediaHandlers
 from parley_conference.memberships import Memberships
+from parley_conference.placement import MediaNodes
 from parley_conference.presence import Presence
 
 log = get_logger(__name__)
@@ -39,6 +40,7 @@ async def register(
     presence: Presence,
     memberships: Memberships,
     store: DocumentStore,
+    nodes: MediaNodes,
 ) -> None:
     commands: dict[str, tuple[Any, Any]] = {
         "create": (Request[api.CreateConferenceWebCommand], handlers.create),
@@ -95,6 +97,9 @@ async def register(
         dependencies = [
             Dependency(name="nats", is_healthy=True),
             Dependency(name="storage", is_healthy=storage_ok),
+            # Not part of this service's own health: the gateway counts it toward media's readiness (a
+            # publish needs a node this replica heard; a node answering its health is not enough).
+            Dependency(name="media", is_healthy=nodes.any_alive()),
         ]
         return Accepted(value=ServiceHealth(service=QUEUE, is_healthy=storage_ok, dependencies=dependencies))
 
