@@ -334,11 +334,15 @@ def test_configmap_fits_a_cluster() -> None:
 
 
 def test_secrets_are_required_where_a_development_default_would_apply() -> None:
-    """Unset, PARLEY_JWT_SECRET and PARLEY_DATA_KEY fall back to public development values."""
+    """Unset, PARLEY_JWT_SECRET and PARLEY_DATA_KEY fall back to public development values.
+
+    Every service that seals what it pushes (conference, snapshot) needs the gateway's PARLEY_DATA_KEY: one
+    sealing with the development key pushes events the gateway cannot open.
+    """
     required = {
         "gateway": {"PARLEY_JWT_SECRET", "PARLEY_DATA_KEY"},
         "conference": {"PARLEY_DATA_KEY"},
-        "snapshot": {"PARLEY_SNAPSHOT_SIGNING_KEY"},
+        "snapshot": {"PARLEY_DATA_KEY", "PARLEY_SNAPSHOT_SIGNING_KEY"},
     }
     for name, keys in required.items():
         (container,) = containers(workload(name))
