@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from openapi_ui_bundles import swagger_ui
 from parley_common.clock import new_id
 from parley_common.contracts import conference as api
+from parley_common.contracts.base import Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.log import configure_logging, get_logger, log_context
 from parley_common.messaging import subjects
@@ -109,6 +110,7 @@ def route(operation: Operation, verifier: TokenVerifier) -> AiohttpHandler:
             user_id=caller.user_id if caller else None,
         ):
             try:
+                operation.check_parameters(request)
                 body = await read_body(request, operation.body) if operation.body is not None else None
                 return await operation.handler(request, caller, body)
             except BadRequest as exc:
@@ -264,10 +266,8 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
         status=101,
         token_in_query=True,
         query=(
-            QueryParam("userEndpointId", "string", required=True, description="the endpoint to stream to"),
-            QueryParam(
-                "access_token", "string", description="bearer token, for clients that cannot set headers"
-            ),
+            QueryParam("userEndpointId", Id, required=True, description="the endpoint to stream to"),
+            QueryParam("access_token", str, description="bearer token, for clients that cannot set headers"),
         ),
         errors=(400, 401, 403, 503),
     )

@@ -1,8 +1,39 @@
-"""The base every payload derives from: frozen, keyword-only, camelCase on the wire."""
+"""The base every payload derives from: frozen, keyword-only, camelCase on the wire; and the API's id rule."""
 
 from __future__ import annotations
 
+from typing import Annotated, Final
+
 import msgspec
+
+# Largest integer the storage layer holds (BSON and SQLite int64).
+MAX_INT64: Final = 2**63 - 1
+ID_MAX_LENGTH: Final = 256
+# Characters an id may never hold: C0 controls and DEL (they break logs and headers), and the path
+# separators `/` and `\` (ids become URL path segments and object-store names such as
+# `interactions/{interactionId}/...`, so an id must stay one segment). At least one character must be
+# neither whitespace nor a dot: that refuses blank ids and the `.`/`..` path segments. Written so that
+# Python's `re` and ECMA-262 (the OpenAPI reader's dialect) read it the same way.
+_NEVER = r"\x00-\x1f\x7f/\\"
+ID_PATTERN: Final = rf"^[^{_NEVER}]*[^\s.{_NEVER}][^{_NEVER}]*$"
+
+Id = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        max_length=ID_MAX_LENGTH,
+        pattern=ID_PATTERN,
+        description=(
+            f"an id: 1 to {ID_MAX_LENGTH} characters, no control characters, no / or \\, "
+            "not blank and not only dots"
+        ),
+    ),
+]
+"""Every id the API takes (conference, endpoint, user, stream, viewer, snapshot, interaction, ...).
+
+The one rule for ids, in request bodies and in path and query parameters alike: the gateway decodes
+both with it (400 on a mismatch) and the OpenAPI document states it, from this very type.
+"""
 
 
 class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
