@@ -30,6 +30,8 @@ from schemathesis.core.failures import Failure, FailureGroup
 from tests.integration.helpers import Stack, token
 
 MAX_EXAMPLES = 60
+# The whole document is one pytest test (an operation per subtest): about a minute here, more on a busy box.
+pytestmark = pytest.mark.timeout(420)
 MULTIPART_OPERATIONS = ("/rtc-api/snapshots/acquire", "/rtc-api/snapshots/upload")
 # aiohttp's refusals of a malformed multipart part header (defect 6).
 MULTIPART_PARSER_ERRORS = ("InvalidHeader", "BadHttpMessage")
@@ -133,6 +135,7 @@ schema = schemathesis.pytest.from_fixture("gateway_schema").exclude(path="/rtc-a
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
+    database=None,
 )
 def test_the_gateway_keeps_its_openapi_document(case: Any, fuzzed_stack: Stack) -> None:
     response = case.call(base_url=fuzzed_stack.url)
