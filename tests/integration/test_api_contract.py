@@ -158,6 +158,13 @@ async def test_the_document_states_the_rules_the_server_enforces(api: Api) -> No
     assert events["v"] == {"type": "integer"}
     signed = paths["/rtc-api/snapshots/signed/{snapshotId}/{expiration}"]["get"]["parameters"]
     assert {p["name"]: p["schema"]["type"] for p in signed}["expiration"] == "integer"
+    token = paths["/security/oauth/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert _resolve(document, form)["properties"]["grant_type"]["enum"] == ["client_credentials"]
+    assert token["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/TokenResponse"
+    )
+    assert token["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/OAuthError")
     # Whatever takes parameters or a body can answer 400, and whatever needs a token 401.
     recording = paths[f"{CONFERENCES}/{{id}}/recordings/{{recordingId}}"]["get"]["responses"]
     assert {"400", "401"} <= set(recording)

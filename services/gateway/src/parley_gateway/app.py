@@ -34,7 +34,10 @@ from parley_gateway.http import BadRequest, error_response, read_body
 from parley_gateway.identity import (
     IdentitySettings,
     OAuthClients,
+    OAuthError,
     TokenIssuer,
+    TokenRequestBody,
+    TokenResponse,
     TokenVerifier,
     Unauthorized,
     handle_token_request,
@@ -285,8 +288,12 @@ def token_operation(issuer: TokenIssuer, clients: OAuthClients) -> Operation:
         tag="Security",
         handler=token,
         public=True,
+        form=TokenRequestBody,
+        form_media_types=("application/x-www-form-urlencoded", "application/json"),
+        response=TokenResponse,
         errors=(),
         extra_responses={400: "invalid_request / unsupported_grant_type", 401: "invalid_client"},
+        extra_response_body=OAuthError,
     )
 
 

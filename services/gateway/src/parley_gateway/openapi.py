@@ -19,7 +19,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
     # them with, so every constraint it enforces (lengths, patterns, enums, ranges) is in the document.
     types: list[Any] = [ErrorBody]
     for op in operations:
-        types.extend(t for t in (op.body, op.form, op.response) if t is not None)
+        types.extend(t for t in (op.body, op.form, op.response, op.extra_response_body) if t is not None)
         types.extend(op.path_type(name) for name in op.path_params)
         types.extend(q.type for q in op.query)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
@@ -53,7 +53,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         if op.form is not None:
             document["requestBody"] = {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": schema_of[id(op.form)]}},
+                "content": {media: {"schema": schema_of[id(op.form)]} for media in op.form_media_types},
             }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:
@@ -65,6 +65,9 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         responses: dict[str, Any] = {str(op.status): success}
         for status, description in op.extra_responses.items():
             responses[str(status)] = {"description": description}
+            if op.extra_response_body is not None:
+                schema = schema_of[id(op.extra_response_body)]
+                responses[str(status)]["content"] = {"application/json": {"schema": schema}}
         for status in _error_statuses(op):
             responses[str(status)] = {
                 "description": HTTPStatus(status).phrase,

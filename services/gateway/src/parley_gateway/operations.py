@@ -38,8 +38,10 @@ class Operation:
     tag: str
     handler: Handler
     body: Any = None  # the msgspec type of the JSON request body
-    # The msgspec type describing a multipart/form-data body (OpenAPI only: the handler reads the parts).
+    # The msgspec type describing a form body (OpenAPI only: the handler reads the fields itself), and the
+    # media types it comes in.
     form: Any = None
+    form_media_types: tuple[str, ...] = ("multipart/form-data",)
     response: Any = None  # the msgspec type of the 200 body; None with status 204
     status: int = 200
     public: bool = False
@@ -51,6 +53,8 @@ class Operation:
     # A success body that is a file of this media type (e.g. "video/webm"), not JSON.
     binary_response: str | None = None
     extra_responses: dict[int, str] = field(default_factory=dict)
+    # The msgspec type of the JSON body of `extra_responses` (None: no body documented).
+    extra_response_body: Any = None
     # Types of path parameters that are not ids (every other `{name}` in the path is an `Id`).
     path_types: dict[str, Any] = field(default_factory=dict)
 

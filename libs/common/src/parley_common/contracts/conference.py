@@ -27,8 +27,9 @@ MetadataKey = Annotated[str, msgspec.Meta(min_length=1)]
 # What `sendEvent` checks in its free-form event (parley_conference.sending uses these patterns). The
 # schema is stated for the OpenAPI document only: msgspec cannot decode "an object with these keys and
 # anything else", so the conference service checks them.
+# `$(?!\n)` ends these patterns: Python's `$` also matches before a final newline, ECMA-262's does not.
 # Capitalised camel case ending in "Event" with at least one word before it: "ParticipantMutedEvent".
-EVENT_TYPE_PATTERN = r"^(?:[A-Z][a-z0-9]*)+Event$"
+EVENT_TYPE_PATTERN = r"^(?:[A-Z][a-z0-9]*)+Event$(?!\n)"
 # ISO-8601 instant: a date Python's datetime takes (years 1-9999, real days of each month, February 29
 # in leap years only), a time, an optional fraction, and an explicit zone (Z or an offset under 24 h).
 _YEAR = r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
@@ -40,7 +41,7 @@ _DAY_OF_MONTH = (
 )
 INSTANT_PATTERN = (
     rf"^(?:{_YEAR}-{_DAY_OF_MONTH}|{_LEAP_YEAR}-02-29)"
-    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
 )
 JsonPathMask = Annotated[
     str,
