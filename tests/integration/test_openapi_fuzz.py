@@ -9,7 +9,7 @@ broke): fix the contract or the server, not this test.
 The stack is nats-server, the conference and snapshot services and one gateway: no media node, so a
 `publishStream` that gets past the conference's checks answers 503 as documented instead of negotiating
 WebRTC (the media path has its own tests; it would only slow this run down on a 2-core machine).
-Examples per operation are bounded and derandomized: the run takes about a minute, the same every time.
+Examples per operation are bounded and derandomized: the run takes one to two minutes on 2 cores.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from schemathesis.core.failures import Failure, FailureGroup
 
 from tests.integration.helpers import Stack, token
 
-MAX_EXAMPLES = 60
-# The whole document is one pytest test (an operation per subtest): about a minute here, more on a busy box.
+MAX_EXAMPLES = 100
+# The whole document is one pytest test (an operation per subtest): 1-2 min here, more on a busy box.
 pytestmark = pytest.mark.timeout(420)
 MULTIPART_OPERATIONS = ("/rtc-api/snapshots/acquire", "/rtc-api/snapshots/upload")
 # aiohttp's refusals of a malformed multipart part header (defect 6).
