@@ -280,7 +280,13 @@ async def test_refusals(ready: Stack, api: Api, peers: Peers) -> None:
     cases: list[tuple[Api, str, dict[str, Any], int, str]] = [
         (owner, "publishStream", {**base, "conferenceStreamType": "VR", "sdpOffer": offer}, 400, "VR"),
         (owner, "publishStream", {**base, "conferenceStreamType": "CAM"}, 400, "sdpOffer"),
-        (owner, "publishStream", {**base, "conferenceStreamType": "UNKNOWN", "sdpOffer": offer}, 400, "MIC"),
+        (
+            owner,
+            "publishStream",
+            {**base, "conferenceStreamType": "UNKNOWN", "sdpOffer": offer},
+            400,
+            "UNKNOWN",
+        ),
         (
             owner,
             "publishStream",

@@ -775,11 +775,9 @@ async def test_openapi_and_health_cover_the_snapshot_api(api: Api) -> None:
     for op, form in [("acquire", "SnapshotAcquireForm"), ("upload", "SnapshotUploadForm")]:
         content = paths[f"{SNAPSHOTS}/{op}"]["post"]["requestBody"]["content"]
         assert content["multipart/form-data"]["schema"]["$ref"].endswith(f"/{form}")
-        assert schemas[form]["properties"]["image"] == {
-            "type": "string",
-            "format": "binary",
-            "description": "the image file",
-        }
+        image = schemas[form]["properties"]["image"]
+        assert (image["type"], image["format"], image["minLength"]) == ("string", "binary", 1)
+        assert image["description"].startswith("the image file")
         assert "413" in paths[f"{SNAPSHOTS}/{op}"]["post"]["responses"]
     for path in [
         SNAPSHOTS,

@@ -23,7 +23,6 @@ from parley_common.contracts.media import (
     MediaOp,
     MediaStream,
     MediaStreamEndedEvent,
-    PublishableStreamType,
     PublishMedia,
     Recording,
     RecordingLocation,
@@ -199,7 +198,7 @@ class MediaHandlers:
         with log_context(stream_id=stream_id, node_id=pin.node_id):
             publish = PublishMedia(
                 stream=stream,
-                stream_type=cast(PublishableStreamType, body.conference_stream_type),
+                stream_type=body.conference_stream_type,
                 sdp_offer=body.sdp_offer,
                 user_endpoint_id=body.user_endpoint_id,
                 record=domain.recorder_on(conference),

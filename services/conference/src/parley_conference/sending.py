@@ -9,13 +9,13 @@ from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
 from jsonpath_ng.ext.parser import parse as parse_jsonpath
+from parley_common.contracts.conference import EVENT_TYPE_PATTERN, INSTANT_PATTERN
 
 from parley_conference.domain import InvalidCommand
 
-# Capitalised camel case ending in "Event" with at least one word before it: "ParticipantMutedEvent".
-_EVENT_TYPE = re.compile(r"^(?:[A-Z][a-z0-9]*)+Event$")
-# ISO-8601 instant: date, time, optional fraction, and an explicit zone (Z or an offset).
-_INSTANT = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:Z|[+-]\d{2}:\d{2})$")
+# The patterns the OpenAPI document states for the event (one rule, in the contracts).
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+_INSTANT = re.compile(INSTANT_PATTERN)
 
 
 def validate_event(event: dict[str, Any]) -> None:

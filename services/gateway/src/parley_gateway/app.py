@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from openapi_ui_bundles import swagger_ui
 from parley_common.clock import new_id
 from parley_common.contracts import conference as api
+from parley_common.contracts.base import Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.log import configure_logging, get_logger, log_context
 from parley_common.messaging import subjects
@@ -33,7 +34,10 @@ from parley_gateway.http import BadRequest, error_response, read_body
 from parley_gateway.identity import (
     IdentitySettings,
     OAuthClients,
+    OAuthError,
     TokenIssuer,
+    TokenRequestBody,
+    TokenResponse,
     TokenVerifier,
     Unauthorized,
     handle_token_request,
@@ -113,6 +117,7 @@ def route(operation: Operation, verifier: TokenVerifier) -> AiohttpHandler:
             user_id=caller.user_id if caller else None,
         ):
             try:
+                operation.check_parameters(request)
                 body = await read_body(request, operation.body) if operation.body is not None else None
                 return await operation.handler(request, caller, body)
             except BadRequest as exc:
@@ -274,10 +279,8 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
         status=101,
         token_in_query=True,
         query=(
-            QueryParam("userEndpointId", "string", required=True, description="the endpoint to stream to"),
-            QueryParam(
-                "access_token", "string", description="bearer token, for clients that cannot set headers"
-            ),
+            QueryParam("userEndpointId", Id, required=True, description="the endpoint to stream to"),
+            QueryParam("access_token", str, description="bearer token, for clients that cannot set headers"),
         ),
         errors=(400, 401, 403, 429, 503),
     )
@@ -295,8 +298,12 @@ def token_operation(issuer: TokenIssuer, clients: OAuthClients) -> Operation:
         tag="Security",
         handler=token,
         public=True,
+        form=TokenRequestBody,
+        form_media_types=("application/x-www-form-urlencoded", "application/json"),
+        response=TokenResponse,
         errors=(),
         extra_responses={400: "invalid_request / unsupported_grant_type", 401: "invalid_client"},
+        extra_response_body=OAuthError,
     )
 
 

@@ -12,7 +12,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import ObjectNotFoundError
 from parley_common.contracts import conference as api
-from parley_common.contracts.base import Empty
+from parley_common.contracts.base import Empty, Id
 from parley_common.contracts.media import RecordingLocation, RecordingQuery
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.jsonlimits import INT64_MIN
@@ -213,9 +213,7 @@ def conference_operations(
             handler=view("get", api.Conference),
             response=api.Conference,
             query=(
-                QueryParam(
-                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
-                ),
+                QueryParam("userEndpointId", Id, description="the polling endpoint (counts as keep-alive)"),
             ),
         ),
         Operation(
@@ -227,9 +225,7 @@ def conference_operations(
             handler=view("simpleView", api.ConferenceSimpleView),
             response=api.ConferenceSimpleView,
             query=(
-                QueryParam(
-                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
-                ),
+                QueryParam("userEndpointId", Id, description="the polling endpoint (counts as keep-alive)"),
             ),
         ),
         Operation(
@@ -241,10 +237,8 @@ def conference_operations(
             handler=events,
             response=list[api.AnyConferenceEvent],
             query=(
-                QueryParam("v", "integer", required=True, description="the first conferenceVersion wanted"),
-                QueryParam(
-                    "userEndpointId", "string", description="the polling endpoint (counts as keep-alive)"
-                ),
+                QueryParam("v", int, required=True, description="the first conferenceVersion wanted"),
+                QueryParam("userEndpointId", Id, description="the polling endpoint (counts as keep-alive)"),
             ),
         ),
     ]

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Final
+from typing import Annotated, Any, Final, Literal
 from urllib.parse import unquote_plus
 
 import jwt
@@ -48,7 +48,9 @@ __all__ = [
     "OAuthClients",
     "OAuthError",
     "Principal",
+    "TokenForm",
     "TokenIssuer",
+    "TokenRequestBody",
     "TokenResponse",
     "TokenVerifier",
     "Unauthorized",
@@ -470,7 +472,27 @@ class OAuthError(msgspec.Struct, frozen=True, kw_only=True):
 
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
-_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
+_SCOPE_TOKEN_CHARS: Final = r"\x21\x23-\x5b\x5d-\x7e"  # RFC 6749 §3.3 scope-token
+_SCOPE_TOKEN = re.compile(rf"[{_SCOPE_TOKEN_CHARS}]+")
+
+
+class TokenForm(msgspec.Struct, frozen=True, kw_only=True):
+    """The token request's fields (RFC 6749 §4.4.2), for the OpenAPI document: `_read_fields` reads them.
+
+    The client authenticates with HTTP Basic or with client_id and client_secret here.
+    """
+
+    grant_type: Literal["client_credentials"]
+    client_id: str = ""
+    client_secret: str = ""
+    # Scope tokens separated by spaces (any other character is refused as invalid_scope).
+    scope: Annotated[str, msgspec.Meta(pattern=rf"^[ {_SCOPE_TOKEN_CHARS}]*$")] = ""
+
+
+# Every field is a string, known or not (a JSON body of other values is refused as invalid_request).
+TokenRequestBody = Annotated[
+    TokenForm, msgspec.Meta(extra_json_schema={"additionalProperties": {"type": "string"}})
+]
 
 
 def _basic_credentials(authorization: str) -> tuple[str, str] | OAuthError:

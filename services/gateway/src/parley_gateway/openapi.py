@@ -15,9 +15,13 @@ REF = "#/components/schemas/{name}"
 
 
 def openapi_document(operations: Sequence[Operation], *, title: str, version: str) -> dict[str, Any]:
+    # Bodies, responses and parameters alike are described by the very msgspec types the gateway decodes
+    # them with, so every constraint it enforces (lengths, patterns, enums, ranges) is in the document.
     types: list[Any] = [ErrorBody]
     for op in operations:
-        types.extend(t for t in (op.body, op.form, op.response) if t is not None)
+        types.extend(t for t in (op.body, op.form, op.response, op.extra_response_body) if t is not None)
+        types.extend(op.path_type(name) for name in op.path_params)
+        types.extend(q.type for q in op.query)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     schema_of = dict(zip(map(id, types), schemas, strict=True))
 
@@ -25,7 +29,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
     for op in operations:
         document: dict[str, Any] = {"operationId": op.operation_id, "summary": op.summary, "tags": [op.tag]}
         parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": schema_of[id(op.path_type(name))]}
             for name in op.path_params
         ]
         parameters += [
@@ -34,7 +38,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
                 "in": "query",
                 "required": q.required,
                 "description": q.description,
-                "schema": {"type": q.type},
+                "schema": schema_of[id(q.type)],
             }
             for q in op.query
         ]
@@ -42,13 +46,14 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
             document["parameters"] = parameters
         if op.body is not None:
             document["requestBody"] = {
-                "required": True,
+                # read_body takes an empty body for `{}`: the body is optional when `{}` is a valid one.
+                "required": not _accepts_empty_object(op.body),
                 "content": {op.content_type: {"schema": schema_of[id(op.body)]}},
             }
         if op.form is not None:
             document["requestBody"] = {
                 "required": True,
-                "content": {"multipart/form-data": {"schema": schema_of[id(op.form)]}},
+                "content": {media: {"schema": schema_of[id(op.form)]} for media in op.form_media_types},
             }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:
@@ -60,7 +65,10 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         responses: dict[str, Any] = {str(op.status): success}
         for status, description in op.extra_responses.items():
             responses[str(status)] = {"description": description}
-        for status in op.errors:
+            if op.extra_response_body is not None:
+                schema = schema_of[id(op.extra_response_body)]
+                responses[str(status)]["content"] = {"application/json": {"schema": schema}}
+        for status in _error_statuses(op):
             responses[str(status)] = {
                 "description": HTTPStatus(status).phrase,
                 "content": {"application/json": {"schema": {"$ref": REF.format(name="ErrorBody")}}},
@@ -89,6 +97,25 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
             },
         },
     }
+
+
+def _error_statuses(op: Operation) -> list[int]:
+    """What the operation declares, plus what the route wrapper itself answers for any operation:
+    401 without a valid token, 400 for parameters or a body that do not match their types."""
+    statuses = set(op.errors)
+    if not op.public:
+        statuses.add(401)
+    if op.path_params or op.query or op.body is not None or op.form is not None:
+        statuses.add(400)
+    return sorted(statuses - set(op.extra_responses))
+
+
+def _accepts_empty_object(body_type: Any) -> bool:
+    try:
+        msgspec.convert({}, body_type)
+    except msgspec.ValidationError:
+        return False
+    return True
 
 
 DOCS_PAGE = """<!doctype html>

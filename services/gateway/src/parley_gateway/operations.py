@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from aiohttp import web
-from parley_common.contracts.base import Empty
+from parley_common.contracts.base import Empty, Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.messaging.rpc import RpcClient
 
-from parley_gateway.http import error_response, json_response
+from parley_gateway.http import BadRequest, error_response, json_response
 
 # A handler gets the request, the authenticated caller (None on public operations) and the decoded body.
 Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamResponse]]
@@ -21,7 +22,9 @@ Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamRespon
 @dataclass(frozen=True)
 class QueryParam:
     name: str
-    type: str  # OpenAPI primitive: "string" | "integer" | "boolean"
+    # The msgspec type the value must convert to (e.g. `Id`, `int`): the route checks it (400) and the
+    # OpenAPI document states it, so the two cannot drift apart.
+    type: Any
     required: bool = False
     description: str = ""
 
@@ -35,8 +38,10 @@ class Operation:
     tag: str
     handler: Handler
     body: Any = None  # the msgspec type of the JSON request body
-    # The msgspec type describing a multipart/form-data body (OpenAPI only: the handler reads the parts).
+    # The msgspec type describing a form body (OpenAPI only: the handler reads the fields itself), and the
+    # media types it comes in.
     form: Any = None
+    form_media_types: tuple[str, ...] = ("multipart/form-data",)
     response: Any = None  # the msgspec type of the 200 body; None with status 204
     status: int = 200
     public: bool = False
@@ -48,10 +53,40 @@ class Operation:
     # A success body that is a file of this media type (e.g. "video/webm"), not JSON.
     binary_response: str | None = None
     extra_responses: dict[int, str] = field(default_factory=dict)
+    # The msgspec type of the JSON body of `extra_responses` (None: no body documented).
+    extra_response_body: Any = None
+    # Types of path parameters that are not ids (every other `{name}` in the path is an `Id`).
+    path_types: dict[str, Any] = field(default_factory=dict)
 
     @property
     def path_params(self) -> list[str]:
         return re.findall(r"{(\w+)}", self.path)
+
+    def path_type(self, name: str) -> Any:
+        return self.path_types.get(name, Id)
+
+    def check_parameters(self, request: web.Request) -> None:
+        """Refuse (BadRequest) path and query parameters that do not convert to their declared types.
+
+        Handlers still read the raw strings; this only guarantees they hold what the document says.
+        """
+        for name in self.path_params:
+            _convert("path", name, request.match_info[name], self.path_type(name))
+        for param in self.query:
+            raw = request.query.get(param.name)
+            if raw is None:
+                if param.required:
+                    raise BadRequest(f"query parameter {param.name} is required")
+                continue
+            _convert("query", param.name, raw, param.type)
+
+
+def _convert(where: str, name: str, raw: str, type_: Any) -> None:
+    try:
+        # strict=False: a query string holds text, so "42" must convert to an int parameter.
+        msgspec.convert(raw, type_, strict=False)
+    except msgspec.ValidationError as exc:
+        raise BadRequest(f"{where} parameter {name}: {exc}") from None
 
 
 def authenticated(caller: Caller | None) -> Caller:

@@ -12,7 +12,7 @@ and the gateway streams it from the object store.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import nats.errors
@@ -23,7 +23,7 @@ from nats.js.object_store import ObjectStore
 from parley_common.clock import new_id
 from parley_common.config import env_float, env_int, env_opt
 from parley_common.contracts import snapshot as api
-from parley_common.contracts.base import Empty
+from parley_common.contracts.base import MAX_INT64, Empty, Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
@@ -295,7 +295,7 @@ def snapshot_operations(
     return [
         command(
             "request",
-            api.SnapshotRequestWebCommand,
+            api.SnapshotRequestBody,
             "Request a snapshot of a target's camera (taken by the server when the target publishes one)",
             api.SnapshotRequestResult0,
             200,
@@ -325,7 +325,7 @@ def snapshot_operations(
         ),
         command(
             "cameraRequest",
-            api.SnapshotCameraRequestWebCommand,
+            api.SnapshotCameraRequestBody,
             "Ask the target's client to switch camera or toggle its flash; answers the request's id",
             str,
             200,
@@ -344,7 +344,8 @@ def snapshot_operations(
             handler=serve_signed,
             public=True,
             binary_response="image/*",
-            query=(QueryParam("signature", "string", required=True, description="from signedUrl"),),
+            path_types={"expiration": Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64)]},
+            query=(QueryParam("signature", str, required=True, description="from signedUrl"),),
             errors=(400, 403, 404, 503),
         ),
         Operation(
@@ -355,7 +356,7 @@ def snapshot_operations(
             tag=TAG,
             handler=list_snapshots,
             response=list[api.Snapshot],
-            query=(QueryParam("interactionId", "string", required=True, description="the interaction"),),
+            query=(QueryParam("interactionId", Id, required=True, description="the interaction"),),
             errors=(400, 401, 503),
         ),
         Operation(

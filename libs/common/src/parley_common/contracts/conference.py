@@ -8,26 +8,69 @@ a request are ignored (clients send `userId` next to `userEndpointId`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
-from parley_common.contracts.base import Payload
+from parley_common.contracts.base import MAX_INT64, Id, Payload
 
 ConferenceMode = Literal["P2P", "ROUTER", "UNKNOWN"]
 ParticipantState = Literal["HEALTHY", "SICK", "UNKNOWN"]
 StreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM", "UNKNOWN"]
+# What a client may publish: UNKNOWN only describes streams of other clients.
+PublishableStreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM"]
 MetadataOperation = Literal["SET", "REMOVE"]
 Qos = Literal["AT_LEAST_ONCE", "BEST_EFFORT"]
 JsonObject = dict[str, Any]
+Bitrate = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64, description="bits per second")]
+MetadataKey = Annotated[str, msgspec.Meta(min_length=1)]
+# What `sendEvent` checks in its free-form event (parley_conference.sending uses these patterns). The
+# schema is stated for the OpenAPI document only: msgspec cannot decode "an object with these keys and
+# anything else", so the conference service checks them.
+# `$(?!\n)` ends these patterns: Python's `$` also matches before a final newline, ECMA-262's does not.
+# Capitalised camel case ending in "Event" with at least one word before it: "ParticipantMutedEvent".
+EVENT_TYPE_PATTERN = r"^(?:[A-Z][a-z0-9]*)+Event$(?!\n)"
+# ISO-8601 instant: a date Python's datetime takes (years 1-9999, real days of each month, February 29
+# in leap years only), a time, an optional fraction, and an explicit zone (Z or an offset under 24 h).
+_YEAR = r"(?:000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+_DAY_OF_MONTH = (
+    r"(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)"
+    r"|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+)
+INSTANT_PATTERN = (
+    rf"^(?:{_YEAR}-{_DAY_OF_MONTH}|{_LEAP_YEAR}-02-29)"
+    r"T(?:[01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])$(?!\n)"
+)
+JsonPathMask = Annotated[
+    str,
+    msgspec.Meta(
+        min_length=1,
+        description="a JSONPath expression (e.g. $.card.number): the string fields it selects are starred",
+    ),
+]
+ClientEvent = Annotated[
+    JsonObject,
+    msgspec.Meta(
+        extra_json_schema={
+            "required": ["type", "timestamp"],
+            "properties": {
+                "type": {"type": "string", "pattern": EVENT_TYPE_PATTERN},
+                "timestamp": {"type": "string", "pattern": INSTANT_PATTERN},
+            },
+        },
+        description="a client-defined event: `type` like ParticipantMutedEvent, `timestamp` ISO-8601",
+    ),
+]
 
 
 class StreamId(Payload, frozen=True):
-    id: str
+    id: Id
 
 
 # `streamId` arrives as the seed's `{"id": ...}` or, from the iOS client, as a plain string.
-StreamIdInput = StreamId | str
+StreamIdInput = StreamId | Id
 
 
 def stream_id_value(value: StreamIdInput | None) -> str | None:
@@ -46,110 +89,111 @@ class IceCandidate(Payload, frozen=True):
 
 
 class CreateConferenceWebCommand(Payload, frozen=True):
-    conference_id: str | None = None
-    creator_endpoint: str | None = None
+    conference_id: Id | None = None
+    creator_endpoint: Id | None = None
     metadata: dict[str, str] = {}
-    mode: str | None = None
-    organization_id: str | None = None  # "for internal use only": the caller's organization always wins
+    # Parley routes every stream through a media node: ROUTER is the only mode it runs.
+    mode: Literal["ROUTER"] | None = None
+    organization_id: Id | None = None  # "for internal use only": the caller's organization always wins
 
 
 class JoinConferenceWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     metadata: JsonObject = {}
 
 
 class LeaveConferenceWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     reason: str | None = None
 
 
 class EndConferenceWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     reason: str | None = None
 
 
 class UpdateConferenceMetadataWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
-    key: str
+    conference_id: Id
+    user_endpoint_id: Id
+    key: MetadataKey
     operation: MetadataOperation
     value: str | None = None
 
 
 class UpdateConferenceParticipantMetadataWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     new_metadata: JsonObject = {}
 
 
 class SendEventToConferenceWebCommand(Payload, frozen=True):
-    conference_id: str
-    event: JsonObject
+    conference_id: Id
+    event: ClientEvent
     qos: Qos
-    masks: list[str] = []
+    masks: list[JsonPathMask] = []
 
 
 class ConferencePublishStreamWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
-    conference_stream_type: StreamType
+    conference_id: Id
+    user_endpoint_id: Id
+    conference_stream_type: PublishableStreamType
     sdp_offer: str
     stream_id: StreamIdInput | None = None
     metadata: JsonObject = {}
-    video_bitrate: int | None = None
+    video_bitrate: Bitrate | None = None
 
 
 class ConferenceUnpublishStreamWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     stream_id: StreamIdInput
 
 
 class ConferenceViewStreamWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     stream_id: StreamIdInput
     sdp_offer: str
-    viewer_id: str | None = None
+    viewer_id: Id | None = None
     metadata: dict[str, str] = {}
 
 
 class ConferenceStopViewStreamWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     stream_id: StreamIdInput
-    viewer_id: str
+    viewer_id: Id
 
 
 class ConferencePublishStreamIceCandidatesWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     stream_id: StreamIdInput
     ice_candidates: list[IceCandidate]
 
 
 class ConferenceViewStreamIceCandidatesWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
+    conference_id: Id
+    user_endpoint_id: Id
     stream_id: StreamIdInput
-    viewer_id: str
+    viewer_id: Id
     ice_candidates: list[IceCandidate]
 
 
 class ConferenceUpdatePublishedStreamBitrateWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
-    stream_id: StreamIdInput | None = None
-    video_bitrate: int | None = None
+    conference_id: Id
+    user_endpoint_id: Id
+    stream_id: StreamIdInput
+    video_bitrate: Bitrate | None = None
 
 
 class UpdateConferenceStreamMetadataWebCommand(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str
-    stream_id: StreamIdInput | None = None
+    conference_id: Id
+    user_endpoint_id: Id
+    stream_id: StreamIdInput
     new_metadata: JsonObject = {}
 
 
@@ -326,14 +370,14 @@ AnyConferenceEvent = (
 
 
 class GetConferenceQuery(Payload, frozen=True):
-    conference_id: str
-    user_endpoint_id: str | None = None  # a poll from a known endpoint counts as a keep-alive
+    conference_id: Id
+    user_endpoint_id: Id | None = None  # a poll from a known endpoint counts as a keep-alive
 
 
 class ConferenceEventsQuery(Payload, frozen=True):
-    conference_id: str
+    conference_id: Id
     from_version: int
-    user_endpoint_id: str | None = None
+    user_endpoint_id: Id | None = None
 
 
 class ConferenceEvents(Payload, frozen=True):
@@ -345,7 +389,7 @@ class ConferenceEvents(Payload, frozen=True):
 class EndpointConferencesQuery(Payload, frozen=True):
     """Which live conferences has this endpoint joined (and is it the caller's own endpoint)?"""
 
-    user_endpoint_id: str
+    user_endpoint_id: Id
 
 
 class EndpointConferences(Payload, frozen=True):

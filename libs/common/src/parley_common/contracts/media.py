@@ -12,9 +12,10 @@ from datetime import datetime
 from typing import Literal
 
 from parley_common.contracts.base import Payload
-from parley_common.contracts.conference import IceCandidate
 
-PublishableStreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM"]
+# PublishableStreamType is defined with the conference API (publishStream takes it); re-exported here.
+from parley_common.contracts.conference import IceCandidate
+from parley_common.contracts.conference import PublishableStreamType as PublishableStreamType
 
 # Operations of a media node, each on `parley.media.<node id>.<op>` (see subjects.media_node).
 MediaOp = Literal["publish", "view", "candidates", "stopView", "unpublish", "still"]

@@ -16,7 +16,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from parley_common.contracts.base import Payload
+from parley_common.contracts.base import Id, Payload
 
 SessionType = Literal["CALL", "CONFERENCE", "UNKNOWN"]
 # REQUESTED is ours: a request waiting for the target's picture (the seed lists only the later states).
@@ -34,88 +34,122 @@ IMAGE_FORMATS: dict[str, tuple[str, ...]] = {
 MIME_ALIASES = {"image/jpg": "image/jpeg", "image/pjpeg": "image/jpeg", "image/x-png": "image/png"}
 
 # The file part of a multipart body (documented as binary; on the bus, the staged object's name).
-ImagePart = Annotated[str, msgspec.Meta(extra_json_schema={"format": "binary"}, description="the image file")]
+# Free text a client labels a snapshot with (snapshotType, additionalInformation).
+MAX_TEXT_LENGTH = 1024
+Text = Annotated[str, msgspec.Meta(max_length=MAX_TEXT_LENGTH)]
+# What the client says the picture is. The bytes decide: a declared type that is not theirs is refused.
+DeclaredMimeType = Annotated[
+    str,
+    msgspec.Meta(
+        description="the picture's media type (image/jpeg, image/png, image/webp or image/gif), or empty; "
+        "it must match the picture's bytes"
+    ),
+]
+DeclaredSuffix = Annotated[
+    str, msgspec.Meta(description="the suffix to store the file under (replaced when the format has another)")
+]
+# minLength is stated for the document only: the gateway checks the part itself (decoding puts a
+# placeholder here before the bytes are staged).
+ImagePart = Annotated[
+    str,
+    msgspec.Meta(
+        extra_json_schema={"format": "binary", "minLength": 1},
+        description="the image file: a JPEG, PNG, WebP or GIF picture (its first bytes decide)",
+    ),
+]
 
 
 class ApplicationId(Payload, frozen=True):
-    id: str | None = None
+    id: Id | None = None
 
 
 # ---------------------------------------------------------------- commands (HTTP bodies, also on the bus)
 
 
 class SnapshotRequestWebCommand(Payload, frozen=True):
-    target_user_endpoint_id: str
+    target_user_endpoint_id: Id
     # The requester's endpoint: it is told when the picture arrives.
-    user_endpoint_id: str
+    user_endpoint_id: Id
     application_id: ApplicationId | None = None
     # When given, the picture is stored under interactions/{interactionId}/.
-    interaction_id: str | None = None
+    interaction_id: Id | None = None
     # The conference id when sessionType is CONFERENCE.
-    session_id: str | None = None
+    session_id: Id | None = None
     session_type: SessionType = "UNKNOWN"
-    snapshot_type: str | None = None
-    target_user_id: str | None = None
+    snapshot_type: Text | None = None
+    target_user_id: Id | None = None
 
 
 class SnapshotAcquireForm(Payload, frozen=True):
     """The target's answer to a request (multipart/form-data)."""
 
     image: ImagePart
-    snapshot_id: str
-    snapshot_mime_type: str
-    snapshot_suffix: str
-    snapshot_type: str
-    user_endpoint_id: str
+    snapshot_id: Id
+    snapshot_mime_type: DeclaredMimeType
+    snapshot_suffix: DeclaredSuffix
+    snapshot_type: Text
+    user_endpoint_id: Id
 
 
 class SnapshotUploadForm(Payload, frozen=True):
     """A picture the requester uploads directly (multipart/form-data)."""
 
-    application_id: str
+    application_id: Id
     image: ImagePart
-    interaction_id: str
-    snapshot_mime_type: str
-    snapshot_suffix: str
-    snapshot_type: str
-    target_user_endpoint_id: str
-    target_user_id: str
-    user_endpoint_id: str
-    related_snapshot_id: str | None = None
+    interaction_id: Id
+    snapshot_mime_type: DeclaredMimeType
+    snapshot_suffix: DeclaredSuffix
+    snapshot_type: Text
+    target_user_endpoint_id: Id
+    target_user_id: Id
+    user_endpoint_id: Id
+    related_snapshot_id: Id | None = None
 
 
 class SnapshotApproveWebCommand(Payload, frozen=True):
-    snapshot_id: str
+    snapshot_id: Id
     # Overrides the type given with the request.
-    snapshot_type: str | None = None
-    user_endpoint_id: str | None = None
+    snapshot_type: Text | None = None
+    user_endpoint_id: Id | None = None
 
 
 class SnapshotDiscardWebCommand(Payload, frozen=True):
-    snapshot_id: str
-    user_endpoint_id: str | None = None
+    snapshot_id: Id
+    user_endpoint_id: Id | None = None
 
 
 class CreateSnapshotSignedURLWebCommand(Payload, frozen=True):
-    snapshot_id: str
+    snapshot_id: Id
     # A URL for services inside the cluster (the gateway's internal address) instead of the public one.
     create_internal_signed_url: bool = False
 
 
 class SnapshotCameraRequestWebCommand(Payload, frozen=True):
     camera_request_type: CameraRequestType
-    target_user_endpoint_id: str
-    user_endpoint_id: str
-    session_id: str | None = None
+    target_user_endpoint_id: Id
+    user_endpoint_id: Id
+    session_id: Id | None = None
     session_type: SessionType = "UNKNOWN"
-    target_user_id: str | None = None
+    target_user_id: Id | None = None
 
 
 class SnapshotCameraRequestRespondWebCommand(Payload, frozen=True):
-    snapshot_camera_request_id: str
+    snapshot_camera_request_id: Id
     succeeded: bool = False
-    additional_information: str | None = None
-    user_endpoint_id: str | None = None
+    additional_information: Text | None = None
+    user_endpoint_id: Id | None = None
+
+
+# A CONFERENCE session must name its conference (the snapshot service refuses it otherwise): stated for
+# the OpenAPI document on the bodies that take a session, since msgspec cannot express a rule across fields.
+_CONFERENCE_NAMES_ITS_SESSION = msgspec.Meta(
+    extra_json_schema={
+        "if": {"properties": {"sessionType": {"const": "CONFERENCE"}}, "required": ["sessionType"]},
+        "then": {"properties": {"sessionId": {"type": "string"}}, "required": ["sessionId"]},
+    }
+)
+SnapshotRequestBody = Annotated[SnapshotRequestWebCommand, _CONFERENCE_NAMES_ITS_SESSION]
+SnapshotCameraRequestBody = Annotated[SnapshotCameraRequestWebCommand, _CONFERENCE_NAMES_ITS_SESSION]
 
 
 # ---------------------------------------------------------------- views (HTTP responses)
@@ -252,11 +286,11 @@ AnySnapshotEvent = (
 
 
 class GetSnapshotQuery(Payload, frozen=True):
-    snapshot_id: str
+    snapshot_id: Id
 
 
 class ListSnapshotsQuery(Payload, frozen=True):
-    interaction_id: str
+    interaction_id: Id
 
 
 class SignedPath(Payload, frozen=True):
@@ -270,7 +304,7 @@ class SignedPath(Payload, frozen=True):
 class SignedSnapshotQuery(Payload, frozen=True):
     """An unauthenticated read: the signature is the authority, so the caller's organization is not used."""
 
-    snapshot_id: str
+    snapshot_id: Id
     expiration: int
     signature: str
 
@@ -278,7 +312,7 @@ class SignedSnapshotQuery(Payload, frozen=True):
 class SnapshotObject(Payload, frozen=True):
     """Where a snapshot's image lives, for the gateway to serve it."""
 
-    snapshot_id: str
+    snapshot_id: Id
     bucket: str
     object_name: str
     mime_type: str

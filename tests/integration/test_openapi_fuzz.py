@@ -1,0 +1,169 @@
+"""Schemathesis over the gateway's own `/openapi.json`, against the real stack (issue 8, proof).
+
+Every operation of the document is called with generated data, valid (positive) and invalid (negative),
+authenticated with a real token, and every response goes through all of schemathesis' checks: no server
+error, documented status, content type, headers and body schema, valid data accepted, invalid refused,
+undeclared methods answered 405. A failure means the server and its document disagree (or the server
+broke): fix the contract or the server, not this test.
+
+The stack is nats-server, the conference and snapshot services and one gateway: no media node, so a
+`publishStream` that gets past the conference's checks answers 503 as documented instead of negotiating
+WebRTC (the media path has its own tests; it would only slow this run down on a 2-core machine).
+Examples per operation are bounded and derandomized: the run takes one to two minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from parley_common.contracts.base import ID_PATTERN
+from schemathesis.config import SchemathesisConfig
+from schemathesis.core.failures import Failure, FailureGroup
+
+from tests.integration.helpers import Stack, token
+
+MAX_EXAMPLES = 100
+# The whole document is one pytest test (an operation per subtest): 1-2 min here, more on a busy box.
+pytestmark = pytest.mark.timeout(420)
+MULTIPART_OPERATIONS = ("/rtc-api/snapshots/acquire", "/rtc-api/snapshots/upload")
+# aiohttp's refusals of a malformed multipart part header (defect 6).
+MULTIPART_PARSER_ERRORS = ("InvalidHeader", "BadHttpMessage")
+# What set_aside_reason let through in this run, printed at the end (pytest -s) to keep an eye on it.
+SET_ASIDE: Counter[str] = Counter()
+# The statuses the run got, to tell a real run from one the gateway refused wholesale (e.g. 401s only).
+STATUSES: Counter[int] = Counter()
+
+
+def _message(response: Any) -> str:
+    try:
+        return str(response.json().get("message", ""))
+    except ValueError:
+        return ""
+
+
+def _naive_pattern_mutation(case: Any) -> bool:
+    """Whether schemathesis' "invalid" data was only its naive pattern violation (it appends "*") of an
+    id, which the id rule allows: then the request was valid and the server was right to accept it."""
+    mutations = getattr(getattr(getattr(case.meta, "phase", None), "data", None), "mutations", None)
+    return bool(mutations) and all(
+        mutation.keywords == ("pattern",)
+        and isinstance(mutation.original_value, str)
+        and mutation.new_value == mutation.original_value + "*"
+        and re.search(ID_PATTERN, mutation.new_value) is not None
+        for mutation in mutations
+    )
+
+
+def set_aside_reason(case: Any, response: Any, failure: Failure, gateway_log: str) -> str | None:
+    """Why a failure does not fail this test, or None (it does). Each case is matched narrowly.
+
+    Defects 6 and 11 of issue 8 are fixed in parallel by another engineer (snapshots.py, app.py); the
+    other cases are rules JSON Schema cannot state, so the document states them in words only.
+    """
+    if failure.code == "ST204" and "`Allow` header" in failure.message:
+        return "defect 11: 405 responses lose their Allow header in the error middleware"
+    if (
+        response.status_code == 500
+        and failure.code in ("ST101", "ST103")
+        and case.path in MULTIPART_OPERATIONS
+    ):
+        trace_id = _message(response) and response.json().get("traceId", "")
+        logged = "\n".join(line for line in gateway_log.splitlines() if trace_id and trace_id in line)
+        if any(name in logged for name in MULTIPART_PARSER_ERRORS):
+            return "defect 6: a malformed multipart part header is answered 500"
+    if failure.code == "ST201" and _naive_pattern_mutation(case):
+        return "schemathesis' mutated id still matches the id rule"
+    message = _message(response)
+    if (
+        failure.code == "ST202"
+        and case.path == "/rtc-api/conferences/sendEvent"
+        and message.startswith("masks: ")
+    ):
+        return "masks must parse as JSONPath"
+    not_the_declared_picture = message.startswith("image: the file is not") or re.search(
+        r" does not match the image, which is image/\w+$", message
+    )
+    if failure.code == "ST202" and case.path in MULTIPART_OPERATIONS and not_the_declared_picture:
+        return "image must be a picture of the declared type"
+    return None
+
+
+@pytest.fixture(scope="module")
+def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root: Path = tmp_path_factory.mktemp("fuzz")
+    running = Stack(root, snapshot=True, env={"PARLEY_LONGPOLL_SECONDS": "1"})
+    try:
+        running.start()
+    except Exception:
+        running.stop()
+        for name in ["conference", "snapshot", *running.gateway_names]:
+            print(f"--- {name} log ---\n{running.logs(name)[-4000:]}")
+        raise
+    yield running
+    running.stop()
+    for reason, count in sorted(SET_ASIDE.items()):
+        print(f"set aside {count}x: {reason}")
+
+
+@pytest.fixture(scope="module")
+def gateway_schema(fuzzed_stack: Stack) -> Any:
+    config = SchemathesisConfig.from_dict(
+        {
+            # Through the document's security scheme: public operations (token, health, signed
+            # snapshots) go without it, and schemathesis checks that the others refuse a call without.
+            "auth": {"openapi": {"bearer": {"bearer": token("fuzzer", ttl=3600)}}},
+            "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
+            "checks": {"enabled": True},
+            "request-timeout": 10,
+        }
+    )
+    return schemathesis.openapi.from_url(f"{fuzzed_stack.url}/openapi.json", config=config)
+
+
+# The push WebSocket: schemathesis speaks plain HTTP and cannot send the upgrade handshake, so even a valid
+# request is refused (400) by the WebSocket handshake itself; test_push_channel.py covers the route. The
+# long-poll `events` route is fuzzed (the stack answers it within a second).
+schema = schemathesis.pytest.from_fixture("gateway_schema").exclude(path="/rtc-api/events/ws")
+
+
+@schema.parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+    derandomize=True,
+    database=None,
+)
+def test_the_gateway_keeps_its_openapi_document(case: Any, fuzzed_stack: Stack) -> None:
+    response = case.call(base_url=fuzzed_stack.url)
+    STATUSES[response.status_code] += 1
+    try:
+        case.validate_response(response, transport_kwargs={"base_url": fuzzed_stack.url})
+    except FailureGroup as group:
+        log = fuzzed_stack.logs("gateway-0")
+        remaining = []
+        for failure in group.exceptions:
+            reason = set_aside_reason(case, response, failure, log)
+            if reason is None:
+                remaining.append(failure)
+            else:
+                SET_ASIDE[f"{case.method} {case.path}: {reason}"] += 1
+        if len(remaining) == len(group.exceptions):
+            raise
+        if remaining:
+            request = case.as_curl_command(base_url=fuzzed_stack.url)
+            answer = f"[{response.status_code}] {response.content[:500]!r}"
+            raise FailureGroup(remaining, f"{group.message}\n{request}\n{answer}") from None
+
+
+def test_the_fuzzing_got_past_authentication_and_validation() -> None:
+    # Runs after the test above (same module, file order): its calls reached the services.
+    assert sum(STATUSES.values()) > 1000, STATUSES
+    assert STATUSES[200] > 0 and STATUSES[204] > 0 and STATUSES[404] > 0 and STATUSES[403] > 0, STATUSES
