@@ -68,6 +68,8 @@ class Stack:
             ],
             env={
                 "PARLEY_JWT_SECRET": SECRET,
+                # A real JWT secret makes this a deployment: the snapshot service then needs its own key.
+                "PARLEY_SNAPSHOT_SIGNING_KEY": "integration-stack-snapshot-signing-key",
                 "PARLEY_OAUTH_CLIENTS": f"backoffice:backoffice-secret:{ORG}",
                 "PARLEY_LOG_LEVEL": "INFO",
                 **(env or {}),

@@ -40,4 +40,10 @@ def test_numbers_outside_the_rule_are_named_by_path(value: Any, path: str) -> No
 
 
 def test_the_bounds_are_inside() -> None:
-    assert invalid_value({"a": [-(2**63), 2**63 - 1, 1.5e308, True, None, "x"]}) is None
+    assert invalid_value({"a": [-(2**63), 2**63 - 1, 9.2e18, 1.5e-300, 0.5, True, None, "x"]}) is None
+
+
+@pytest.mark.parametrize("whole", [1e19, -1e19, 1.5e308, 9.223372036854776e18])
+def test_a_whole_number_is_an_integer_however_it_is_written(whole: float) -> None:
+    # JSON Schema's integer (and so the OpenAPI document's JsonValue): 1e19 is the integer 10**19.
+    assert invalid_value({"a": whole}) == f"$.a: integer {whole:.0f} does not fit in 64 bits"

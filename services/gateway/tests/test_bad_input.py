@@ -167,8 +167,19 @@ async def test_integers_outside_int64_are_400_naming_the_field(
 
 
 def test_int64_bounds_themselves_are_accepted() -> None:
-    raw = json.dumps({"low": -(2**63), "high": INT64_MAX, "x": 1.5e308}).encode()
-    assert decode_json(raw, dict[str, Any]) == {"low": -(2**63), "high": INT64_MAX, "x": 1.5e308}
+    raw = json.dumps({"low": -(2**63), "high": INT64_MAX, "x": 1.5e-308, "y": 9.2e18}).encode()
+    assert decode_json(raw, dict[str, Any]) == {
+        "low": -(2**63),
+        "high": INT64_MAX,
+        "x": 1.5e-308,
+        "y": 9.2e18,
+    }
+
+
+def test_a_whole_number_beyond_int64_written_as_a_float_is_refused_too() -> None:
+    # The document's JsonValue says "integer within int64", and to JSON Schema 1e19 is an integer.
+    with pytest.raises(BadRequest, match=r"\$\.x: integer 10000000000000000000 does not fit in 64 bits"):
+        decode_json(b'{"x": 1e19}', dict[str, Any])
 
 
 # --- 9: query integers ------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ One rule, so a value the gateway accepts is a value every storage backend keeps 
 
 - nesting of at most `MAX_DEPTH` levels (MongoDB's limit; msgspec's decoder recurses once per level and
   hits Python's recursion limit near 1,000);
-- integers within 64 bits (BSON's integers), floats finite (JSON has no NaN or infinity).
+- integers within 64 bits (BSON's integers), floats finite (JSON has no NaN or infinity). "Integer" as
+  JSON Schema counts it: any whole number, `1e30` as much as `1000000000000000000000000000000`, so the rule
+  the server applies is the one the OpenAPI document states (`JSON_VALUE_SCHEMA`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,19 @@ INT64_MAX = 2**63 - 1
 _INT64 = range(INT64_MIN, INT64_MAX + 1)
 # A JSON string (escapes included) or a bracket; brackets inside strings are matched as part of the string.
 _TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+
+# The rule as JSON Schema, the `JsonValue` component of the OpenAPI document (nesting depth has no keyword).
+JSON_VALUE_REF = "#/components/schemas/JsonValue"
+JSON_VALUE_SCHEMA: dict[str, Any] = {
+    "description": f"any JSON value; integers within 64 bits, nested at most {MAX_DEPTH} levels",
+    "anyOf": [
+        {"type": ["string", "boolean", "null"]},
+        {"type": "integer", "minimum": INT64_MIN, "maximum": INT64_MAX},
+        {"type": "number", "not": {"type": "integer"}},
+        {"type": "array", "items": {"$ref": JSON_VALUE_REF}},
+        {"type": "object", "additionalProperties": {"$ref": JSON_VALUE_REF}},
+    ],
+}
 
 # A path to a value: None for the root, else (parent path, key or index). Built as tuples while walking and
 # formatted only when a value is refused, so a valid body pays one small tuple per value.
@@ -69,8 +84,10 @@ def invalid_value(value: Any) -> str | None:
         elif isinstance(item, int) and not isinstance(item, bool):
             if item not in _INT64:
                 return f"{format_path(path)}: integer {item} does not fit in 64 bits"
-        elif isinstance(item, float) and not math.isfinite(item):
-            return f"{format_path(path)}: {item} is not a JSON number"
+        elif isinstance(item, float) and not _fine_float(item):
+            if not math.isfinite(item):
+                return f"{format_path(path)}: {item} is not a JSON number"
+            return f"{format_path(path)}: integer {item:.0f} does not fit in 64 bits"
     return None
 
 
@@ -90,11 +107,18 @@ def _fine(value: Any) -> bool:
             elif isinstance(item, int):
                 if item not in _INT64:
                     return False
-            elif isinstance(item, float) and not math.isfinite(item):
+            elif isinstance(item, float) and not _fine_float(item):
                 return False
         level = children
         depth += 1
     return True
+
+
+def _fine_float(value: float) -> bool:
+    """Finite, and within int64 when it is a whole number (JSON Schema's integer, however it is written)."""
+    if not math.isfinite(value):
+        return False
+    return not value.is_integer() or INT64_MIN <= value <= INT64_MAX
 
 
 def format_path(path: _Path) -> str:

@@ -7,6 +7,7 @@ from http import HTTPStatus
 from typing import Any
 
 import msgspec
+from parley_common.jsonlimits import INT64_MAX, INT64_MIN, JSON_VALUE_SCHEMA
 
 from parley_gateway.http import ErrorBody
 from parley_gateway.operations import Operation
@@ -23,6 +24,11 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         types.extend(op.path_type(name) for name in op.path_params)
         types.extend(q.type for q in op.query)
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
+    # Free-form JSON fields refer to the one rule they all obey (parley_common.jsonlimits), and the
+    # gateway holds every integer of every body to int64 whatever field it is in: the document says so.
+    for schema in (*schemas, *components.values()):
+        _bound_integers(schema)
+    components["JsonValue"] = JSON_VALUE_SCHEMA  # bounded already, and its `not: integer` must stay bare
     schema_of = dict(zip(map(id, types), schemas, strict=True))
 
     paths: dict[str, dict[str, Any]] = {}
@@ -53,7 +59,10 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
         if op.form is not None:
             document["requestBody"] = {
                 "required": True,
-                "content": {media: {"schema": schema_of[id(op.form)]} for media in op.form_media_types},
+                "content": {
+                    media: {"schema": _form_schema(schema_of[id(op.form)], media)}
+                    for media in op.form_media_types
+                },
             }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:
@@ -97,6 +106,32 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
             },
         },
     }
+
+
+# A multipart part's name travels in its Content-Disposition header, whose value may hold no control
+# character but tab (RFC 9110; aiohttp refuses the part otherwise, 400): unknown parts are ignored, but
+# their names too must be header text.
+MULTIPART_PART_NAME = {"pattern": "^[^\\x00-\\x08\\x0a-\\x1f\\x7f]*$"}
+
+
+def _form_schema(schema: dict[str, Any], media_type: str) -> dict[str, Any]:
+    if media_type != "multipart/form-data":
+        return schema
+    return {**schema, "propertyNames": MULTIPART_PART_NAME}
+
+
+def _bound_integers(schema: Any) -> None:
+    """Give every integer schema without its own bounds the int64 bounds every body is held to."""
+    if isinstance(schema, dict):
+        if schema.get("type") == "integer":
+            schema.setdefault("minimum", INT64_MIN)
+            schema.setdefault("maximum", INT64_MAX)
+        for key, value in schema.items():
+            if key != "not":  # bounds inside a negation would widen what it allows
+                _bound_integers(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _bound_integers(value)
 
 
 def _error_statuses(op: Operation) -> list[int]:
