@@ -155,7 +155,8 @@ async def test_the_document_states_the_rules_the_server_enforces(api: Api) -> No
     approve = _request_schema(document, "/rtc-api/snapshots/approve")
     assert approve["properties"]["snapshotType"]["anyOf"][0]["maxLength"] == 1024
     events = {p["name"]: p["schema"] for p in paths[f"{CONFERENCES}/{{id}}/events"]["get"]["parameters"]}
-    assert events["v"] == {"type": "integer"}
+    # every integer the gateway takes is held to int64 (http.parse_int, jsonlimits): the document says so
+    assert events["v"] == {"type": "integer", "minimum": -(2**63), "maximum": 2**63 - 1}
     signed = paths["/rtc-api/snapshots/signed/{snapshotId}/{expiration}"]["get"]["parameters"]
     assert {p["name"]: p["schema"]["type"] for p in signed}["expiration"] == "integer"
     token = paths["/security/oauth/token"]["post"]

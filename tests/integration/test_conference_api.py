@@ -301,6 +301,24 @@ async def test_the_feed_has_one_event_per_change_with_contiguous_versions(api: A
     assert [e["conferenceVersion"] for e in tail] == [3, 4]
 
 
+async def test_a_history_larger_than_a_bus_message_comes_a_page_at_a_time(api: Api) -> None:
+    # 24 events of ~100 KB: 2.4 MB of history, more than a NATS message may carry (1 MiB); the whole
+    # list at once was a reply the server refused, and every poll from 0 timed out with 503.
+    conference_id = await api.create()
+    await api.join(conference_id, "a1")
+    base = {"conferenceId": conference_id, "userEndpointId": "a1", "operation": "SET"}
+    for n in range(24):
+        response = await api.post("updateMetadata", {**base, "key": f"k{n}", "value": "x" * 100_000})
+        assert response.status == 204
+    versions: list[int] = []
+    while len(versions) < 25:
+        response = await api.events(conference_id, len(versions))
+        assert response.status == 200, response
+        assert 0 < len(response.body) < 25, "one page, not the whole history"
+        versions += [e["conferenceVersion"] for e in response.body]
+    assert versions == list(range(25))
+
+
 async def test_the_feed_waits_for_the_next_event_and_answers_within_100_ms_on_another_gateway(
     api: Api, stack: Stack
 ) -> None:

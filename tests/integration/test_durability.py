@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiohttp
 import nats
@@ -82,10 +83,22 @@ async def stream_event_ids(nats_url: str, conference_id: str) -> set[str]:
     return ids
 
 
+async def all_events(api: Api, conference_id: str) -> list[dict[str, Any]]:
+    """Every event of the conference: a long history comes a page at a time (a reply fits the bus)."""
+    version = (await api.conference(conference_id))["version"]
+    events: list[dict[str, Any]] = []
+    while len(events) < version:
+        response = await api.events(conference_id, len(events))
+        assert response.status == 200, (response.status, response.body)
+        assert response.body, "a page is never empty while events remain"
+        events.extend(response.body)
+    return events
+
+
 async def check_nothing_lost(
     api: Api, stack: Stack, conference_id: str, acknowledged: dict[str, list[int]]
 ) -> None:
-    events = (await api.events(conference_id, 0)).body
+    events = await all_events(api, conference_id)
     versions = [e["conferenceVersion"] for e in events]
     assert versions == list(range(len(events))), "versions must be contiguous from 0"
     assert (await api.conference(conference_id))["version"] == len(events)

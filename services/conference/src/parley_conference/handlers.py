@@ -17,6 +17,7 @@ from parley_common.contracts.base import Empty
 from parley_common.contracts.push import PushedEvent
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.log import get_logger, log_context
+from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
 from parley_common.storage import InvalidValue
 
 from parley_conference import domain, views
@@ -324,7 +325,8 @@ class ConferenceHandlers:
         events = await self._uow.conferences.events(
             caller.organization_id, body.conference_id, body.from_version
         )
-        return Accepted(value=api.ConferenceEvents(events=events, version=conference.version))
+        page = fit_reply(events, REPLY_BUDGET_BYTES)
+        return Accepted(value=api.ConferenceEvents(events=page, version=conference.version))
 
     @rejecting
     async def endpoint_conferences(self, request: Request[api.EndpointConferencesQuery]) -> Reply:

@@ -42,6 +42,12 @@ log = get_logger(__name__)
 # work a service starts just before the deadline can still be answered before the sender gives up.
 DEADLINE_MARGIN = 0.25
 
+# NATS refuses a message over the server's max_payload (1 MiB unless configured otherwise), and a reply it
+# refuses never reaches its caller, who then waits out its timeout: `answering` replaces a larger reply
+# with a rejection. A list that could outgrow it is answered a page at a time, within REPLY_BUDGET_BYTES.
+MAX_REPLY_BYTES = 1024 * 1024
+REPLY_BUDGET_BYTES = 512 * 1024
+
 # The deadline of the request being handled in this context, for the requests its handler sends.
 _serving_deadline: ContextVar[float | None] = ContextVar("parley_serving_deadline", default=None)
 
@@ -85,7 +91,11 @@ def answering(
                 log.debug(
                     "request served", subject=subject, ms=round((time.perf_counter() - started) * 1e3, 3)
                 )
-        return encode(reply)
+        encoded = encode(reply)
+        if len(encoded) > MAX_REPLY_BYTES:
+            log.error("reply too large for the bus", subject=subject, bytes=len(encoded))
+            return encode(Rejected(status=502, message="the reply was too large to send"))
+        return encoded
 
     return on_request
 
@@ -152,6 +162,17 @@ class Responders:
         subscriptions, self._subscriptions = self._subscriptions, []
         with contextlib.suppress(nats.errors.Error):
             await asyncio.gather(*(sub.drain() for sub in subscriptions))  # type: ignore[no-untyped-call]
+
+
+def fit_reply(items: list[T], budget: int) -> list[T]:
+    """The longest prefix of `items` whose JSON fits in `budget` bytes (at least one item: a client asking
+    from there must progress). Callers answer it as a page; the client asks again from where it ends."""
+    size = 0
+    for index, item in enumerate(items):
+        size += len(encode(item)) + 1
+        if size > budget and index > 0:
+            return items[:index]
+    return items
 
 
 def serving_deadline() -> float | None:
