@@ -259,7 +259,10 @@ class Outbox:
         by_kind: dict[type, list[Any]] = {kind: [] for kind in self._executors}
         for owed in batch:
             for effect in owed.effects:
-                by_kind[type(effect)].append(effect)
+                same_kind = by_kind.get(type(effect))
+                if same_kind is None:  # a store decoding effects to something no executor takes: a bug
+                    raise TypeError(f"no executor for effect {type(effect).__name__} of {owed.key}")
+                same_kind.append(effect)
         for kind, effects in by_kind.items():
             if effects:
                 await self._executors[kind](effects, recovering=recovering)
