@@ -7,9 +7,11 @@ registered for it (publishes pipelined on the connection, started in order so th
 order, each with its `Nats-Msg-Id`). Recording them done is a storage write that would queue in front of the
 next command's commit, so it is batched and flushed every `flush_interval` seconds (`OutboxStore.done`).
 
-What a crash or a NATS outage leaves owed stays in storage: `recover` runs it again on start and every
-`recovery_interval` seconds. A recovered publish first asks the stream what it already stores
-(`parley_common.messaging.relay`), since the restart may come after the duplicate window (120 s).
+What a crash or a NATS outage leaves owed stays in storage: `recover` runs it again on start, and every
+`recovery_interval` seconds after this process failed to carry something out or record it; with
+`sweep=True` (a store whose listing is cheap) every `recovery_interval` seconds regardless, which also picks
+up what a replica that died left behind before it restarts. A recovered publish first asks the stream
+what it already stores (`parley_common.messaging.relay`): the restart may come after the duplicate window.
 
 Storage stays the service's: its repository implements `OutboxStore` (list what is owed, record it done),
 so the conference keeps its event log as the outbox (an event *is* its publish effect) while the snapshot
@@ -172,6 +174,7 @@ class Outbox:
         *,
         flush_interval: float = FLUSH_INTERVAL_SECONDS,
         recovery_interval: float = RECOVERY_INTERVAL_SECONDS,
+        sweep: bool = True,
         batch: int = BATCH,
     ) -> None:
         self._stores = {store.name: store for store in stores}
@@ -179,6 +182,9 @@ class Outbox:
         self._executors = dict(executors)
         self._flush_interval = flush_interval
         self._recovery_interval = recovery_interval
+        self._sweep = sweep
+        # Something this process committed failed and is owed in storage: recover until it is carried out.
+        self._dirty = False
         self._batch = batch
         self._queue: asyncio.Queue[Owed] = asyncio.Queue()
         self._executed: list[Owed] = []
@@ -243,6 +249,7 @@ class Outbox:
                 except Exception:
                     # Still owed in storage: the next recovery carries it out.
                     log.exception("outbox relay failed", commits=len(batch))
+                    self._dirty = True
                     self._release(batch)
                     self._notify(batch, False)
             if self._executed and (
@@ -274,6 +281,7 @@ class Outbox:
         except Exception:
             # Still owed: recovery finds the events in the stream and does not publish them again.
             log.exception("outbox bookkeeping failed", commits=len(done))
+            self._dirty = True
         finally:
             self._release(done)
 
@@ -309,6 +317,7 @@ class Outbox:
         `min_age` leaves what was committed more recently than that (another replica may be relaying it).
         """
         count = 0
+        left = False
         for store in self._stores.values():
             while True:
                 listed = await store.owed(self._batch)
@@ -324,8 +333,13 @@ class Outbox:
                     await store.done(batch)
                     count += len(batch)
                 # A full listing may hide more behind it, unless part of it was left for others.
-                if len(listed) < self._batch or len(batch) < len(listed):
+                if len(batch) < len(listed):
+                    left = True
                     break
+                if len(listed) < self._batch:
+                    break
+        if not left:
+            self._dirty = False
         if count:
             log.info("outbox recovered owed effects", commits=count)
         return count
@@ -333,6 +347,8 @@ class Outbox:
     async def _recover_forever(self) -> None:
         while True:
             await asyncio.sleep(self._recovery_interval)
+            if not (self._sweep or self._dirty):
+                continue
             try:
                 await self.recover(min_age=RECOVERY_MIN_AGE)
             except Exception:
