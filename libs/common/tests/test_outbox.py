@@ -127,29 +127,31 @@ async def stored(nc: Client, ids: set[str]) -> list[str]:
     return found
 
 
-def outbox(nc: Client, ledger: Ledger, deleted: list[str] | None = None, **options: Any) -> Outbox:
-    """Deletes into `deleted`; while `deleted` is None, the object store is away."""
-    box = Outbox(
+class Objects:
+    """A stand-in object store for `DeleteObject`: records deletions; while `deleted` is None it is away."""
+
+    def __init__(self, deleted: list[str] | None) -> None:
+        self.deleted = deleted
+
+    async def delete(self, effect: DeleteObject) -> None:
+        if self.deleted is None:
+            raise RuntimeError("object store away")
+        self.deleted.append(effect.object_name)
+
+
+def outbox(nc: Client, ledger: Ledger, objects: Objects, **options: Any) -> Outbox:
+    return Outbox(
         [ledger],
-        {PublishEvent: Publisher(nc.jetstream(), attempts=2), DeleteObject: each(lambda e: delete(box, e))},
+        {PublishEvent: Publisher(nc.jetstream(), attempts=2), DeleteObject: each(objects.delete)},
         **options,
     )
-    box.deleted = deleted  # type: ignore[attr-defined]
-    return box
-
-
-async def delete(box: Outbox, effect: DeleteObject) -> None:
-    deleted: list[str] | None = box.deleted  # type: ignore[attr-defined]
-    if deleted is None:
-        raise RuntimeError("object store away")
-    deleted.append(effect.object_name)
 
 
 async def test_live_relay_publishes_in_commit_order_and_records_done_in_batches(
     nc: Client, ledger: Ledger
 ) -> None:
     deleted: list[str] = []
-    box = outbox(nc, ledger, deleted, flush_interval=0.2)
+    box = outbox(nc, ledger, Objects(deleted), flush_interval=0.2)
     relay = asyncio.create_task(box.run())
     commits = [await ledger.commit([event(n)]) for n in range(50)]
     last = await ledger.commit([event(50), DeleteObject(object_name="old.jpg")])
@@ -178,7 +180,7 @@ async def test_recovery_after_the_duplicate_window_publishes_each_event_once(
     await publish_event(js, first.subject, first.event, msg_id=first.msg_id)
     await asyncio.sleep(SHORT_WINDOW + 0.5)
 
-    assert await outbox(nc, ledger).recover() == 2
+    assert await outbox(nc, ledger, Objects([])).recover() == 2
     assert await stored(nc, {first.msg_id, second.msg_id}) == [first.msg_id, second.msg_id]
     assert await ledger.owed(100) == []
 
@@ -187,7 +189,8 @@ async def test_a_failed_effect_stays_owed_and_is_recovered_once_the_failure_is_o
     nc: Client, ledger: Ledger
 ) -> None:
     # No sweep: only this process's own failure makes the periodic recovery run.
-    box = outbox(nc, ledger, deleted=None, flush_interval=0.05, recovery_interval=0.1, sweep=False)
+    objects = Objects(None)
+    box = outbox(nc, ledger, objects, flush_interval=0.05, recovery_interval=0.1, sweep=False)
     relay = asyncio.create_task(box.run())
     owed = await ledger.commit([event(1), DeleteObject(object_name="gone.jpg")])
     box.committed(owed)
@@ -195,7 +198,7 @@ async def test_a_failed_effect_stays_owed_and_is_recovered_once_the_failure_is_o
     assert [o.key for o in await ledger.owed(100)] == [owed.key]
 
     deleted: list[str] = []
-    box.deleted = deleted  # type: ignore[attr-defined]  # the object store is back
+    objects.deleted = deleted  # the object store is back
     # Recovery leaves what was committed a moment ago (another replica's relay may be on it)...
     await asyncio.sleep(0.5)
     assert deleted == []
@@ -217,7 +220,7 @@ async def test_without_sweep_and_without_failure_recovery_runs_only_when_asked(
     nc: Client, ledger: Ledger
 ) -> None:
     deleted: list[str] = []
-    box = outbox(nc, ledger, deleted, recovery_interval=0.1, sweep=False)
+    box = outbox(nc, ledger, Objects(deleted), recovery_interval=0.1, sweep=False)
     relay = asyncio.create_task(box.run())
     await ledger.commit([DeleteObject(object_name="left.jpg")], datetime.now(UTC) - timedelta(minutes=1))
     await asyncio.sleep(0.5)
@@ -229,7 +232,7 @@ async def test_without_sweep_and_without_failure_recovery_runs_only_when_asked(
 
 async def test_recovery_leaves_what_the_live_relay_holds(nc: Client, ledger: Ledger) -> None:
     deleted: list[str] = []
-    box = outbox(nc, ledger, deleted)
+    box = outbox(nc, ledger, Objects(deleted))
     owed = await ledger.commit([DeleteObject(object_name="in-flight.jpg")])
     box.committed(owed)  # queued, the relay not running yet
     assert await box.recover() == 0
