@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import pytest
 from parley_common.contracts import conference as api
 from parley_common.contracts.rpc import Caller, Rejected, Request
-from parley_common.storage import InvalidValue, SqliteStore
+from parley_common.storage import InvalidValue, SqliteStore, StorageUnavailable
 from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.handlers import Reply, rejecting
 
@@ -47,3 +47,18 @@ async def test_a_value_the_store_refuses_is_rejected_400_with_its_reason() -> No
         400,
         "state: integer 18446744073709551616 does not fit in 64 bits",
     )
+
+
+async def test_storage_not_answering_is_503_not_an_internal_error() -> None:
+    class Handlers:
+        @rejecting
+        async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
+            raise StorageUnavailable("database is locked")
+
+    request = Request(
+        caller=Caller(organization_id="acme", user_id="alice", request_id="r1"),
+        body=api.JoinConferenceWebCommand(conference_id="c1", user_endpoint_id="e1"),
+    )
+    reply = await Handlers().join(request)
+    assert isinstance(reply, Rejected)
+    assert (reply.status, reply.message) == (503, "service unavailable: storage not answering")

@@ -1,4 +1,4 @@
-"""The outbox after a crash: real nats-server (JetStream) and a real SQLite store."""
+"""The conference's event log as the shared outbox's store, after a crash: real nats-server and SQLite."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from parley_common.messaging.events import publish_event
 from parley_common.messaging.streams import CONFERENCE_STREAM, STREAMS, ensure_streams
 from parley_common.processes import NatsServer
 from parley_common.storage import SqliteStore
-from parley_conference.adapters.outbox import Outbox
+from parley_conference.adapters.outbox import conference_outbox
 from parley_conference.adapters.repository import ConferenceRepository
 
 # Far shorter than the 120 s of production, so the test can outlast it.
@@ -109,7 +109,7 @@ async def test_recovery_after_the_duplicate_window_relays_each_event_once(
     # The restart comes after the stream forgot the dedup ids.
     await asyncio.sleep(DUPLICATE_WINDOW + 0.5)
 
-    assert await Outbox(repository, js).recover() == 3
+    assert await conference_outbox(repository, js).recover() == 3
 
     assert await stored_ids(nc, "c-1") == ["ev-created", "ev-joined", "ev-joined-bob"]
     assert await repository.unpublished() == []

@@ -20,13 +20,14 @@ from parley_common.messaging.codec import encode
 from parley_common.messaging.events import publish_event
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.streams import STREAMS, ensure_streams
+from parley_common.outbox import PublishEvent
 from parley_common.processes import NatsServer
 from parley_common.sealing import Sealer
 from parley_common.storage import SqliteStore
 from parley_snapshot import domain
 from parley_snapshot.adapters.images import ImageStore
-from parley_snapshot.adapters.outbox import Outbox, effects_of
-from parley_snapshot.adapters.repository import Conflict, PublishEvent, Records, open_records
+from parley_snapshot.adapters.outbox import effects_of, snapshot_outbox
+from parley_snapshot.adapters.repository import Conflict, Records, open_records
 from parley_snapshot.domain import Actor, EventContext, StoredImage
 
 _ids = itertools.count()
@@ -101,18 +102,18 @@ async def test_effects_left_by_a_crash_are_carried_out_once_on_recovery(
 ) -> None:
     js = nc.jetstream()
     images = await ImageStore.open(js)
-    outbox = Outbox(js, NatsEndpointMessenger(nc, js, Sealer.from_env()), images)
+    outbox = snapshot_outbox(js, NatsEndpointMessenger(nc, js, Sealer.from_env()), images, [snapshots])
     snapshot_id = f"s-{next(_ids)}"
     decision = requested(snapshot_id)
     # Committed, then the process died before carrying out the effects.
     await snapshots.insert(decision.state, effects_of(decision))
-    assert [p.id for p in await snapshots.pending()] == [snapshot_id]
+    assert [p.key for p in await snapshots.owed()] == [snapshot_id]
 
     # Recovery, twice (two replicas, or a recovery racing a late settle): one event, one push.
-    assert await outbox.recover([snapshots]) == 1
+    assert await outbox.recover() == 1
     await snapshots.replace(decision.state, effects_of(decision), expected_version=0)  # owed again
-    assert await outbox.recover([snapshots]) == 1
-    assert await snapshots.pending() == []
+    assert await outbox.recover() == 1
+    assert await snapshots.owed() == []
 
     (event_id,) = {e.id for e in decision.events}
     published = await stream_messages(
@@ -128,7 +129,9 @@ async def test_recovery_after_the_duplicate_window_publishes_each_event_once(
 ) -> None:
     js = short_window.jetstream()
     images = await ImageStore.open(js)
-    outbox = Outbox(js, NatsEndpointMessenger(short_window, js, Sealer.from_env()), images)
+    outbox = snapshot_outbox(
+        js, NatsEndpointMessenger(short_window, js, Sealer.from_env()), images, [snapshots]
+    )
     snapshot_id = f"s-{next(_ids)}"
     decision = requested(snapshot_id)
     await snapshots.insert(decision.state, effects_of(decision))
@@ -139,8 +142,8 @@ async def test_recovery_after_the_duplicate_window_publishes_each_event_once(
             await publish_event(js, effect.subject, encode(effect.event), msg_id=effect.msg_id)
     await asyncio.sleep(SHORT_WINDOW + 0.5)
 
-    assert await outbox.recover([snapshots]) == 1
-    assert await snapshots.pending() == []
+    assert await outbox.recover() == 1
+    assert await snapshots.owed() == []
 
     (event_id,) = {e.id for e in decision.events}
     published = await stream_messages(
@@ -152,7 +155,7 @@ async def test_recovery_after_the_duplicate_window_publishes_each_event_once(
 async def test_a_discard_owes_the_deletion_of_its_image(nc: Client, snapshots: Records[api.Snapshot]) -> None:
     js = nc.jetstream()
     images = await ImageStore.open(js)
-    outbox = Outbox(js, NatsEndpointMessenger(nc, js, Sealer.from_env()), images)
+    outbox = snapshot_outbox(js, NatsEndpointMessenger(nc, js, Sealer.from_env()), images, [snapshots])
     snapshot_id = f"s-{next(_ids)}"
     name = domain.object_name(None, snapshot_id, "jpg")
     await images.put(name, b"\xff\xd8\xff picture")
@@ -163,9 +166,9 @@ async def test_a_discard_owes_the_deletion_of_its_image(nc: Client, snapshots: R
     await snapshots.replace(discarded.state, effects_of(discarded), expected_version=uploaded.state.version)
 
     assert await images.get(name) is not None
-    assert await outbox.recover([snapshots]) == 1
+    assert await outbox.recover() == 1
     assert await images.get(name) is None
-    assert await outbox.recover([snapshots]) == 0  # nothing owed any more
+    assert await outbox.recover() == 0  # nothing owed any more
 
 
 async def test_a_stale_write_is_refused(snapshots: Records[api.Snapshot]) -> None:

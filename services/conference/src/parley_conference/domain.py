@@ -36,6 +36,13 @@ from parley_common.contracts.conference import (
 )
 from parley_common.contracts.media import Recording
 
+# The shared refusals, re-exported: the rules raise them as `domain.NotFound(...)`.
+from parley_common.errors import Conflict as Conflict
+from parley_common.errors import DomainError as DomainError
+from parley_common.errors import InvalidCommand as InvalidCommand
+from parley_common.errors import NotAllowed as NotAllowed
+from parley_common.errors import NotFound as NotFound
+
 MAX_ID_LENGTH = 256
 EMPTY_TIMEOUT = "EMPTY_TIMEOUT"
 KEEPALIVE_TIMEOUT = "TIMEOUT"
@@ -49,32 +56,6 @@ _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
 
 
 # ---------------------------------------------------------------- errors
-
-
-class DomainError(Exception):
-    """A command the rules refuse. `status` is the HTTP status the API answers with."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidCommand(DomainError):
-    status = 400
-
-
-class NotAllowed(DomainError):
-    status = 403
-
-
-class NotFound(DomainError):
-    status = 404
-
-
-class Conflict(DomainError):
-    status = 409
 
 
 class ConferenceHasEnded(Conflict):

@@ -6,19 +6,20 @@ refusals become rejections with their HTTP status, so nothing here raises to the
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from functools import wraps
 from typing import Any, Protocol, TypeVar
 
+from parley_common import errors
 from parley_common.clock import new_id, utcnow
 from parley_common.contracts import conference as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.push import PushedEvent
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
+from parley_common.errors import Busy, DomainError
+from parley_common.errors import Reply as Reply
 from parley_common.log import get_logger, log_context
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
-from parley_common.storage import InvalidValue
 
 from parley_conference import domain, views
 from parley_conference.adapters.repository import (
@@ -27,7 +28,7 @@ from parley_conference.adapters.repository import (
     ConferenceRepository,
     EndpointOwnedByAnotherUser,
 )
-from parley_conference.domain import Actor, Conference, DomainError, EventContext
+from parley_conference.domain import Actor, Conference, EventContext
 from parley_conference.memberships import Memberships
 from parley_conference.presence import Presence
 from parley_conference.sending import Masks, validate_event
@@ -35,7 +36,6 @@ from parley_conference.sending import Masks, validate_event
 log = get_logger(__name__)
 MAX_ATTEMPTS = 8
 R = TypeVar("R")
-Reply = Accepted[Any] | Rejected
 
 
 class EventSink(Protocol):
@@ -52,29 +52,10 @@ class EndpointMessenger(Protocol):
     def seal(self, event: dict[str, Any]) -> str: ...
 
 
-class Busy(DomainError):
-    status = 503
-
-
-def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitable[Reply]]:
-    """Turn domain refusals (and values the store refuses) into `Rejected` replies with status and message."""
-
-    @wraps(method)
-    async def wrapper(self: Any, request: Request[Any]) -> Reply:
-        body = request.body
-        with log_context(
-            conference_id=getattr(body, "conference_id", None),
-            user_endpoint_id=getattr(body, "user_endpoint_id", None),
-        ):
-            try:
-                return await method(self, request)
-            except DomainError as exc:
-                return Rejected(status=exc.status, message=exc.message)
-            except InvalidValue as exc:
-                # A request's value the store cannot keep (the gateway refuses most before they come here).
-                return Rejected.bad_request(exc.message)
-
-    return wrapper
+# One place for the log context of every use case (conference and media ones alike).
+rejecting = errors.rejecting(
+    context={"conference_id": "conference_id", "user_endpoint_id": "user_endpoint_id"}
+)
 
 
 class UnitOfWork:

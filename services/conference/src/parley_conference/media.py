@@ -36,6 +36,7 @@ from parley_common.contracts.media import (
     ViewMedia,
 )
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
+from parley_common.errors import Unavailable
 from parley_common.log import get_logger, log_context
 from parley_common.messaging.rpc import serving_deadline
 
@@ -51,8 +52,8 @@ T = TypeVar("T")
 RECORDING_PATH = "/rtc-api/conferences/{conference_id}/recordings/{recording_id}"
 
 
-class MediaUnavailable(DomainError):
-    status = 503
+class MediaUnavailable(Unavailable):
+    """No media node can take the request now."""
 
 
 class MediaNodeClient(Protocol):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -20,12 +19,13 @@ from parley_common.clock import new_id
 from parley_common.contracts import conference as api
 from parley_common.contracts.base import Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
-from parley_common.log import configure_logging, get_logger, log_context
+from parley_common.log import get_logger, log_context
 from parley_common.messaging import subjects
 from parley_common.messaging.broker import make_broker
 from parley_common.messaging.rpc import RpcClient
 from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
+from parley_common.service import run_service
 
 from parley_gateway.conferences import conference_operations
 from parley_gateway.demo import add_demo_routes
@@ -322,19 +322,5 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 
 def main() -> None:
-    configure_logging("gateway")
-    settings = Settings.from_env()
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
-
-    try:
-        import uvloop
-
-        uvloop.run(_main())
-    except KeyboardInterrupt:
-        pass
+    # The gateway serves HTTP rather than bus requests: only `main` is shared, not the serve skeleton.
+    run_service("gateway", Settings.from_env, serve)

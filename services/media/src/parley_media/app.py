@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
 from collections.abc import Awaitable
 
 from faststream.nats import NatsBroker
 from parley_common.clock import utcnow
-from parley_common.log import configure_logging, get_logger, log_context
+from parley_common.log import get_logger, log_context
 from parley_common.messaging.broker import make_broker
 from parley_common.messaging.streams import ensure_streams
+from parley_common.service import run_service
 
 from parley_media.adapters.bus import ConferenceEvents, Heartbeats, JetStreamEvents, register
 from parley_media.adapters.recordings import ObjectStoreRecordings
@@ -131,17 +130,12 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         await node.stop()
 
 
+async def serve_node(settings: Settings, stop: asyncio.Event) -> None:
+    with log_context(node_id=settings.node_id):
+        await serve(settings, stop)
+
+
 def main() -> None:
-    settings = Settings.from_env()
-    configure_logging("media", level=settings.log_level)
-
-    async def _main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        with log_context(node_id=settings.node_id):
-            await serve(settings, stop)
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_main())
+    # A media node has no storage and its own orderly stop (`MediaNode.stop`): only `main` is shared. It
+    # stays on the default asyncio loop it has always run on (aiortc's own tests run on it).
+    run_service("media", Settings.from_env, serve_node, use_uvloop=False)

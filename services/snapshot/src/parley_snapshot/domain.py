@@ -17,6 +17,13 @@ import msgspec
 from parley_common.contracts import snapshot as api
 from parley_common.contracts.snapshot import IMAGE_FORMATS, MIME_ALIASES, Snapshot
 
+# The shared refusals, re-exported: the rules raise them as `domain.NotFound(...)`.
+from parley_common.errors import Conflict as Conflict
+from parley_common.errors import DomainError as DomainError
+from parley_common.errors import InvalidCommand as InvalidCommand
+from parley_common.errors import NotAllowed as NotAllowed
+from parley_common.errors import NotFound as NotFound
+
 MAX_ID_LENGTH = 256
 MAX_TEXT_LENGTH = 1024
 CAMERA_STREAM_TYPES = frozenset({"CAM", "MIC_AND_CAM"})
@@ -25,32 +32,6 @@ S = TypeVar("S")
 
 
 # ---------------------------------------------------------------- errors
-
-
-class DomainError(Exception):
-    """A command the rules refuse. `status` is the HTTP status the API answers with."""
-
-    status = 400
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class InvalidCommand(DomainError):
-    status = 400
-
-
-class NotAllowed(DomainError):
-    status = 403
-
-
-class NotFound(DomainError):
-    status = 404
-
-
-class Conflict(DomainError):
-    status = 409
 
 
 class WrongState(Conflict):

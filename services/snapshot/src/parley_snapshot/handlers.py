@@ -13,28 +13,27 @@ if that commit does not happen.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import UTC, datetime
-from functools import wraps
 from typing import Any, TypeVar
 
-import nats.errors
+from parley_common import errors
 from parley_common.clock import new_id, utcnow
 from parley_common.contracts import snapshot as api
 from parley_common.contracts.base import Empty
-from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
+from parley_common.contracts.rpc import Accepted, Caller, Request
 from parley_common.contracts.snapshot import Snapshot
-from parley_common.log import get_logger, log_context
-from parley_common.storage import InvalidValue, StorageError
+from parley_common.errors import Busy, Reply, TooLarge
+from parley_common.log import get_logger
+from parley_common.outbox import Outbox
 
 from parley_snapshot import domain, images
 from parley_snapshot.adapters.conferences import ConferenceDirectory
 from parley_snapshot.adapters.images import ImageStore, StagedImageMissing
-from parley_snapshot.adapters.outbox import Outbox, effects_of
+from parley_snapshot.adapters.outbox import effects_of
 from parley_snapshot.adapters.repository import NEWEST_FIRST, Conflict, Effect, Records, Versioned
-from parley_snapshot.domain import Actor, CameraRequest, Decision, DomainError, EventContext, StoredImage
+from parley_snapshot.domain import Actor, CameraRequest, Decision, EventContext, StoredImage
 from parley_snapshot.signing import UrlSigner
 
 log = get_logger(__name__)
@@ -43,50 +42,20 @@ MAX_ATTEMPTS = 4
 SETTLE_WAIT_SECONDS = 0.5
 LIST_LIMIT = 1000
 S = TypeVar("S", bound=Versioned)
-Reply = Accepted[Any] | Rejected
 
 
-class Busy(DomainError):
-    status = 503
-
-
-class TooLarge(DomainError):
-    status = 413
-
-
-def rejecting(method: Callable[..., Awaitable[Reply]]) -> Callable[..., Awaitable[Reply]]:
-    """Turn domain refusals into `Rejected` replies with their status and message."""
-
-    @wraps(method)
-    async def wrapper(self: Any, request: Request[Any]) -> Reply:
-        body = request.body
-        with log_context(
-            snapshot_id=getattr(body, "snapshot_id", None),
-            user_endpoint_id=getattr(body, "user_endpoint_id", None),
-        ):
-            try:
-                return await method(self, request)
-            except DomainError as exc:
-                return Rejected(status=exc.status, message=exc.message)
-            except InvalidValue as exc:
-                # A request's value the store cannot keep: the client's error, not the storage's.
-                return Rejected.bad_request(exc.message)
-            except StorageError as exc:
-                log.warning("storage unavailable", error=repr(exc))
-                return Rejected.unavailable("service unavailable: storage not answering")
-            except (nats.errors.Error, TimeoutError) as exc:
-                log.warning("object store unavailable", error=repr(exc))
-                return Rejected.unavailable("service unavailable: object store not answering")
-
-    return wrapper
+# One place for the log context of every use case, and the object store's errors answered 503 too.
+rejecting = errors.rejecting(
+    context={"snapshot_id": "snapshot_id", "user_endpoint_id": "user_endpoint_id"}, object_store=True
+)
 
 
 class UnitOfWork:
-    """The two record collections and the outbox: a commit writes state + effects, then settles them.
+    """The two record collections and the outbox: a commit writes state + effects, then hands them over.
 
     The command's answer waits for the effects (so a pushed event is on its way, an image deleted, when the
     client hears back) but at most `settle_wait` seconds: with NATS struggling they go on in the
-    background, and what still fails is retried from storage.
+    background, and what still fails is retried from storage by the outbox's recovery.
     """
 
     def __init__(
@@ -101,21 +70,16 @@ class UnitOfWork:
         self.camera_requests = camera_requests
         self._outbox = outbox
         self._settle_wait = settle_wait
-        self._settling: set[asyncio.Task[bool]] = set()
 
     async def add(self, records: Records[S], decision: Decision[S]) -> None:
         effects = effects_of(decision)
         await records.insert(decision.state, effects)
-        await self._settle(records, decision.state.id, decision.state.version, effects)
+        await self._settle(records, decision.state, effects)
 
-    async def _settle(
-        self, records: Records[Any], record_id: str, version: int, effects: list[Effect]
-    ) -> None:
-        task = asyncio.ensure_future(self._outbox.settle(records, record_id, version, effects))
-        self._settling.add(task)
-        task.add_done_callback(self._settling.discard)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(task), self._settle_wait)
+    async def _settle(self, records: Records[S], state: S, effects: list[Effect]) -> None:
+        owed = records.owing(state, effects)
+        self._outbox.committed(owed)
+        await self._outbox.carried_out(owed, self._settle_wait)
 
     async def change(
         self, records: Records[S], record_id: str, decide: Callable[[S], Decision[S]]
@@ -125,7 +89,7 @@ class UnitOfWork:
             for _ in range(MAX_ATTEMPTS):
                 found = await records.get(record_id)
                 if found is None:
-                    raise domain.NotFound(f"{_noun(records)} {record_id} not found")
+                    raise errors.NotFound(f"{_noun(records)} {record_id} not found")
                 current, owed = found
                 decision = decide(current)
                 # Effects a previous commit still owes ride along: whoever settles next does them all.
@@ -135,7 +99,7 @@ class UnitOfWork:
                 except Conflict:
                     log.info("concurrent change, retrying", record=record_id)
                     continue
-                await self._settle(records, record_id, decision.state.version, effects)
+                await self._settle(records, decision.state, effects)
                 return decision
         raise Busy(f"{_noun(records)} {record_id} is changing too fast, retry")
 

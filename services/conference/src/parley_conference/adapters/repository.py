@@ -5,25 +5,38 @@ index on (organization, conference, seq) is the optimistic-concurrency check: tw
 same version both try to insert the same seq, and exactly one succeeds. The loser gets
 `ConcurrencyConflict`, reloads and decides again. `seq` is the version *after* the event (creation is 0).
 
-Snapshots (`conferences`) are written after the commit by the outbox; they may lag, so loading a
-conference folds any newer events over the snapshot.
+The event log is also the conference's outbox store (`parley_common.outbox.OutboxStore`): an event owes
+its own publication until it is marked `published`, so nothing is written twice. Snapshots (`conferences`)
+are written when the outbox records a batch done; they may lag, so loading a conference folds any newer
+events over the snapshot.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-from parley_common.contracts.conference import AnyConferenceEvent, ConferenceCreatedEvent
+from parley_common.contracts.conference import (
+    AnyConferenceEvent,
+    ConferenceCreatedEvent,
+    ConferenceEndedEvent,
+)
 from parley_common.jsonlimits import INT64_MAX
+from parley_common.messaging import subjects
+from parley_common.messaging.streams import CONFERENCE_STREAM
+from parley_common.outbox import Owed, PublishEvent
 from parley_common.storage import DocumentStore, DuplicateKeyError, Index
 from parley_common.storage.port import Collection
 
 from parley_conference.domain import Conference, create, evolve
 
 CACHE_SIZE = 10_000
+# Snapshots only shorten loading (newer events are folded over them), so one now and then suffices.
+SNAPSHOT_EVERY = 16
+OUTBOX = "conference_events"
 
 
 class ConcurrencyConflict(Exception):
@@ -185,7 +198,33 @@ class ConferenceRepository:
                 raise EndpointOwnedByAnotherUser(endpoint_id) from None
         self._remember_owner(k, user_id)
 
-    # ------------------------------------------------------------ after the commit (outbox)
+    # ------------------------------------------------------------ after the commit (the outbox store)
+
+    @property
+    def name(self) -> str:
+        return OUTBOX
+
+    async def owed(self, limit: int = 1000) -> list[Owed]:
+        """Events committed and not yet marked published, each conference's in order."""
+        return [owing(event) for event in await self.unpublished(limit)]
+
+    async def done(self, done: Sequence[Owed]) -> None:
+        """Mark the events published, then snapshot the conferences that are due one.
+
+        Due: at creation and end (the timers list live conferences from snapshots) and every SNAPSHOT_EVERY
+        versions. The snapshot is the latest committed state (cached), which may be newer than the batch.
+        """
+        events: list[AnyConferenceEvent] = [owed.effects[0].event for owed in done]
+        await self.mark_published(events)
+        due: set[tuple[str, str]] = set()
+        for event in events:
+            seq = seq_of(event)
+            if seq % SNAPSHOT_EVERY == 0 or isinstance(event, ConferenceEndedEvent):
+                due.add((event.organization_id, event.conference_id))
+        for organization_id, conference_id in due:
+            state = await self.get(organization_id, conference_id, fresh=False)
+            if state is not None:
+                await self.save_snapshot(state)
 
     async def unpublished(self, limit: int = 1000) -> list[AnyConferenceEvent]:
         docs = await self._events.find(
@@ -193,7 +232,7 @@ class ConferenceRepository:
         )
         return [event_from_doc(doc) for doc in docs]
 
-    async def mark_published(self, events: list[AnyConferenceEvent]) -> None:
+    async def mark_published(self, events: Sequence[AnyConferenceEvent]) -> None:
         await self._events.update_many({"_id": {"$in": [event.id for event in events]}}, {"published": True})
 
     async def save_snapshot(self, state: Conference) -> None:
@@ -237,6 +276,24 @@ class ConferenceRepository:
             "published": False,
             "event": as_document(event),
         }
+
+
+def owing(event: AnyConferenceEvent) -> Owed:
+    """What committing `event` owes: its publication on PARLEY_CONFERENCE (the event is its own record)."""
+    return Owed(
+        store=OUTBOX,
+        key=event.id,
+        committed_at=event.timestamp,
+        effects=(
+            PublishEvent(
+                subject=subjects.conference_event(type(event).__name__),
+                msg_id=event.id,
+                event=event,
+                stream=CONFERENCE_STREAM,
+                committed_at=event.timestamp,
+            ),
+        ),
+    )
 
 
 def _fold(state: Conference | None, event: AnyConferenceEvent) -> Conference:

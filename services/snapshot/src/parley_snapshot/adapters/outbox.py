@@ -1,45 +1,38 @@
-"""Carrying out what a commit owes: events onto PARLEY_SNAPSHOT, pushes to endpoints, image deletions.
+"""What a snapshot commit owes, and the shared outbox that carries it out (`parley_common.outbox`).
 
-Right after a commit the handler runs the record's effects itself (`settle`), so the pushed event is on
-its way when the command is answered. Whatever fails there (NATS briefly away, the process dying) stays
-`pending` in storage, and `recover_forever` runs it again. Events carry their id as `Nats-Msg-Id`, which
-makes a repeat within the stream's duplicate window (120 s) a no-op; a recovery may come later than that
-(the process died after publishing, before marking the record settled), so it first reads which pending
-events PARLEY_SNAPSHOT already stores and publishes only the others (`parley_common.messaging.relay`).
-Pushes carry a per-endpoint `Nats-Msg-Id` too; repeated after the window, one reaches the endpoint twice,
-which AT_LEAST_ONCE allows. Deleting an image that is gone is fine.
+Events go onto PARLEY_SNAPSHOT, some are pushed to endpoints, an image no longer referenced is deleted.
+The records keep their pending effects (`Records` is the outbox store); the handler waits a moment for them
+after a commit, so the pushed event is on its way when the command is answered. Whatever fails (NATS briefly
+away, the process dying) stays pending and the outbox's recovery runs it again, publishing only the events
+the stream does not store yet. Pushes carry a per-endpoint `Nats-Msg-Id` too; repeated after the duplicate
+window, one reaches the endpoint twice, which AT_LEAST_ONCE allows. Deleting an image that is gone is fine.
 """
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-import msgspec
 from nats.js import JetStreamContext
 from parley_common.contracts.push import PushedEvent
 from parley_common.contracts.snapshot import AnySnapshotEvent
-from parley_common.log import get_logger
 from parley_common.messaging import subjects
-from parley_common.messaging.codec import encode
-from parley_common.messaging.events import publish_event
-from parley_common.messaging.relay import Outgoing, stored_ids
 from parley_common.messaging.streams import SNAPSHOT_STREAM
-
-from parley_snapshot.adapters.images import ImageStore
-from parley_snapshot.adapters.repository import (
+from parley_common.outbox import (
     DeleteObject,
-    Effect,
-    Pending,
+    Outbox,
+    OutboxStore,
+    Publisher,
     PublishEvent,
     PushToEndpoint,
-    Records,
-    as_document,
+    each,
 )
+
+from parley_snapshot.adapters.images import ImageStore
+from parley_snapshot.adapters.repository import Effect, as_document
 from parley_snapshot.domain import Decision
 
-log = get_logger(__name__)
+# A live publish gives up after this many tries: the effect stays pending and recovery retries it later.
 PUBLISH_ATTEMPTS = 3
 
 
@@ -51,7 +44,11 @@ def effects_of(decision: Decision[Any]) -> list[Effect]:
     """What committing `decision` owes: publish every event, push some to endpoints, maybe delete an image."""
     effects: list[Effect] = [
         PublishEvent(
-            subject=subjects.snapshot_event(type(event).__name__), msg_id=event.id, event=as_document(event)
+            subject=subjects.snapshot_event(type(event).__name__),
+            msg_id=event.id,
+            event=as_document(event),
+            stream=SNAPSHOT_STREAM,
+            committed_at=event.timestamp,
         )
         for event in decision.events
     ]
@@ -74,72 +71,27 @@ def effects_of(decision: Decision[Any]) -> list[Effect]:
     return effects
 
 
-class Outbox:
-    def __init__(self, js: JetStreamContext, messenger: EndpointMessenger, images: ImageStore) -> None:
-        self._js = js
-        self._messenger = messenger
-        self._images = images
+def snapshot_outbox(
+    js: JetStreamContext,
+    messenger: EndpointMessenger,
+    images: ImageStore,
+    stores: Sequence[OutboxStore],
+    **options: Any,
+) -> Outbox:
+    """The outbox of the snapshot service: events, then pushes, then image deletions."""
 
-    async def settle(
-        self, records: Records[Any], record_id: str, version: int, effects: list[Effect]
-    ) -> bool:
-        """Carry out `effects` and mark them done; False (and left pending) when one failed."""
-        try:
-            for effect in effects:
-                await self._run(effect)
-            await records.settle(record_id, version)
-        except Exception as exc:
-            log.warning("effects left pending", record=record_id, version=version, error=repr(exc))
-            return False
-        return True
+    async def push(effect: PushToEndpoint) -> None:
+        await messenger.deliver(effect.pushed)
 
-    async def recover(self, every: list[Records[Any]]) -> int:
-        """One pass over whatever is still pending in storage; returns how many records it settled."""
-        settled = 0
-        for records in every:
-            pending: list[Pending] = await records.pending()
-            published = await stored_ids(
-                self._js,
-                SNAPSHOT_STREAM,
-                [_outgoing(e) for item in pending for e in item.effects if isinstance(e, PublishEvent)],
-            )
-            for item in pending:
-                effects = [
-                    e for e in item.effects if not (isinstance(e, PublishEvent) and e.msg_id in published)
-                ]
-                if await self.settle(records, item.id, item.version, effects):
-                    settled += 1
-        if settled:
-            log.info("outbox settled pending effects", records=settled)
-        return settled
+    async def delete(effect: DeleteObject) -> None:
+        await images.delete(effect.object_name)
 
-    async def recover_forever(self, every: list[Records[Any]], interval: float) -> None:
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.recover(every)
-            except Exception:
-                log.exception("outbox recovery failed")
-
-    async def _run(self, effect: Effect) -> None:
-        if isinstance(effect, PublishEvent):
-            await publish_event(
-                self._js,
-                effect.subject,
-                encode(effect.event),
-                msg_id=effect.msg_id,
-                attempts=PUBLISH_ATTEMPTS,
-            )
-        elif isinstance(effect, PushToEndpoint):
-            await self._messenger.deliver(effect.pushed)
-        else:
-            assert isinstance(effect, DeleteObject)
-            await self._images.delete(effect.object_name)
-
-
-def _outgoing(effect: PublishEvent) -> Outgoing:
-    # The event's own timestamp is its commit time (decided just before the record was written).
-    committed_at = msgspec.convert(effect.event["timestamp"], datetime)
-    return Outgoing(
-        subject=effect.subject, msg_id=effect.msg_id, committed_at=committed_at, payload=effect.event
+    return Outbox(
+        stores,
+        {
+            PublishEvent: Publisher(js, attempts=PUBLISH_ATTEMPTS),
+            PushToEndpoint: each(push),
+            DeleteObject: each(delete),
+        },
+        **options,
     )

@@ -3,19 +3,22 @@
 A record is one document: the state, its version (the optimistic-concurrency check: a write names the
 version it decided on and fails if another writer got there first) and `effects`, what must happen after
 the commit (events to publish, pushes, an image to delete). State and effects are written together, so a
-command that was acknowledged cannot lose its event even if the process dies right after the write: the
-outbox relays whatever is still `pending` on the next pass (`Outbox.recover`).
+command that was acknowledged cannot lose its event even if the process dies right after the write: each
+`Records` is an `OutboxStore` of the shared outbox (`parley_common.outbox`), which carries out whatever is
+still `pending` on its next recovery.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
-from parley_common.contracts.push import PushedEvent
+from parley_common.clock import utcnow
 from parley_common.contracts.snapshot import Snapshot
+from parley_common.outbox import DeleteObject, Owed, PublishEvent, PushToEndpoint
 from parley_common.storage import DESCENDING, Collection, DocumentStore, DuplicateKeyError, Index
 
 from parley_snapshot.domain import CameraRequest
@@ -38,30 +41,8 @@ T = TypeVar("T", bound=Versioned)
 # ---------------------------------------------------------------- effects owed after a commit
 
 
-class PublishEvent(msgspec.Struct, frozen=True, tag="publish"):
-    subject: str
-    msg_id: str
-    event: dict[str, Any]
-
-
-class PushToEndpoint(msgspec.Struct, frozen=True, tag="push"):
-    pushed: PushedEvent
-
-
-class DeleteObject(msgspec.Struct, frozen=True, tag="delete"):
-    object_name: str
-
-
+# The shared outbox's effect kinds this service stores (tagged, so a record's list decodes to its types).
 Effect = PublishEvent | PushToEndpoint | DeleteObject
-
-
-class Pending(msgspec.Struct, frozen=True):
-    """Effects of a record still to be carried out, as of `version`."""
-
-    collection: str
-    id: str
-    version: int
-    effects: list[Effect]
 
 
 class Conflict(Exception):
@@ -74,7 +55,7 @@ def as_document(value: object) -> Any:
 
 
 class Records(Generic[T]):
-    """One collection of versioned records of type `state_type`."""
+    """One collection of versioned records of type `state_type`, and the outbox store of their effects."""
 
     def __init__(
         self,
@@ -124,23 +105,41 @@ class Records(Generic[T]):
         if not written:
             raise Conflict(state.id)
 
+    def owing(self, state: T, effects: list[Effect]) -> Owed:
+        """What committing `state` with `effects` owes, for the outbox."""
+        return Owed(
+            store=self.name,
+            key=state.id,
+            version=state.version,
+            committed_at=utcnow(),
+            effects=tuple(effects),
+        )
+
+    # ------------------------------------------------------------ OutboxStore
+
+    async def owed(self, limit: int = 100) -> list[Owed]:
+        docs = await self._collection.find({"pending": True}, limit=limit)
+        return [
+            Owed(
+                store=self.name,
+                key=doc["_id"],
+                version=doc["version"],
+                # Records written before the field existed are old enough to recover.
+                committed_at=datetime.fromtimestamp(doc.get("committedMs", 0) / 1000, UTC),
+                effects=tuple(msgspec.convert(doc["effects"], list[Effect])),
+            )
+            for doc in docs
+        ]
+
+    async def done(self, done: Sequence[Owed]) -> None:
+        for owed in done:
+            await self.settle(owed.key, owed.version)
+
     async def settle(self, record_id: str, version: int) -> None:
         """The effects owed as of `version` are done (unless a newer commit has added its own since)."""
         await self._collection.update(
             record_id, {"effects": [], "pending": False}, where={"version": version}
         )
-
-    async def pending(self, limit: int = 100) -> list[Pending]:
-        docs = await self._collection.find({"pending": True}, limit=limit)
-        return [
-            Pending(
-                collection=self.name,
-                id=doc["_id"],
-                version=doc["version"],
-                effects=msgspec.convert(doc["effects"], list[Effect]),
-            )
-            for doc in docs
-        ]
 
     def _document(self, state: T, effects: list[Effect]) -> dict[str, Any]:
         return {
@@ -148,6 +147,7 @@ class Records(Generic[T]):
             "org": state.organization_id,
             "version": state.version,
             "pending": bool(effects),
+            "committedMs": int(utcnow().timestamp() * 1000),
             "effects": as_document(effects),
             "state": as_document(state),
             **self._index_fields(state),

@@ -1,0 +1,200 @@
+"""The bootstrap every service shares: `main()` (logging, settings, signals, loop) and the serve skeleton.
+
+A service's `app.py` keeps only its wiring: a `wire(runtime)` coroutine building its adapters and use cases
+on the storage and broker the skeleton opened, and registering what the skeleton must run and stop:
+
+    async def wire(runtime: Runtime) -> None:
+        repository = await Repository.open(runtime.store)
+        outbox = runtime.use_outbox(Outbox(...))       # recovered before serving, drained at shutdown
+        register(runtime.broker, Handlers(...))
+        runtime.background(lambda: sweep_forever(...), name="timers")
+
+    def main() -> None:
+        run_service("chat", Settings.from_env, lambda s, stop: serve("chat", s.common, wire, stop))
+
+Shutdown is orderly, whatever failed: stop taking requests, drain the outbox (what was committed gets
+out), stop the broker, cancel background tasks, run the service's own closing steps, close storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol, TypeVar
+
+from faststream.nats import NatsBroker
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from parley_common.config import CommonSettings
+from parley_common.log import configure_logging, get_logger
+from parley_common.messaging.broker import make_broker
+from parley_common.messaging.streams import ensure_streams
+from parley_common.storage import DocumentStore, open_store
+
+log = get_logger(__name__)
+S = TypeVar("S")
+# How long a stopping service waits for its outbox to carry out what was committed.
+DRAIN_SECONDS = 10.0
+
+
+class Drainable(Protocol):
+    async def recover(self) -> int: ...
+
+    async def run(self) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
+class Stoppable(Protocol):
+    async def stop(self) -> None: ...
+
+
+D = TypeVar("D", bound=Drainable)
+T = TypeVar("T", bound=Stoppable)
+
+
+class Runtime:
+    """What the skeleton opened for a service, and what the service asks it to run and stop."""
+
+    def __init__(self, name: str, common: CommonSettings, store: DocumentStore, broker: NatsBroker) -> None:
+        self.name = name
+        self.common = common
+        self.store = store
+        self.broker = broker
+        self.nc: Client = broker.connection
+        self.js: JetStreamContext = self.nc.jetstream()
+        self.outbox: Drainable | None = None
+        self._requests: list[Stoppable] = []
+        self._background: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
+        self._after_start: list[Callable[[], Awaitable[None]]] = []
+        self._closing: list[Callable[[], Awaitable[object]]] = []
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def use_outbox(self, outbox: D) -> D:
+        """Recovered before the service serves, relaying while it runs, drained when it stops."""
+        self.outbox = outbox
+        return outbox
+
+    def takes_requests(self, responders: T) -> T:
+        """Request responders outside the broker (stopped first, with the broker's subscribers)."""
+        self._requests.append(responders)
+        return responders
+
+    def background(self, factory: Callable[[], Coroutine[Any, Any, None]], *, name: str) -> None:
+        """A task started once the service serves, cancelled when it stops."""
+        self._background.append((factory, name))
+
+    def after_start(self, step: Callable[[], Awaitable[None]]) -> None:
+        """A step run once subscribed and before the background tasks (e.g. loading a read model)."""
+        self._after_start.append(step)
+
+    def on_close(self, step: Callable[[], Awaitable[object]]) -> None:
+        """A closing step, run after the broker stopped and before storage closes (failures only logged)."""
+        self._closing.append(step)
+
+
+async def serve(
+    name: str,
+    common: CommonSettings,
+    wire: Callable[[Runtime], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    no_echo: bool = False,
+) -> None:
+    """Open storage, connect the broker, ensure streams, wire, serve until `stop`, then shut down in order."""
+    store = await open_store(mongo_url=common.mongo_url, sqlite_path=common.sqlite_path(name))
+    broker: NatsBroker | None = None
+    runtime: Runtime | None = None
+    try:
+        broker = make_broker(common.nats_url, name=f"parley-{name}", no_echo=no_echo)
+        await broker.connect()
+        runtime = Runtime(name, common, store, broker)
+        await ensure_streams(runtime.js)
+        await wire(runtime)
+        if runtime.outbox is not None:
+            await runtime.outbox.recover()
+        await broker.start()
+        for step in runtime._after_start:
+            await step()
+        if runtime.outbox is not None:
+            runtime.tasks.append(asyncio.create_task(runtime.outbox.run(), name="outbox"))
+        for factory, task_name in runtime._background:
+            runtime.tasks.append(asyncio.create_task(factory(), name=task_name))
+        log.info(
+            f"{name} service ready", nats=common.nats_url, storage="mongodb" if common.mongo_url else "sqlite"
+        )
+        await stop.wait()
+    finally:
+        log.info(f"{name} service stopping")
+        if runtime is not None:
+            await _shutdown(runtime)
+        elif broker is not None:
+            with contextlib.suppress(Exception):
+                await broker.stop()
+        await store.close()
+
+
+async def _shutdown(runtime: Runtime) -> None:
+    # Stop taking requests, carry out what was committed, then close the connection.
+    for responders in runtime._requests:
+        await _quietly("stopping responders", responders.stop())
+    for subscriber in runtime.broker.subscribers:
+        await _quietly("stopping a subscriber", subscriber.stop())
+    if runtime.outbox is not None and any(t.get_name() == "outbox" for t in runtime.tasks):
+        try:
+            await asyncio.wait_for(runtime.outbox.drain(), timeout=DRAIN_SECONDS)
+        except TimeoutError:
+            log.warning("outbox not drained at shutdown: recovered on the next start")
+    await _quietly("stopping the broker", runtime.broker.stop())
+    for task in runtime.tasks:
+        task.cancel()
+    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    for step in runtime._closing:
+        await _quietly("closing", step())
+
+
+async def _quietly(what: str, step: Awaitable[object]) -> bool:
+    try:
+        await step
+    except Exception as exc:
+        log.warning(f"{what} failed", error=repr(exc))
+        return False
+    return True
+
+
+def run_service(
+    name: str,
+    load_settings: Callable[[], S],
+    serve: Callable[[S, asyncio.Event], Awaitable[None]],
+    *,
+    use_uvloop: bool = True,
+) -> None:
+    """A service's `main()`: logging, settings, SIGTERM/SIGINT -> stop, the event loop.
+
+    A setting the service cannot run with (`load_settings` raising ValueError) ends the process with one
+    log line naming it and exit status 2, not a traceback.
+    """
+    configure_logging(name)
+    try:
+        settings = load_settings()
+    except ValueError as exc:
+        log.error(f"{name} service cannot start", reason=str(exc))
+        raise SystemExit(2) from None
+
+    async def _main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop)
+
+    with contextlib.suppress(KeyboardInterrupt):
+        if use_uvloop:
+            import uvloop
+
+            uvloop.run(_main())
+        else:
+            asyncio.run(_main())
