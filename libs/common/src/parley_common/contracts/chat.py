@@ -357,6 +357,10 @@ class UserSeen(ChatPayload, frozen=True):
     email: str | None = None
     type: UserTypeInput = "internal"
 
+    @property
+    def user_type(self) -> UserType:
+        return typing.cast(UserType, self.type)
+
 
 class AdmissionQuery(ChatPayload, frozen=True):
     """May `userId` join the conference guarded by `resource` (a room id)? Asked by the conference service."""
