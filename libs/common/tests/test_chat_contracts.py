@@ -160,7 +160,7 @@ def test_a_malformed_uuid_in_a_body_is_refused(bad: str) -> None:
         decode(f'{{"type":"group","membersIds":["{bad}"]}}'.encode(), chat.RoomCreationFields)
 
 
-@pytest.mark.parametrize("body_type", [chat.RoomRef, chat.UpdateRoom, chat.CreateRoomMeeting])
+@pytest.mark.parametrize("body_type", [chat.RoomRef, chat.UpdateRoom, chat.MeetingCreation])
 def test_a_malformed_uuid_in_a_path_is_refused(body_type: type[msgspec.Struct]) -> None:
     with pytest.raises(msgspec.ValidationError, match="roomId"):
         chat.decode_params(body_type, {"roomId": "not-a-uuid"})
@@ -291,3 +291,39 @@ def test_chat_streams_are_declared_without_overlapping_subjects() -> None:
     assert len(every) == len(set(every))
     # Request subjects must never be captured by a stream (the PubAck would answer the caller).
     assert not any(s.startswith(("parley.cmd.", "parley.qry.")) for s in every)
+
+
+def test_canonical_uuid_lower_cases_a_uuid_and_refuses_anything_else() -> None:
+    assert chat.canonical_uuid(USER.upper()) == USER
+    assert chat.canonical_uuid("alice") is None
+    assert chat.canonical_uuid(f" {USER}") is None
+
+
+def test_every_operation_is_a_chat_body_with_a_subject() -> None:
+    assert set(chat.OPERATIONS) >= {
+        "listRoom",
+        "getRoom",
+        "insertRoom",
+        "updateRoom",
+        "deleteRoom",
+        "updateWorkspacesRank",
+        "updateChannelsRank",
+        "muteRoom",
+        "unmuteRoom",
+        "clearRoomHistory",
+        "listRoomMember",
+        "insertRoomMember",
+        "deleteRoomMember",
+        "updateToOwner",
+        "deleteOwner",
+        "getUsers",
+        "getUser",
+        "getCapabilities",
+        "getMeetingByRoomId",
+        "createMeeting",
+        "admit",
+    }
+    for name, operation in chat.OPERATIONS.items():
+        subject = (subjects.chat_command if operation.kind == "cmd" else subjects.chat_query)(name)
+        assert subject.startswith(f"parley.{operation.kind}.chat.")
+    assert subjects.chat_query("admit") == subjects.CHAT_ADMIT

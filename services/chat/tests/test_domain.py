@@ -1115,7 +1115,7 @@ def test_remove_member_drops_the_leavers_settings() -> None:
 
 def test_remove_member_drops_the_leaver_from_the_rooms_meeting() -> None:
     decision = remove(room(meeting_id=MEETING), CAROL)
-    assert decision.remove_from_conferences == (domain.RankKey(CAROL, MEETING),)
+    assert decision.remove_from_conferences == (domain.ConferenceMember(MEETING, CAROL),)
     assert decision.end_conferences == ()
 
 
@@ -1126,7 +1126,7 @@ def test_remove_member_leaving_a_workspace_drops_the_rank_and_the_channel_settin
         domain.SettingsKey(WORKSPACE, CAROL),
         domain.SettingsKey(CHANNEL, CAROL),
     }
-    assert decision.remove_from_conferences == (domain.RankKey(CAROL, MEETING),)
+    assert decision.remove_from_conferences == (domain.ConferenceMember(MEETING, CAROL),)
 
 
 def test_remove_member_the_last_member_leaving_deletes_the_room() -> None:
@@ -1301,7 +1301,7 @@ def create_meeting(
     target: Room | None, caller: Caller | None = None, **kw: Any
 ) -> Decision[domain.RoomMeeting]:
     fields = {k: kw.pop(k) for k in ("name", "meeting_type") if k in kw}
-    body = api.CreateRoomMeeting(room_id=target.id if target else ROOM, **fields)
+    body = api.MeetingCreation(room_id=target.id if target else ROOM, **fields)
     return domain.decide_create_meeting(target, caller or me(), body, ctx(), **kw)
 
 

@@ -106,6 +106,13 @@ class RankKey(msgspec.Struct, frozen=True):
     workspace_id: str
 
 
+class ConferenceMember(msgspec.Struct, frozen=True):
+    """A user to drop from a conference (a room meeting they may no longer be in)."""
+
+    conference_id: str
+    user_id: str
+
+
 class RoomMeeting(msgspec.Struct, frozen=True, kw_only=True):
     """A room's meeting. Its id is the id of the Parley conference that runs it."""
 
@@ -187,7 +194,7 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     delete_meetings: tuple[str, ...] = ()
     # Effects after the commit (retried until done): conferences to end, users to drop from one.
     end_conferences: tuple[str, ...] = ()
-    remove_from_conferences: tuple[RankKey, ...] = ()
+    remove_from_conferences: tuple[ConferenceMember, ...] = ()
     notices: tuple[Notice, ...] = ()
 
     @property
@@ -813,7 +820,7 @@ def decide_remove_member(
         put_rooms=(updated,),
         delete_settings=tuple(SettingsKey(r.id, body.user_id) for r in (found, *own_channels)),
         delete_workspace_ranks=(RankKey(body.user_id, found.id),) if found.type == "workspace" else (),
-        remove_from_conferences=tuple(RankKey(body.user_id, m) for m in meetings),
+        remove_from_conferences=tuple(ConferenceMember(m, body.user_id) for m in meetings),
         notices=tuple(events.notices),
     )
 
@@ -916,7 +923,7 @@ def record_seen(seen: api.UserSeen, current: DirectoryUser | None, now: datetime
 def decide_create_meeting(
     room: Room | None,
     caller: Caller,
-    body: api.CreateRoomMeeting,
+    body: api.MeetingCreation,
     ctx: Context,
     *,
     workspace: Room | None = None,

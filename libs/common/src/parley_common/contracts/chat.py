@@ -22,11 +22,11 @@ import re
 import typing
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 
 import msgspec
 
-from parley_common.contracts.base import Payload
+from parley_common.contracts.base import Empty, Payload
 
 T = TypeVar("T")
 
@@ -134,6 +134,18 @@ class ChatBody(ChatPayload, frozen=True, forbid_unknown_fields=True):
     """A body a client sends: an unknown property is a 400 (the real backend's Jackson default)."""
 
 
+_UUID = re.compile(UUID_PATTERN)
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The canonical (lower-case) spelling of a UUID, or None when `value` is not one.
+
+    For ids that arrive outside a chat body, e.g. the token's `sub` a chat caller is known by: it must
+    compare equal to the same id decoded from a body or a path (lower-cased there).
+    """
+    return value.lower() if _UUID.match(value) else None
+
+
 def decode_params(body_type: type[T], params: Mapping[str, Any]) -> T:
     """Build a command body from path/query parameters (wire names), with the checks a JSON body gets.
 
@@ -175,7 +187,8 @@ class RoomRank(ChatBody, frozen=True):
 
 
 class MeetingCreation(ChatBody, frozen=True):
-    """Carbonio's `POST /meetings` body (the meeting API, not in the seed)."""
+    """Carbonio's `POST /meetings` body (the meeting API, not in the seed); also the command of Parley's
+    `POST /rooms/{roomId}/meeting`, whose roomId comes from the path."""
 
     room_id: Uuid
     name: str | None = None
@@ -239,19 +252,6 @@ class GetUsers(ChatBody, frozen=True):
     """`GET /users?userIds=`: 1 to 10 ids (the count is a rule: see the domain)."""
 
     user_ids: tuple[Uuid, ...] = ()
-
-
-class CreateRoomMeeting(ChatBody, frozen=True):
-    """`POST /rooms/{roomId}/meeting` (Parley's, 201) and `POST /meetings` (Carbonio's, 200)."""
-
-    room_id: Uuid
-    name: str | None = None
-    meeting_type: MeetingTypeInput = "permanent"
-    expiration: datetime | None = None
-
-    @property
-    def kind(self) -> MeetingType:
-        return typing.cast(MeetingType, self.meeting_type)
 
 
 # ---------------------------------------------------------------- results
@@ -484,3 +484,43 @@ AnyChatEvent = (
 
 # Every event `type`, e.g. for the subjects `parley.events.chat.<TYPE>`.
 CHAT_EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in get_args(AnyChatEvent))
+
+
+# ---------------------------------------------------------------- operations
+
+
+class Operation(NamedTuple):
+    """One chat operation on the bus: `parley.<kind>.chat.<name>`, its body and its answer's type."""
+
+    kind: Literal["cmd", "qry"]
+    body: type[Any]
+    result: Any
+
+
+# The seed's operationIds (and Parley's additions) -> subject kind, `Request[body]`, `Accepted[result]`.
+# `Empty` answers the operations whose HTTP answer is 204.
+OPERATIONS: dict[str, Operation] = {
+    "listRoom": Operation("qry", ListRooms, tuple[Room, ...]),
+    "getRoom": Operation("qry", RoomRef, Room),
+    "insertRoom": Operation("cmd", RoomCreationFields, Room),
+    "updateRoom": Operation("cmd", UpdateRoom, Room),
+    "deleteRoom": Operation("cmd", RoomRef, Empty),
+    "updateWorkspacesRank": Operation("cmd", UpdateWorkspacesRank, Empty),
+    "updateChannelsRank": Operation("cmd", UpdateChannelsRank, Empty),
+    "muteRoom": Operation("cmd", RoomRef, Empty),
+    "unmuteRoom": Operation("cmd", RoomRef, Empty),
+    "clearRoomHistory": Operation("cmd", RoomRef, ClearedDate),
+    "listRoomMember": Operation("qry", RoomRef, tuple[Member, ...]),
+    "insertRoomMember": Operation("cmd", InsertRoomMember, MemberInserted),
+    "deleteRoomMember": Operation("cmd", MemberRef, Empty),
+    "updateToOwner": Operation("cmd", MemberRef, Empty),
+    "deleteOwner": Operation("cmd", MemberRef, Empty),
+    "getUsers": Operation("qry", GetUsers, tuple[User, ...]),
+    "getUser": Operation("qry", UserRef, User),
+    "getCapabilities": Operation("qry", Empty, Capabilities),
+    "getMeetingByRoomId": Operation("qry", RoomRef, Meeting),
+    # Parley's POST /rooms/{roomId}/meeting (201) and Carbonio's POST /meetings (200): one operation.
+    "createMeeting": Operation("cmd", MeetingCreation, Meeting),
+    # Asked by the conference service on each join of a room meeting's conference.
+    "admit": Operation("qry", AdmissionQuery, Admitted),
+}
