@@ -31,7 +31,7 @@ lint: sync
 	$(UV) run --frozen ruff format --check libs services tests bench
 
 typecheck: sync
-	$(UV) run --frozen mypy libs/common/src services/gateway/src services/conference/src services/media/src services/snapshot/src
+	$(UV) run --frozen mypy libs/common/src services/gateway/src services/conference/src services/media/src services/snapshot/src services/chat/src
 
 check: lint typecheck
 

@@ -15,6 +15,9 @@ DAY = 24 * 3600.0
 CONFERENCE_STREAM = "PARLEY_CONFERENCE"
 SNAPSHOT_STREAM = "PARLEY_SNAPSHOT"
 PUSH_STREAM = "PARLEY_PUSH"
+CHAT_STREAM = "PARLEY_CHAT"
+USER_PUSH_STREAM = "PARLEY_USER_PUSH"
+USERS_STREAM = "PARLEY_USERS"
 
 STREAMS: tuple[StreamConfig, ...] = (
     StreamConfig(
@@ -54,6 +57,39 @@ STREAMS: tuple[StreamConfig, ...] = (
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=1 * DAY,
+        duplicate_window=120.0,
+        discard=DiscardPolicy.OLD,
+    ),
+    StreamConfig(
+        name=CHAT_STREAM,
+        description="Chat domain events, once each, one subject per event type",
+        subjects=[subjects.CHAT_EVENTS_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=30 * DAY,
+        duplicate_window=120.0,
+        discard=DiscardPolicy.OLD,
+    ),
+    StreamConfig(
+        name=USER_PUSH_STREAM,
+        description="Chat events, one copy per recipient user, read by the gateway's /events/ws",
+        subjects=[subjects.USER_PUSH_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        # A client away longer than a week starts again from GET /rooms; a busy user keeps the newest.
+        max_age=7 * DAY,
+        max_msgs_per_subject=10_000,
+        duplicate_window=120.0,
+        discard=DiscardPolicy.OLD,
+    ),
+    StreamConfig(
+        name=USERS_STREAM,
+        description="The latest report of each authenticated user: the chat user directory's source",
+        subjects=[subjects.USERS_SEEN_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        # Only the last report of a user matters.
+        max_msgs_per_subject=1,
         duplicate_window=120.0,
         discard=DiscardPolicy.OLD,
     ),

@@ -44,6 +44,24 @@ SNAPSHOT_EVENTS_ALL = "parley.events.snapshot.>"
 SNAPSHOTS_BUCKET = "parley_snapshots"
 SNAPSHOT_STAGING_BUCKET = "parley_snapshot_staging"
 
+# Chat service: request/reply (queue group `chat`), one subject per seed operationId; events once on
+# JetStream stream PARLEY_CHAT, and one copy per recipient user on PARLEY_USER_PUSH (the gateway's
+# `GET /events/ws` reads a user's subject).
+CHAT_QUEUE = "chat"
+CHAT_COMMAND = "parley.cmd.chat.{op}"
+CHAT_QUERY = "parley.qry.chat.{op}"
+CHAT_EVENTS = "parley.events.chat.{type}"
+CHAT_EVENTS_ALL = "parley.events.chat.>"
+USER_PUSH = "parley.push.user.{org}.{user}"
+USER_PUSH_ALL = "parley.push.user.>"
+# The gateway's report of an authenticated user; stream PARLEY_USERS keeps the latest one per user.
+USERS_SEEN = "parley.users.seen.{org}.{user}"
+USERS_SEEN_ALL = "parley.users.seen.>"
+# Asked by the conference service on every join of a guarded conference (a room meeting).
+CHAT_ADMIT = "parley.qry.chat.admit"
+# Internal: create a conference whose joins are checked against an admission subject.
+CONFERENCE_CREATE_GUARDED = "parley.cmd.conference.createGuarded"
+
 
 def conference_command(op: str) -> str:
     return CONFERENCE_COMMAND.format(op=op)
@@ -93,3 +111,34 @@ def push_durable(organization_id: str, user_endpoint_id: str) -> str:
 
 def push_live(organization_id: str, user_endpoint_id: str) -> str:
     return PUSH_LIVE.format(endpoint=endpoint_token(organization_id, user_endpoint_id))
+
+
+def chat_command(op: str) -> str:
+    return CHAT_COMMAND.format(op=op)
+
+
+def chat_query(op: str) -> str:
+    return CHAT_QUERY.format(op=op)
+
+
+def chat_event(event_type: str) -> str:
+    return CHAT_EVENTS.format(type=event_type)
+
+
+def subject_token(value: str) -> str:
+    """A subject-safe token for one value (an organization or user id may hold `.`, `*`, `>`, spaces)."""
+    return hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+def user_push(organization_id: str, user_id: str) -> str:
+    """The push subject of one user: every chat event that concerns them, from every room."""
+    return USER_PUSH.format(org=subject_token(organization_id), user=subject_token(user_id))
+
+
+def users_seen(organization_id: str, user_id: str) -> str:
+    return USERS_SEEN.format(org=subject_token(organization_id), user=subject_token(user_id))
+
+
+def user_push_msg_id(event_id: str, user_id: str) -> str:
+    """Nats-Msg-Id of one recipient's copy: dedup is per stream and one event goes to several users."""
+    return f"{event_id}.{user_id}"

@@ -1,0 +1,526 @@
+"""The Zextras-style chat API (rooms, members, users, room meetings): bodies, results, commands, events.
+
+Names and shapes follow `shared/seeds/zextras-chats-api.txt` (API 1.3.1), with the real backend's habits
+(`shared/notes/chat-carbonio.md`): absent/None fields are left out of the JSON (`omit_defaults`), unknown
+body properties are refused, enum values are case-insensitive on input (`GROUP` = `group`).
+
+Parley's departures: every id (room, user, meeting = conference) is a UUID and a malformed one, in a body
+or a path, is a 400 (the real backend answers 404 for a path). Path parameters travel INSIDE the body
+struct of a command (`RoomRef {roomId}`, `MemberRef {roomId, userId}`), decoded by `decode_params` so that
+they pass the same checks as body fields.
+
+Case-insensitivity lives in ONE place: fields typed with a `CaseInsensitive` marker (the enums and `Uuid`)
+accept any case (a pattern with `(?i)`) and `ChatPayload.__post_init__` lower-cases them, so whatever
+decoded the value (the gateway's HTTP body, a query string through `decode_params`, the bus), the rules
+see the canonical lower-case spelling.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import typing
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
+
+import msgspec
+
+from parley_common.contracts.base import Empty, Payload
+
+T = TypeVar("T")
+
+# ---------------------------------------------------------------- the case-insensitive values
+
+
+class CaseInsensitive:
+    """Marks a `str` field whose value is lower-cased once decoded (see `ChatPayload.__post_init__`)."""
+
+    __slots__ = ()
+
+
+CASE_INSENSITIVE = CaseInsensitive()
+
+
+def _choice_pattern(values: tuple[str, ...]) -> str:
+    return "(?i)^(?:" + "|".join(re.escape(value) for value in values) + ")$"
+
+
+RoomType = Literal["one_to_one", "group", "temporary", "workspace", "channel"]
+RoomExtraField = Literal["members", "settings"]
+MeetingType = Literal["permanent", "scheduled"]
+UserType = Literal["internal", "guest"]
+ROOM_TYPES: tuple[RoomType, ...] = get_args(RoomType)
+ROOM_EXTRA_FIELDS: tuple[RoomExtraField, ...] = get_args(RoomExtraField)
+MEETING_TYPES: tuple[MeetingType, ...] = get_args(MeetingType)
+USER_TYPES: tuple[UserType, ...] = get_args(UserType)
+
+# The input spellings: any case, one of the values (the JSON schema still lists the canonical values).
+RoomTypeInput = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(ROOM_TYPES), extra_json_schema={"enum": list(ROOM_TYPES)}),
+    CASE_INSENSITIVE,
+]
+RoomExtraFieldInput = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=_choice_pattern(ROOM_EXTRA_FIELDS), extra_json_schema={"enum": list(ROOM_EXTRA_FIELDS)}
+    ),
+    CASE_INSENSITIVE,
+]
+MeetingTypeInput = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(MEETING_TYPES), extra_json_schema={"enum": list(MEETING_TYPES)}),
+    CASE_INSENSITIVE,
+]
+UserTypeInput = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(USER_TYPES), extra_json_schema={"enum": list(USER_TYPES)}),
+    CASE_INSENSITIVE,
+]
+
+UUID_PATTERN = "(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+# A room, user or meeting id: a UUID in its canonical hyphenated form, any case on input, lower-cased.
+Uuid = Annotated[
+    str, msgspec.Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"}), CASE_INSENSITIVE
+]
+RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+RoomDescription = Annotated[str, msgspec.Meta(max_length=256)]
+
+NAME_MAX_LENGTH = 128
+DESCRIPTION_MAX_LENGTH = 256
+MAX_USER_IDS = 10
+
+
+def _is_case_insensitive(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is Annotated and any(
+        isinstance(extra, CaseInsensitive) for extra in annotation.__metadata__
+    )
+
+
+@functools.cache
+def _case_insensitive_fields(cls: type) -> tuple[tuple[str, bool], ...]:
+    """(field name, is a sequence) of each case-insensitive field of `cls`, optional or not."""
+    found: list[tuple[str, bool]] = []
+    for name, annotation in typing.get_type_hints(cls, include_extras=True).items():
+        candidates = [annotation, *get_args(annotation)]  # `X | None` is a Union of X and None
+        for candidate in candidates:
+            if _is_case_insensitive(candidate):
+                found.append((name, False))
+                break
+            if typing.get_origin(candidate) in (tuple, list) and any(
+                _is_case_insensitive(arg) for arg in get_args(candidate)
+            ):
+                found.append((name, True))
+                break
+    return tuple(found)
+
+
+class ChatPayload(Payload, frozen=True, omit_defaults=True):
+    """Every chat wire type: camelCase, None/default fields left out, case-insensitive fields normalised."""
+
+    def __post_init__(self) -> None:
+        for name, is_sequence in _case_insensitive_fields(type(self)):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            normalised: Any = type(value)(item.lower() for item in value) if is_sequence else value.lower()
+            if normalised != value:
+                # Frozen: the one sanctioned write, during construction.
+                msgspec.structs.force_setattr(self, name, normalised)
+
+
+class ChatBody(ChatPayload, frozen=True, forbid_unknown_fields=True):
+    """A body a client sends: an unknown property is a 400 (the real backend's Jackson default)."""
+
+
+_UUID = re.compile(UUID_PATTERN)
+
+
+def canonical_uuid(value: str) -> str | None:
+    """The canonical (lower-case) spelling of a UUID, or None when `value` is not one.
+
+    For ids that arrive outside a chat body, e.g. the token's `sub` a chat caller is known by: it must
+    compare equal to the same id decoded from a body or a path (lower-cased there).
+    """
+    return value.lower() if _UUID.match(value) else None
+
+
+def decode_params(body_type: type[T], params: Mapping[str, Any]) -> T:
+    """Build a command body from path/query parameters (wire names), with the checks a JSON body gets.
+
+    Constructing a Struct directly skips its constraints (a malformed UUID would pass); converting does
+    not. Raises `msgspec.ValidationError` (a 400).
+    """
+    return msgspec.convert(dict(params), body_type)
+
+
+# ---------------------------------------------------------------- bodies (HTTP, also inside commands)
+
+
+class RoomEditableFields(ChatBody, frozen=True):
+    name: RoomName | None = None
+    description: RoomDescription | None = None
+
+
+class RoomCreationFields(ChatBody, frozen=True):
+    type: RoomTypeInput
+    name: RoomName | None = None
+    description: RoomDescription | None = None
+    members_ids: tuple[Uuid, ...] = ()
+    parent_id: Uuid | None = None
+
+    @property
+    def room_type(self) -> RoomType:
+        return typing.cast(RoomType, self.type)
+
+
+class MemberToInsert(ChatBody, frozen=True):
+    user_id: Uuid
+    owner: bool
+    history_cleared: bool
+
+
+class RoomRank(ChatBody, frozen=True):
+    room_id: Uuid
+    rank: int
+
+
+class MeetingCreation(ChatBody, frozen=True):
+    """Carbonio's `POST /meetings` body (the meeting API, not in the seed); also the command of Parley's
+    `POST /rooms/{roomId}/meeting`, whose roomId comes from the path."""
+
+    room_id: Uuid
+    name: str | None = None
+    meeting_type: MeetingTypeInput = "permanent"
+    expiration: datetime | None = None
+
+    @property
+    def kind(self) -> MeetingType:
+        return typing.cast(MeetingType, self.meeting_type)
+
+
+# ---------------------------------------------------------------- command/query bodies (path params inside)
+
+
+class ListRooms(ChatBody, frozen=True):
+    """`GET /rooms?extraFields=`: the gateway splits repeated and comma-separated values."""
+
+    extra_fields: tuple[RoomExtraFieldInput, ...] = ()
+
+
+class RoomRef(ChatBody, frozen=True):
+    """Every operation on one room with no other input: getRoom, deleteRoom, mute, clear, members, meeting."""
+
+    room_id: Uuid
+
+
+class UpdateRoom(ChatBody, frozen=True):
+    room_id: Uuid
+    name: RoomName | None = None
+    description: RoomDescription | None = None
+
+
+class InsertRoomMember(ChatBody, frozen=True):
+    room_id: Uuid
+    user_id: Uuid
+    owner: bool
+    history_cleared: bool
+
+
+class MemberRef(ChatBody, frozen=True):
+    """deleteRoomMember, updateToOwner, deleteOwner."""
+
+    room_id: Uuid
+    user_id: Uuid
+
+
+class UpdateWorkspacesRank(ChatBody, frozen=True):
+    ranks: tuple[RoomRank, ...]
+
+
+class UpdateChannelsRank(ChatBody, frozen=True):
+    workspace_id: Uuid
+    ranks: tuple[RoomRank, ...]
+
+
+class UserRef(ChatBody, frozen=True):
+    user_id: Uuid
+
+
+class GetUsers(ChatBody, frozen=True):
+    """`GET /users?userIds=`: 1 to 10 ids (the count is a rule: see the domain)."""
+
+    user_ids: tuple[Uuid, ...] = ()
+
+
+# ---------------------------------------------------------------- results
+
+
+class Member(ChatPayload, frozen=True):
+    user_id: str
+    owner: bool
+
+
+class MemberInserted(ChatPayload, frozen=True):
+    user_id: str
+    owner: bool
+    cleared_at: datetime | None = None
+
+
+class RoomUserSettings(ChatPayload, frozen=True):
+    muted: bool
+    cleared_at: datetime | None = None
+
+
+class ClearedDate(ChatPayload, frozen=True):
+    cleared_at: datetime
+
+
+class Room(ChatPayload, frozen=True):
+    """A room as the API shows it. `members`/`userSettings`/`children` only when asked for or relevant."""
+
+    id: str
+    type: RoomType
+    created_at: datetime
+    updated_at: datetime
+    name: str | None = None
+    description: str | None = None
+    parent_id: str | None = None
+    rank: int | None = None
+    meeting_id: str | None = None
+    picture_updated_at: datetime | None = None
+    # None: left out; a workspace always carries its (possibly empty) list.
+    children: tuple[Room, ...] | None = None
+    members: tuple[Member, ...] | None = None
+    user_settings: RoomUserSettings | None = None
+
+
+class User(ChatPayload, frozen=True):
+    id: str
+    email: str
+    name: str
+    # No default: a default would be left out of the JSON, and clients read it.
+    type: UserType
+    picture_updated_at: datetime | None = None
+    status_message: str | None = None
+
+
+class Capabilities(ChatPayload, frozen=True):
+    # Booleans are written out even when they equal their defaults: the seed requires every key.
+    can_see_message_reads: bool
+    can_see_users_presence: bool
+    can_video_call: bool
+    can_video_call_record: bool
+    can_use_virtual_background: bool
+    edit_message_time_limit_in_minutes: int
+    delete_message_time_limit_in_minutes: int
+    max_group_members: int
+    max_room_image_size_in_kb: int
+    max_user_image_size_in_kb: int
+
+
+class AuthToken(ChatPayload, frozen=True):
+    zm_token: str
+
+
+class MeetingParticipant(ChatPayload, frozen=True):
+    user_id: str
+    # The participant's conference endpoint (userEndpointId).
+    queue_id: str
+    audio_stream_enabled: bool
+    video_stream_enabled: bool
+    screen_stream_enabled: bool
+    joined_at: datetime
+
+
+class Meeting(ChatPayload, frozen=True):
+    id: str
+    name: str
+    room_id: str
+    active: bool
+    participants: tuple[MeetingParticipant, ...]
+    created_at: datetime
+    meeting_type: MeetingType
+    started_at: datetime | None = None
+
+
+# ---------------------------------------------------------------- users directory, admission
+
+
+class UserSeen(ChatPayload, frozen=True):
+    """The gateway's report of an authenticated caller (at most every few minutes per user)."""
+
+    organization_id: str
+    user_id: Uuid
+    name: str | None = None
+    email: str | None = None
+    type: UserTypeInput = "internal"
+
+    @property
+    def user_type(self) -> UserType:
+        return typing.cast(UserType, self.type)
+
+
+class AdmissionQuery(ChatPayload, frozen=True):
+    """May `userId` join the conference guarded by `resource` (a room id)? Asked by the conference service."""
+
+    organization_id: str
+    user_id: str
+    resource: str
+
+
+class Admitted(Payload, frozen=True):
+    # Not a ChatPayload: `admitted: false` must be written out.
+    admitted: bool
+
+
+# ---------------------------------------------------------------- events
+
+
+class ChatEvent(ChatPayload, tag_field="type", frozen=True, kw_only=True):
+    """What every chat event carries; `type` is the event's name (ROOM_CREATED...)."""
+
+    id: str
+    sent_date: datetime
+    organization_id: str
+
+
+class RoomCreated(ChatEvent, tag="ROOM_CREATED", frozen=True, kw_only=True):
+    room_id: str
+
+
+class RoomUpdated(ChatEvent, tag="ROOM_UPDATED", frozen=True, kw_only=True):
+    room_id: str
+    name: str | None = None
+    description: str | None = None
+
+
+class RoomDeleted(ChatEvent, tag="ROOM_DELETED", frozen=True, kw_only=True):
+    room_id: str
+
+
+class RoomMemberAdded(ChatEvent, tag="ROOM_MEMBER_ADDED", frozen=True, kw_only=True):
+    room_id: str
+    user_id: str
+    # Written out when false too (omit_defaults only drops fields that have a default).
+    is_owner: bool
+
+
+class RoomMemberRemoved(ChatEvent, tag="ROOM_MEMBER_REMOVED", frozen=True, kw_only=True):
+    room_id: str
+    user_id: str
+
+
+class RoomOwnerPromoted(ChatEvent, tag="ROOM_OWNER_PROMOTED", frozen=True, kw_only=True):
+    room_id: str
+    user_id: str
+
+
+class RoomOwnerDemoted(ChatEvent, tag="ROOM_OWNER_DEMOTED", frozen=True, kw_only=True):
+    room_id: str
+    user_id: str
+
+
+class RoomMuted(ChatEvent, tag="ROOM_MUTED", frozen=True, kw_only=True):
+    room_id: str
+
+
+class RoomUnmuted(ChatEvent, tag="ROOM_UNMUTED", frozen=True, kw_only=True):
+    room_id: str
+
+
+class RoomHistoryCleared(ChatEvent, tag="ROOM_HISTORY_CLEARED", frozen=True, kw_only=True):
+    room_id: str
+    cleared_at: datetime
+
+
+class RoomPictureChanged(ChatEvent, tag="ROOM_PICTURE_CHANGED", frozen=True, kw_only=True):
+    room_id: str
+    updated_at: datetime
+
+
+class RoomPictureDeleted(ChatEvent, tag="ROOM_PICTURE_DELETED", frozen=True, kw_only=True):
+    room_id: str
+
+
+class UserPictureChanged(ChatEvent, tag="USER_PICTURE_CHANGED", frozen=True, kw_only=True):
+    user_id: str
+    image_id: str
+    updated_at: datetime
+
+
+class UserPictureDeleted(ChatEvent, tag="USER_PICTURE_DELETED", frozen=True, kw_only=True):
+    user_id: str
+
+
+class MeetingCreated(ChatEvent, tag="MEETING_CREATED", frozen=True, kw_only=True):
+    meeting_id: str
+    room_id: str
+
+
+class MeetingDeleted(ChatEvent, tag="MEETING_DELETED", frozen=True, kw_only=True):
+    meeting_id: str
+
+
+AnyChatEvent = (
+    RoomCreated
+    | RoomUpdated
+    | RoomDeleted
+    | RoomMemberAdded
+    | RoomMemberRemoved
+    | RoomOwnerPromoted
+    | RoomOwnerDemoted
+    | RoomMuted
+    | RoomUnmuted
+    | RoomHistoryCleared
+    | RoomPictureChanged
+    | RoomPictureDeleted
+    | UserPictureChanged
+    | UserPictureDeleted
+    | MeetingCreated
+    | MeetingDeleted
+)
+
+# Every event `type`, e.g. for the subjects `parley.events.chat.<TYPE>`.
+CHAT_EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in get_args(AnyChatEvent))
+
+
+# ---------------------------------------------------------------- operations
+
+
+class Operation(NamedTuple):
+    """One chat operation on the bus: `parley.<kind>.chat.<name>`, its body and its answer's type."""
+
+    kind: Literal["cmd", "qry"]
+    body: type[Any]
+    result: Any
+
+
+# The seed's operationIds (and Parley's additions) -> subject kind, `Request[body]`, `Accepted[result]`.
+# `Empty` answers the operations whose HTTP answer is 204.
+OPERATIONS: dict[str, Operation] = {
+    "listRoom": Operation("qry", ListRooms, tuple[Room, ...]),
+    "getRoom": Operation("qry", RoomRef, Room),
+    "insertRoom": Operation("cmd", RoomCreationFields, Room),
+    "updateRoom": Operation("cmd", UpdateRoom, Room),
+    "deleteRoom": Operation("cmd", RoomRef, Empty),
+    "updateWorkspacesRank": Operation("cmd", UpdateWorkspacesRank, Empty),
+    "updateChannelsRank": Operation("cmd", UpdateChannelsRank, Empty),
+    "muteRoom": Operation("cmd", RoomRef, Empty),
+    "unmuteRoom": Operation("cmd", RoomRef, Empty),
+    "clearRoomHistory": Operation("cmd", RoomRef, ClearedDate),
+    "listRoomMember": Operation("qry", RoomRef, tuple[Member, ...]),
+    "insertRoomMember": Operation("cmd", InsertRoomMember, MemberInserted),
+    "deleteRoomMember": Operation("cmd", MemberRef, Empty),
+    "updateToOwner": Operation("cmd", MemberRef, Empty),
+    "deleteOwner": Operation("cmd", MemberRef, Empty),
+    "getUsers": Operation("qry", GetUsers, tuple[User, ...]),
+    "getUser": Operation("qry", UserRef, User),
+    "getCapabilities": Operation("qry", Empty, Capabilities),
+    "getMeetingByRoomId": Operation("qry", RoomRef, Meeting),
+    # Parley's POST /rooms/{roomId}/meeting (201) and Carbonio's POST /meetings (200): one operation.
+    "createMeeting": Operation("cmd", MeetingCreation, Meeting),
+    # Asked by the conference service on each join of a room meeting's conference.
+    "admit": Operation("qry", AdmissionQuery, Admitted),
+}

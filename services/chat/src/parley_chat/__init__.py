@@ -1,0 +1,1 @@
+"""The chat service: Zextras-style rooms, members, users and room meetings (see README.md)."""

@@ -1,0 +1,108 @@
+"""The storage port of the chat service: what the handlers read and how a `Decision` is written.
+
+Handlers depend on this protocol only; the adapter (over `parley_common.storage`, SQLite or MongoDB) lives
+in `adapters/repository.py`. Every read is scoped to one organization: a room or user of another one is
+not found (None), never returned. A method that loads several rooms loads their members with them (a room
+is stored whole), so no read needs a query per room.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from parley_chat.domain import (
+    Decision,
+    DirectoryUser,
+    Room,
+    RoomMeeting,
+    UserRooms,
+    UserSettings,
+    WorkspaceRank,
+)
+
+
+class ChatRepository(Protocol):
+    # ---------------------------------------------------------------- rooms
+
+    async def room(self, organization_id: str, room_id: str) -> Room | None:
+        """One room with its members, or None when unknown in this organization."""
+        ...
+
+    async def room_with_parent(self, organization_id: str, room_id: str) -> tuple[Room | None, Room | None]:
+        """A room and, when it is a channel, its workspace (a channel's members are the workspace's).
+
+        (None, None) when the room is unknown; (room, None) for any other type.
+        """
+        ...
+
+    async def rooms_of_user(self, organization_id: str, user_id: str) -> UserRooms:
+        """Everything `GET /rooms` shows a user, in a fixed number of queries whatever the room count.
+
+        The rooms the user is a member of (members included), the channels of those that are workspaces,
+        the user's settings of all of them and the user's workspace ranks.
+        """
+        ...
+
+    async def workspaces_of_user(self, organization_id: str, user_id: str) -> Sequence[Room]:
+        """The workspaces the user is a member of (for `PUT /rooms/workspaces/rank`)."""
+        ...
+
+    async def channels(self, organization_id: str, workspace_id: str) -> Sequence[Room]:
+        """The channels of a workspace (for ranks, creation of a channel, and the cascade on delete)."""
+        ...
+
+    async def one_to_one(self, organization_id: str, user_a: str, user_b: str) -> Room | None:
+        """The one_to_one room of this pair, in either direction, if it exists."""
+        ...
+
+    # ---------------------------------------------------------------- per-user settings and ranks
+
+    async def settings(self, room_id: str, user_id: str) -> UserSettings | None:
+        """One user's settings of one room (None: the defaults, not muted and never cleared)."""
+        ...
+
+    async def settings_of_rooms(self, user_id: str, room_ids: Sequence[str]) -> Sequence[UserSettings]:
+        """One user's settings of several rooms at once (a workspace and its channels)."""
+        ...
+
+    async def workspace_rank(self, user_id: str, workspace_id: str) -> WorkspaceRank | None: ...
+
+    async def highest_workspace_ranks(self, organization_id: str, user_ids: Sequence[str]) -> dict[str, int]:
+        """Each user's highest workspace rank (users without one left out): a new workspace goes last."""
+        ...
+
+    # ---------------------------------------------------------------- meetings
+
+    async def meeting(self, organization_id: str, meeting_id: str) -> RoomMeeting | None: ...
+
+    # ---------------------------------------------------------------- users directory
+
+    async def user(self, organization_id: str, user_id: str) -> DirectoryUser | None:
+        """A user of this organization's directory, or None (never seen, or of another organization)."""
+        ...
+
+    async def users(self, organization_id: str, user_ids: Sequence[str]) -> Sequence[DirectoryUser]:
+        """The known users among `user_ids` (unknown ones left out), in one query."""
+        ...
+
+    async def known_user_ids(self, organization_id: str, user_ids: Sequence[str]) -> frozenset[str]:
+        """Which of `user_ids` this organization's directory knows (the members check of a new room)."""
+        ...
+
+    async def save_user(self, user: DirectoryUser) -> None:
+        """Insert or replace a directory entry (from a `UserSeen` report)."""
+        ...
+
+    # ---------------------------------------------------------------- writes
+
+    async def commit(self, decision: Decision[Any], outbox: Sequence[Any] = ()) -> None:
+        """Write everything a decision says, atomically, with the outbox entries of its events.
+
+        Puts (rooms whole, settings, workspace ranks, meetings) and deletes (rooms with their memberships,
+        one user's settings or every user's of a room, one user's rank or every user's of a workspace,
+        meetings) all land or none does; the outbox entries (the events for PARLEY_CHAT and each
+        recipient's push subject, conferences to end or leave) are written in the same transaction, so
+        an acknowledged command never loses an event or an effect.
+        """
+        ...
