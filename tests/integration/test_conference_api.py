@@ -71,6 +71,8 @@ async def test_join_answers_an_empty_object_and_the_endpoint_is_a_healthy_partic
     assert conference["empty"] is False
     assert conference["organizationId"] == ORG
     [participant] = conference["participants"]
+    # joinedAt (Parley's addition to the seed's participant): when the endpoint joined, RFC 3339 UTC.
+    assert participant.pop("joinedAt").endswith("Z")
     assert participant == {
         "id": "a1",
         "userId": "alice",

@@ -12,6 +12,7 @@ from parley_common.messaging.rpc import Responders, RpcClient
 from parley_common.sealing import Sealer
 from parley_common.service import Runtime, run_service, serve
 
+from parley_conference.adapters.admission import NatsGuards
 from parley_conference.adapters.bus import PresenceAnnouncer, register
 from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.media_nodes import (
@@ -64,6 +65,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             presence,
             NatsEndpointMessenger(nc, js, Sealer.from_env()),
             memberships,
+            guards=NatsGuards(RpcClient(nc, timeout=settings.admission_timeout_seconds)),
             empty_timeout_seconds=settings.empty_timeout_seconds,
             on_seen=PresenceAnnouncer(nc),
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 from parley_common.contracts.conference import (
+    Admission,
     AnyConferenceEvent,
     ConferenceCreatedEvent,
     ConferenceEndedEvent,
@@ -46,6 +47,8 @@ from parley_common.errors import NotFound as NotFound
 MAX_ID_LENGTH = 256
 EMPTY_TIMEOUT = "EMPTY_TIMEOUT"
 KEEPALIVE_TIMEOUT = "TIMEOUT"
+# The leave reason when a service removes a participant (a member removed from a room leaves its meeting).
+REMOVED = "REMOVED"
 # Conference metadata keys with a meaning to Parley: clients set RECORDER ('{"on":true}' records every
 # stream); RECORDINGS is Parley's list of finished recordings, which clients only read.
 RECORDER_KEY = "RECORDER"
@@ -101,6 +104,12 @@ class Conference(msgspec.Struct, frozen=True, kw_only=True):
     end_reason: str | None = None
     # Since when nobody has been in the conference (None while someone is): drives the empty timeout.
     empty_since: datetime | None = None
+    # Who admits joins (None: anyone of the organization may join). Fixed at creation.
+    admission: Admission | None = None
+
+    @property
+    def guarded(self) -> bool:
+        return self.admission is not None
 
     @property
     def empty(self) -> bool:
@@ -121,10 +130,12 @@ class Conference(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Actor(msgspec.Struct, frozen=True):
-    """Who issues a command: an authenticated user acting through one of their endpoints."""
+    """Who issues a command: an authenticated user acting through one of their endpoints, or a service
+    acting for an object it owns (`service`: it need not be a participant to end the conference)."""
 
     user_id: str
     endpoint_id: str | None
+    service: bool = False
 
 
 class EventContext(msgspec.Struct, frozen=True):
@@ -185,6 +196,7 @@ def decide_create(
     creator_endpoint: str | None,
     metadata: dict[str, str],
     ctx: EventContext,
+    admission: Admission | None = None,
 ) -> ConferenceCreatedEvent:
     validate_conference_id(conference_id)
     if mode not in (None, "ROUTER"):
@@ -204,6 +216,7 @@ def decide_create(
         mode="ROUTER",
         creator_endpoint=creator_endpoint,
         metadata=entries,
+        admission=admission,
     )
 
 
@@ -242,8 +255,29 @@ def decide_end(
     conference: Conference, actor: Actor, reason: str | None, ctx: EventContext
 ) -> ConferenceEndedEvent:
     _require_open(conference)
+    if actor.service:
+        # A service ends what it owns (a deleted room's meeting); the event names the service, no endpoint.
+        by = Actor(user_id=actor.user_id, endpoint_id=None)
+        return ConferenceEndedEvent(**_common(conference, ctx, by), reason=reason)
     _require_participant(conference, actor)
     return ConferenceEndedEvent(**_common(conference, ctx, actor), reason=reason)
+
+
+def decide_remove(
+    conference: Conference, actor: Actor, user_id: str, reason: str | None, ctx: EventContext
+) -> ConferenceLeftEvent | None:
+    """A service removes a user: their first endpoint still in the conference leaves (None: none left).
+
+    One event per decision, as always: the caller decides again until nothing is left to remove.
+    """
+    if not actor.service:
+        raise NotAllowed("only a service may remove a participant")
+    _require_open(conference)
+    participant = next((p for p in conference.participants if p.user_id == user_id), None)
+    if participant is None:
+        return None
+    leaving = Actor(user_id=participant.user_id, endpoint_id=participant.endpoint_id)
+    return ConferenceLeftEvent(**_common(conference, ctx, leaving), reason=reason or REMOVED)
 
 
 def decide_end_if_empty(
@@ -496,6 +530,7 @@ def create(event: ConferenceCreatedEvent) -> Conference:
         creator_endpoint=event.creator_endpoint,
         metadata=dict(event.metadata),
         empty_since=event.timestamp,
+        admission=event.admission,
     )
 
 

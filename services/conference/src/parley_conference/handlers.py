@@ -52,6 +52,14 @@ class EndpointMessenger(Protocol):
     def seal(self, event: dict[str, Any]) -> str: ...
 
 
+class Guards(Protocol):
+    """Asks a guarded conference's admission subject whether a user may join (the chat service)."""
+
+    async def admits(self, caller: Caller, conference: Conference) -> bool:
+        """True/False as the guard answers; raises `errors.Unavailable` when it cannot answer."""
+        ...
+
+
 # One place for the log context of every use case (conference and media ones alike).
 rejecting = errors.rejecting(
     context={"conference_id": "conference_id", "user_endpoint_id": "user_endpoint_id"}
@@ -84,6 +92,10 @@ def actor_of(caller: Caller, endpoint_id: str | None) -> Actor:
     return Actor(user_id=caller.user_id, endpoint_id=endpoint_id)
 
 
+def is_service(caller: Caller) -> bool:
+    return api.SERVICE_SCOPE in caller.scopes
+
+
 class ConferenceHandlers:
     def __init__(
         self,
@@ -92,6 +104,7 @@ class ConferenceHandlers:
         messenger: EndpointMessenger,
         memberships: Memberships,
         *,
+        guards: Guards | None = None,
         empty_timeout_seconds: float,
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
@@ -101,6 +114,7 @@ class ConferenceHandlers:
         self._presence = presence
         self._messenger = messenger
         self._memberships = memberships
+        self._guards = guards
         self._empty_timeout = empty_timeout_seconds
         self._clock = clock
         self._ids = ids
@@ -163,6 +177,26 @@ class ConferenceHandlers:
             metadata=body.metadata,
             ctx=self.context(),
         )
+        return await self._add(event)
+
+    @rejecting
+    async def create_guarded(self, request: Request[api.CreateGuardedConference]) -> Reply:
+        """Internal (a service for its user, e.g. a room meeting): `create` whose joins `admission` guards."""
+        caller, body = request.caller, request.body
+        event = domain.decide_create(
+            organization_id=caller.organization_id,
+            conference_id=body.conference_id,
+            mode=None,
+            creator=caller.user_id,
+            creator_endpoint=None,
+            metadata=body.metadata,
+            ctx=self.context(),
+            admission=body.admission,
+        )
+        return await self._add(event)
+
+    async def _add(self, event: api.ConferenceCreatedEvent) -> Reply:
+        conference_id = event.conference_id
         try:
             state = await self._uow.add(event)
         except ConferenceExists:
@@ -173,8 +207,13 @@ class ConferenceHandlers:
     @rejecting
     async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        if (await self.load(caller.organization_id, body.conference_id, fresh=False)).ended:
+        conference = await self.load(caller.organization_id, body.conference_id, fresh=False)
+        if conference.ended:
             raise domain.ConferenceHasEnded
+        if conference.guarded:
+            # Asked on every join, a rejoin too: a user the guard no longer admits must not come back.
+            # Unguarded conferences skip this (no extra round trip); the guard never changes after creation.
+            await self._admit(caller, conference)
         try:
             await self._uow.conferences.claim_endpoint(
                 caller.organization_id, body.user_endpoint_id, caller.user_id
@@ -201,16 +240,43 @@ class ConferenceHandlers:
         )
         return Accepted(value=Empty())
 
+    async def _admit(self, caller: Caller, conference: Conference) -> None:
+        if self._guards is None:  # wiring without a guard client: fail closed
+            raise errors.Unavailable("service unavailable: conference admission cannot be checked")
+        if not await self._guards.admits(caller, conference):
+            raise domain.NotAllowed(f"user {caller.user_id} may not join conference {conference.id}")
+
     @rejecting
     async def end(self, request: Request[api.EndConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
-        self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = actor_of(caller, body.user_endpoint_id)
+        service = is_service(caller)
+        if not service:  # a service's userEndpointId is only its name: nothing to keep alive
+            self.seen(caller.organization_id, body.user_endpoint_id)
+        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id, service=service)
         await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_end(c, actor, body.reason, ctx),
         )
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def remove_participant(self, request: Request[api.RemoveParticipantCommand]) -> Reply:
+        """Internal (a service): every endpoint of a user leaves at once (a member removed from a room)."""
+        caller, body = request.caller, request.body
+        actor = Actor(user_id=caller.user_id, endpoint_id=None, service=is_service(caller))
+        removed = 0
+        # One endpoint per event (the aggregate's rule); a user rarely has more than a couple.
+        while True:
+            _, event = await self.change(
+                caller.organization_id,
+                body.conference_id,
+                lambda c, ctx: domain.decide_remove(c, actor, body.user_id, body.reason, ctx),
+            )
+            if event is None:
+                break
+            removed += 1
+        log.info("participant removed", removed_user_id=body.user_id, endpoints=removed)
         return Accepted(value=Empty())
 
     @rejecting

@@ -22,6 +22,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # A publish that finds no media node (a fresh stack whose nodes have not announced themselves yet)
     # waits this long at most for a heartbeat before answering 503.
     media_node_wait_seconds: float
+    # How long a join of a guarded conference waits for its guard's answer at most (also bounded by the
+    # join's own deadline) before answering 503.
+    admission_timeout_seconds: float
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,4 +37,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0),
             media_node_timeout_seconds=env_float("PARLEY_MEDIA_NODE_TIMEOUT_SECONDS", 5.0),
             media_node_wait_seconds=env_float("PARLEY_MEDIA_NODE_WAIT_SECONDS", 2.0),
+            admission_timeout_seconds=env_float("PARLEY_ADMISSION_TIMEOUT_SECONDS", 1.0),
         )

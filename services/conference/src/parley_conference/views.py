@@ -27,6 +27,7 @@ def conference_view(conference: Conference, presence: Presence) -> api.Conferenc
                 id=p.endpoint_id,
                 user_id=p.user_id,
                 state=_state(conference, p, presence),
+                joined_at=p.joined_at,
                 metadata=p.metadata,
                 streams=[
                     api.ConferenceStream(

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from parley_common.contracts.base import MAX_INT64, Id, Payload
+from parley_common.contracts.base import ID_MAX_LENGTH, MAX_INT64, Id, Payload
 from parley_common.jsonlimits import JSON_VALUE_REF
 
 JSON_VALUE = {"$ref": JSON_VALUE_REF}
@@ -115,8 +115,65 @@ class LeaveConferenceWebCommand(Payload, frozen=True):
 
 
 class EndConferenceWebCommand(Payload, frozen=True):
+    """End a conference for everyone (`parley.cmd.conference.end`).
+
+    Who may: a user whose endpoint `userEndpointId` has joined the conference (the HTTP route's rule), or a
+    service acting on behalf of an object it owns (the chat service ending a deleted room's meeting): a
+    caller holding `SERVICE_SCOPE`. A service need not be a participant; it names itself in
+    `userEndpointId` (e.g. "chat"), which is neither looked up nor kept alive. `SERVICE_SCOPE` is a grant
+    only a deployment's trusted issuers give to service accounts: a user's token never carries it, so over
+    HTTP a user who has not joined still gets 403. Ending an unknown conference answers 404, an ended one
+    409 (a retrying caller counts both as done).
+    """
+
     conference_id: Id
     user_endpoint_id: Id
+    reason: str | None = None
+
+
+# The scope of a service principal (a Parley service acting for an object it owns, not for a user): it
+# may end a conference or remove a participant without being one. See `EndConferenceWebCommand`.
+SERVICE_SCOPE = "parley:service"
+# A NATS subject to send requests to: dot-separated tokens, no wildcards or whitespace.
+SUBJECT_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$(?!\n)"
+
+
+class Admission(Payload, frozen=True):
+    """Who decides whether a user may join a guarded conference: the service answering `subject`.
+
+    On every join the conference service sends `Request[AdmissionQuery{organizationId, userId,
+    resource}]` (`parley_common.contracts.chat`) to `subject` and expects `Accepted[Admitted]`:
+    not admitted is a 403, no answer a 503. `resource` is what the guard knows the conference by
+    (the chat service: the room id).
+    """
+
+    subject: Annotated[str, msgspec.Meta(pattern=SUBJECT_PATTERN, max_length=ID_MAX_LENGTH)]
+    resource: Id
+
+
+class CreateGuardedConference(Payload, frozen=True):
+    """Internal command `parley.cmd.conference.createGuarded`, never exposed over HTTP.
+
+    A service (the chat service for a room meeting) creates a conference whose joins `admission` guards.
+    The caller is the user the service acts for (the conference's creator). Same rules and events as
+    `create` (409 if the id exists); the `ConferenceCreatedEvent` carries `admission`. Answers
+    `ConferenceSummary`.
+    """
+
+    conference_id: Id
+    admission: Admission
+    metadata: dict[str, str] = {}
+
+
+class RemoveParticipantCommand(Payload, frozen=True):
+    """Internal command `parley.cmd.conference.removeParticipant` (caller: a `SERVICE_SCOPE` principal).
+
+    Every endpoint of `userId` leaves the conference at once (`ConferenceLeftEvent`, reason `REMOVED`):
+    a member removed from a room leaves its meeting. A user with no endpoint in it: nothing to do.
+    """
+
+    conference_id: Id
+    user_id: Id
     reason: str | None = None
 
 
@@ -229,6 +286,8 @@ class ConferenceParticipant(Payload, frozen=True):
     id: str
     user_id: str
     state: ParticipantState
+    # When this endpoint joined (its ConferenceJoinedEvent's timestamp); e.g. a room meeting's joinedAt.
+    joined_at: datetime
     metadata: JsonObject = {}
     streams: list[ConferenceStream] = []
 
@@ -308,6 +367,8 @@ class ConferenceCreatedEvent(ConferenceEvent, kw_only=True, frozen=True):
     mode: ConferenceMode
     creator_endpoint: str | None = None
     metadata: dict[str, Metadata] = {}
+    # Set for a guarded conference (`createGuarded`); events logged before guards existed load unguarded.
+    admission: Admission | None = None
 
 
 class ConferenceJoinedEvent(ConferenceEvent, kw_only=True, frozen=True):

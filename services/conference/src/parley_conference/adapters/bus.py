@@ -44,6 +44,9 @@ async def register(
 ) -> None:
     commands: dict[str, tuple[Any, Any]] = {
         "create": (Request[api.CreateConferenceWebCommand], handlers.create),
+        # Internal (services only; the gateway has no route to them).
+        "createGuarded": (Request[api.CreateGuardedConference], handlers.create_guarded),
+        "removeParticipant": (Request[api.RemoveParticipantCommand], handlers.remove_participant),
         "join": (Request[api.JoinConferenceWebCommand], handlers.join),
         "leave": (Request[api.LeaveConferenceWebCommand], handlers.leave),
         "end": (Request[api.EndConferenceWebCommand], handlers.end),
