@@ -122,8 +122,9 @@ class EndConferenceWebCommand(Payload, frozen=True):
     caller holding `SERVICE_SCOPE`. A service need not be a participant; it names itself in
     `userEndpointId` (e.g. "chat"), which is neither looked up nor kept alive. `SERVICE_SCOPE` is a grant
     only a deployment's trusted issuers give to service accounts: a user's token never carries it, so over
-    HTTP a user who has not joined still gets 403. Ending an unknown conference answers 404, an ended one
-    409 (a retrying caller counts both as done).
+    HTTP a user who has not joined still gets 403. The service's caller carries the conference's
+    organization (as for every command). Ending an unknown conference answers 404, an ended one 409 (a
+    retrying caller, such as the chat outbox, counts both as done).
     """
 
     conference_id: Id
@@ -169,7 +170,9 @@ class RemoveParticipantCommand(Payload, frozen=True):
     """Internal command `parley.cmd.conference.removeParticipant` (caller: a `SERVICE_SCOPE` principal).
 
     Every endpoint of `userId` leaves the conference at once (`ConferenceLeftEvent`, reason `REMOVED`):
-    a member removed from a room leaves its meeting. A user with no endpoint in it: nothing to do.
+    a member removed from a room leaves its meeting. A user with no endpoint in it: nothing to do. A caller
+    without the scope: 403; an unknown conference (or one of another organization than the caller's) 404,
+    an ended one 409.
     """
 
     conference_id: Id
