@@ -128,6 +128,23 @@ def test_hs256_round_trip(issuer: TokenIssuer, verifier: TokenVerifier) -> None:
     assert msgspec.json.decode(msgspec.json.encode(principal))["organizationId"] == "acme"
 
 
+def test_a_token_never_carries_the_services_scope(verifier: TokenVerifier) -> None:
+    # parley:service lets a service end any conference of its organization: only the bus grants it.
+    for scope in ("read parley:service", ["parley:service", "read"]):
+        principal = verifier.verify(jwt.encode(claims(scope=scope), SECRET, algorithm="HS256"))
+        assert principal.scopes == ("read",)
+
+
+def test_the_token_endpoint_does_not_grant_the_services_scope(
+    issuer: TokenIssuer, clients: OAuthClients
+) -> None:
+    result = request_token(
+        issuer, clients, basic("svc", CLIENT_SECRET), grant_type="client_credentials", scope="parley:service"
+    )
+    assert isinstance(result, OAuthError)
+    assert (result.error, result.status) == ("invalid_scope", 400)
+
+
 def test_optional_claims_absent(verifier: TokenVerifier) -> None:
     principal = verifier.verify(jwt.encode(claims(), SECRET, algorithm="HS256"))
     assert (principal.name, principal.email, principal.scopes) == (None, None, ())

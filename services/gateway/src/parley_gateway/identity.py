@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from parley_common.config import DEV_JWT_SECRET, env_int, env_opt
 from parley_common.contracts.base import Payload
+from parley_common.contracts.conference import SERVICE_SCOPE
 from parley_common.log import get_logger
 
 from parley_gateway.http import BadRequest, decode_json
@@ -70,6 +71,8 @@ DEV_OAUTH_CLIENTS: Final = f"{DEV_OAUTH_CLIENT_ID}:{DEV_OAUTH_CLIENT_SECRET}:{DE
 
 DEFAULT_TOKEN_TTL_SECONDS: Final = 3600
 DEFAULT_SCOPE: Final = "any"
+# Scopes services grant each other on the bus; never taken from, nor issued in, a token.
+INTERNAL_SCOPES: Final = frozenset({SERVICE_SCOPE})
 CLOCK_SKEW_LEEWAY_SECONDS: Final = 5.0
 HS256: Final = "HS256"
 RS256: Final = "RS256"
@@ -287,6 +290,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         scopes = tuple(raw_scope)
     else:
         raise Unauthorized("token has a malformed scope claim")
+    # Grants only services give each other on the bus (ending a room's conference...): a token from
+    # outside never carries them, whoever signed it.
+    scopes = tuple(s for s in scopes if s not in INTERNAL_SCOPES)
     for claim in NUMERIC_DATE_CLAIMS:
         value = claims.get(claim)
         # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (it calls int() on it), and a
@@ -551,6 +557,8 @@ def process_token_request(
     scopes = [s for s in requested if s]
     if not all(_SCOPE_TOKEN.fullmatch(s) for s in scopes):
         return OAuthError(error="invalid_scope", error_description="scope contains invalid characters")
+    if any(s in INTERNAL_SCOPES for s in scopes):
+        return OAuthError(error="invalid_scope", error_description="scope is not granted to clients")
     scope = " ".join(dict.fromkeys(scopes)) or DEFAULT_SCOPE
 
     client = clients.authenticate(client_id, secret)
