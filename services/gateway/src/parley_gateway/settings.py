@@ -31,7 +31,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             longpoll_seconds=env_float("PARLEY_LONGPOLL_SECONDS", 5.0),
             presence_interval_seconds=env_float("PARLEY_PRESENCE_INTERVAL_SECONDS", 10.0),
             max_body_bytes=env_int("PARLEY_MAX_BODY_BYTES", 1024 * 1024),
-            essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference,chat")),
+            essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference")),
             optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0) + 1.0,
         )

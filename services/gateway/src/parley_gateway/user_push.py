@@ -18,6 +18,7 @@ from aiohttp import WSMsgType, web
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 from parley_common.contracts.base import Id
 from parley_common.contracts.rpc import Caller
 from parley_common.log import get_logger, log_context
@@ -37,8 +38,19 @@ MSG_ID = "Nats-Msg-Id"
 async def resume_sequence(js: JetStreamContext, subject: str, msg_id: str) -> int | None:
     """The stream sequence of the message `msg_id` on `subject`, or None when it is not retained.
 
-    Headers only: the scan reads at most the subject's retained messages (10,000) without their bodies.
+    The subject's last message first (a client that was up to date asks for it); else a headers-only
+    scan up to that last sequence (at most the 10,000 messages a subject retains, without their bodies).
+    The consumer's own pending count cannot tell where to stop: a push consumer hands everything to the
+    client library at once, so the scan stops at the sequence read here.
     """
+    try:
+        last = await js.get_last_msg(USER_PUSH_STREAM, subject)
+    except NotFoundError:
+        return None
+    if last.seq is None:
+        return None
+    if (last.headers or {}).get(MSG_ID) == msg_id:
+        return int(last.seq)
     scan = await js.subscribe(
         subject,
         stream=USER_PUSH_STREAM,
@@ -47,13 +59,12 @@ async def resume_sequence(js: JetStreamContext, subject: str, msg_id: str) -> in
         deliver_policy=DeliverPolicy.ALL,
     )
     try:
-        if (await scan.consumer_info()).num_pending == 0:
-            return None
         while True:
             msg = await scan.next_msg(timeout=SCAN_TIMEOUT_SECONDS)
+            sequence = int(msg.metadata.sequence.stream)
             if (msg.headers or {}).get(MSG_ID) == msg_id:
-                return int(msg.metadata.sequence.stream)
-            if msg.metadata.num_pending == 0:
+                return sequence
+            if sequence >= last.seq:
                 return None
     finally:
         with contextlib.suppress(nats.errors.Error):
