@@ -40,7 +40,7 @@ def unique(prefix: str = "c") -> str:
 
 class Stack:
     """nats-server, `conferences` conference-service replicas, `media` media nodes (`media-0`, ...), the
-    snapshot service if `snapshot`, and `gateways` gateways, on free ports."""
+    snapshot service if `snapshot`, the chat service if `chat`, and `gateways` gateways, on free ports."""
 
     def __init__(
         self,
@@ -50,6 +50,7 @@ class Stack:
         conferences: int = 1,
         media: int = 0,
         snapshot: bool = False,
+        chat: bool = False,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = [free_port() for _ in range(gateways)]
@@ -64,6 +65,7 @@ class Stack:
                 *((name, "parley_conference") for name in self.conference_names),
                 *((name, "parley_media") for name in self.media_names),
                 *([("snapshot", "parley_snapshot")] if snapshot else []),
+                *([("chat", "parley_chat")] if chat else []),
                 *((name, "parley_gateway") for name in names),
             ],
             env={

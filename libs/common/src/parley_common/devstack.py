@@ -34,7 +34,14 @@ SERVICES = (
 # Per-service settings: the media node's id names its request subjects (parley.media.media-0.<op>).
 SERVICE_ENV = {"media-0": {"PARLEY_MEDIA_NODE_ID": "media-0"}}
 # Ready means every service started here is ready: the gateway's /health/ready covers them all.
-READY_SERVICES = "conference,snapshot,media"
+# The health name each module answers to; chat is essential as soon as `make run` starts it.
+HEALTH_NAMES = {
+    "parley_conference": "conference",
+    "parley_snapshot": "snapshot",
+    "parley_media": "media",
+    "parley_chat": "chat",
+}
+READY_SERVICES = ",".join(dict.fromkeys(HEALTH_NAMES[m] for _, m in SERVICES if m in HEALTH_NAMES))
 
 
 class Credentials(msgspec.Struct, frozen=True, kw_only=True):

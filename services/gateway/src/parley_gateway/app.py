@@ -27,6 +27,7 @@ from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.service import run_service
 
+from parley_gateway.chats import TOKEN, chat_operations
 from parley_gateway.conferences import conference_operations
 from parley_gateway.demo import add_demo_routes
 from parley_gateway.health import HealthCheck
@@ -40,14 +41,17 @@ from parley_gateway.identity import (
     TokenResponse,
     TokenVerifier,
     Unauthorized,
+    bearer_token,
     handle_token_request,
 )
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
 from parley_gateway.operations import Operation, QueryParam
 from parley_gateway.protocol import GatewayRunner
 from parley_gateway.push import EventRouting, PushConnection, PushHub, PushLimits
+from parley_gateway.seen import SeenReporter
 from parley_gateway.settings import Settings
 from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
+from parley_gateway.user_push import UserPushChannels, user_push_operation
 from parley_gateway.waiters import ConferenceWaiters
 
 log = get_logger(__name__)
@@ -91,19 +95,38 @@ async def request_context(request: web.Request, handler: AiohttpHandler) -> web.
         return response
 
 
-def route(operation: Operation, verifier: TokenVerifier) -> AiohttpHandler:
+# Carbonio's clients authenticate with this cookie rather than a header.
+AUTH_COOKIE = "ZM_AUTH_TOKEN"
+
+
+def presented_token(request: web.Request, operation: Operation) -> str:
+    """The token of the request: `Authorization: Bearer`, else the ZM_AUTH_TOKEN cookie, else (WebSockets
+    only) `?access_token=`. Raises Unauthorized."""
+    header = request.headers.get("Authorization")
+    if header is not None:
+        return bearer_token(header)
+    cookie = request.cookies.get(AUTH_COOKIE, "").strip()
+    if cookie:
+        return cookie
+    if operation.token_in_query and "access_token" in request.query:
+        return bearer_token(f"Bearer {request.query['access_token']}")
+    return bearer_token(None)
+
+
+def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | None = None) -> AiohttpHandler:
     """Authenticate, decode the body, and run an operation; refusals become `{message, traceId}` bodies."""
 
     async def handle(request: web.Request) -> web.StreamResponse:
         caller: Caller | None = None
         if not operation.public:
-            header = request.headers.get("Authorization")
-            if header is None and operation.token_in_query and "access_token" in request.query:
-                header = f"Bearer {request.query['access_token']}"
             try:
-                principal = verifier.verify_header(header)
+                token = presented_token(request, operation)
+                principal = verifier.verify(token)
             except Unauthorized as exc:
                 return error_response(request, 401, exc.message, headers={"WWW-Authenticate": "Bearer"})
+            request[TOKEN] = token
+            if seen is not None:
+                seen.seen(principal)  # a background report at most every few minutes: never waits
             caller = Caller(
                 organization_id=principal.organization_id,
                 user_id=principal.user_id,
@@ -136,6 +159,7 @@ class Gateway:
     waiters: ConferenceWaiters
     hub: PushHub
     app: web.Application
+    seen: SeenReporter
 
     @classmethod
     async def start(cls, settings: Settings) -> Gateway:
@@ -193,15 +217,19 @@ class Gateway:
                     request_timeout=settings.common.request_timeout, port=settings.port
                 ),
             ),
+            *chat_operations(rpc),
             push_operation(rpc, hub),
+            user_push_operation(UserPushChannels(js, PushLimits.from_env())),
             token_operation(issuer, clients),
             *health.operations(),
         ]
-        app = build_app(operations, verifier, settings)
+        seen = SeenReporter(js.publish)
+        app = build_app(operations, verifier, settings, seen)
         app.on_startup.append(lambda _: _start_background(app, hub))
-        return cls(settings=settings, broker=broker, rpc=rpc, waiters=waiters, hub=hub, app=app)
+        return cls(settings=settings, broker=broker, rpc=rpc, waiters=waiters, hub=hub, app=app, seen=seen)
 
     async def stop(self) -> None:
+        await self.seen.close()
         await self.broker.stop()
 
 
@@ -218,11 +246,23 @@ async def _start_background(app: web.Application, hub: PushHub) -> None:
 BACKGROUND = web.AppKey("background", asyncio.Task[None])
 
 
-def build_app(operations: list[Operation], verifier: TokenVerifier, settings: Settings) -> web.Application:
+def routing_order(path: str) -> tuple[bool, ...]:
+    """Static segments before templated ones at each depth, so `/users/capabilities` is never read as
+    `/users/{userId}` (aiohttp's resolver prefers the longer static prefix today; registering in this order
+    keeps that true whatever the declaration order or the aiohttp version)."""
+    return tuple("{" in segment for segment in path.split("/"))
+
+
+def build_app(
+    operations: list[Operation],
+    verifier: TokenVerifier,
+    settings: Settings,
+    seen: SeenReporter | None = None,
+) -> web.Application:
     app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
-    for operation in operations:
+    for operation in sorted(operations, key=lambda op: routing_order(op.path)):
         app.router.add_route(
-            operation.method, operation.path, route(operation, verifier), name=operation.operation_id
+            operation.method, operation.path, route(operation, verifier, seen), name=operation.operation_id
         )
     document = encode_document(
         openapi_document(operations, title="Parley", version=package_version("parley-gateway"))

@@ -105,6 +105,8 @@ class Principal(Payload, frozen=True, kw_only=True):
     email: str | None = None
     scopes: tuple[str, ...] = ()
     expires_at: datetime
+    # The token's `type` claim says "guest" for a guest user (Carbonio's user types); else internal.
+    guest: bool = False
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -313,6 +315,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         email=text("email", required=False),
         scopes=scopes,
         expires_at=expires_at,
+        guest=isinstance(claims.get("type"), str) and claims["type"].lower() == "guest",
     )
 
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -27,6 +28,25 @@ class QueryParam:
     type: Any
     required: bool = False
     description: str = ""
+    # An array parameter (`type` a list/tuple) comes repeated (`?a=x&a=y`, how OpenAPI clients send arrays);
+    # with `comma_separated`, each occurrence may also hold several values (`?a=x,y`).
+    comma_separated: bool = False
+
+    @property
+    def is_array(self) -> bool:
+        target = self.type
+        if typing.get_origin(target) is Annotated:
+            target = typing.get_args(target)[0]
+        return typing.get_origin(target) in (list, tuple)
+
+    def raw_value(self, request: web.Request) -> Any:
+        """The parameter as sent (a list of strings for an array), or None when absent."""
+        if not self.is_array:
+            return request.query.get(self.name)
+        values = request.query.getall(self.name, [])
+        if self.comma_separated:
+            values = [part.strip() for value in values for part in value.split(",") if part.strip()]
+        return values or None
 
 
 @dataclass(frozen=True)
@@ -60,7 +80,11 @@ class Operation:
 
     @property
     def path_params(self) -> list[str]:
-        return re.findall(r"{(\w+)}", self.path)
+        return self.params_of(self.path)
+
+    @staticmethod
+    def params_of(path: str) -> list[str]:
+        return re.findall(r"{(\w+)}", path)
 
     def path_type(self, name: str) -> Any:
         return self.path_types.get(name, Id)
@@ -73,7 +97,7 @@ class Operation:
         for name in self.path_params:
             _convert("path", name, request.match_info[name], self.path_type(name))
         for param in self.query:
-            raw = request.query.get(param.name)
+            raw = param.raw_value(request)
             if raw is None:
                 if param.required:
                     raise BadRequest(f"query parameter {param.name} is required")
@@ -81,7 +105,7 @@ class Operation:
             _convert("query", param.name, raw, param.type)
 
 
-def _convert(where: str, name: str, raw: str, type_: Any) -> None:
+def _convert(where: str, name: str, raw: Any, type_: Any) -> None:
     try:
         # strict=False: a query string holds text, so "42" must convert to an int parameter.
         msgspec.convert(raw, type_, strict=False)

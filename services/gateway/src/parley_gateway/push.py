@@ -64,6 +64,31 @@ class PushLimits(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class SocketQuota:
+    """Open sockets per (organization, user) on this gateway, at most `per_user` each (then 429)."""
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._open: dict[tuple[str, str], int] = defaultdict(int)
+
+    def acquire(self, organization_id: str, user_id: str) -> None:
+        """Count one more socket of the user; raises HTTPTooManyRequests (429) past the limit."""
+        user = (organization_id, user_id)
+        if self._open.get(user, 0) >= self.per_user:
+            log.warning("push channel refused: too many open", user_id=user_id)
+            # 429, not 409: the refusal is about a quota and passes once one of the user's sockets closes.
+            raise web.HTTPTooManyRequests(
+                reason=f"Too many push channels open for this user (at most {self.per_user})"
+            )
+        self._open[user] += 1
+
+    def release(self, organization_id: str, user_id: str) -> None:
+        user = (organization_id, user_id)
+        self._open[user] -= 1
+        if self._open[user] <= 0:
+            del self._open[user]
+
+
 class EventRouting(Payload, frozen=True):
     """The fields of a conference event the gateway routes on; the rest passes through untouched."""
 
@@ -122,8 +147,7 @@ class PushHub:
         self._presence_interval = presence_interval
         self._limits = limits or PushLimits()
         self._by_org: dict[str, set[PushConnection]] = defaultdict(set)
-        # Open sockets per (organization, user), for the per-user limit.
-        self._per_user: dict[tuple[str, str], int] = defaultdict(int)
+        self._quota = SocketQuota(self._limits.channels_per_user)
 
     @property
     def connection_count(self) -> int:
@@ -165,14 +189,7 @@ class PushHub:
 
     def attach(self, conn: PushConnection) -> None:
         """Count the socket against its user; raises HTTPTooManyRequests (429) past the user's limit."""
-        user = (conn.organization_id, conn.user_id)
-        if self._per_user.get(user, 0) >= self._limits.channels_per_user:
-            log.warning("push channel refused: too many open", user_id=conn.user_id)
-            # 429, not 409: the refusal is about a quota and passes once one of the user's sockets closes.
-            raise web.HTTPTooManyRequests(
-                reason=f"Too many push channels open for this user (at most {self._limits.channels_per_user})"
-            )
-        self._per_user[user] += 1
+        self._quota.acquire(conn.organization_id, conn.user_id)
         self._by_org[conn.organization_id].add(conn)
 
     def detach(self, conn: PushConnection) -> None:
@@ -182,10 +199,7 @@ class PushHub:
         conns.discard(conn)
         if not conns:
             del self._by_org[conn.organization_id]
-        user = (conn.organization_id, conn.user_id)
-        self._per_user[user] -= 1
-        if self._per_user[user] <= 0:
-            del self._per_user[user]
+        self._quota.release(conn.organization_id, conn.user_id)
 
     async def serve(self, conn: PushConnection) -> None:
         """Run the socket until the client goes away. The connection must already be attached."""
