@@ -28,13 +28,14 @@ DEV_OAUTH_CLIENT = ("parley-dev", "parley-dev-secret", "parley-dev")
 SERVICES = (
     ("conference", "parley_conference"),
     ("snapshot", "parley_snapshot"),
+    ("chat", "parley_chat"),
     ("media-0", "parley_media"),
     ("gateway", "parley_gateway"),
 )
 # Per-service settings: the media node's id names its request subjects (parley.media.media-0.<op>).
 SERVICE_ENV = {"media-0": {"PARLEY_MEDIA_NODE_ID": "media-0"}}
 # Ready means every service started here is ready: the gateway's /health/ready covers them all.
-READY_SERVICES = "conference,snapshot,media"
+READY_SERVICES = "conference,snapshot,chat,media"
 
 
 class Credentials(msgspec.Struct, frozen=True, kw_only=True):
