@@ -12,7 +12,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js import JetStreamContext
-from parley_chat.handlers import ChatHandlers
 from parley_common.contracts.chat import OPERATIONS
 from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
 from parley_common.contracts.rpc import Accepted, Rejected, Request
@@ -20,6 +19,8 @@ from parley_common.messaging import subjects
 from parley_common.messaging.rpc import Responders
 from parley_common.messaging.streams import USERS_STREAM
 from parley_common.storage import DocumentStore, StorageError
+
+from parley_chat.handlers import ChatHandlers
 
 QUEUE = subjects.CHAT_QUEUE
 

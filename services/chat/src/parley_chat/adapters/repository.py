@@ -25,6 +25,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
+from parley_common.clock import utcnow
+from parley_common.outbox import Owed
+from parley_common.storage import Collection, DocumentStore, Index
+
 from parley_chat.domain import (
     Decision,
     DirectoryUser,
@@ -36,9 +40,6 @@ from parley_chat.domain import (
     WorkspaceRank,
 )
 from parley_chat.effects import Effect
-from parley_common.clock import utcnow
-from parley_common.outbox import Owed
-from parley_common.storage import Collection, DocumentStore, Index
 
 OUTBOX = "chat_commits"
 # A commit not yet marked applied this recently may still be applying in its process: recovery waits.
