@@ -146,7 +146,7 @@ def _run_as_non_root(doc: Doc, container: Doc) -> bool:
 
 def test_workloads_have_probes_limits_and_run_hardened() -> None:
     deployments = {w["metadata"]["name"] for w in of_kind(workloads(), "Deployment")}
-    assert deployments == {"gateway", "conference", "media", "snapshot"}
+    assert deployments == {"gateway", "conference", "media", "snapshot", "chat"}
     for doc in workloads():
         for container in containers(doc):
             where = f"{doc['metadata']['name']}/{container['name']}"
@@ -462,7 +462,7 @@ def _conference_probe() -> list[str]:
     return command
 
 
-@pytest.mark.parametrize("name", ["media", "snapshot"])
+@pytest.mark.parametrize("name", ["media", "snapshot", "chat"])
 def test_media_probes_are_the_conference_probe(name: str) -> None:
     (container,) = containers(workload(name))
     for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
@@ -492,3 +492,13 @@ def test_conference_probe_detects_an_established_connection() -> None:
             with accepted:
                 assert client.fileno() >= 0
                 assert subprocess.run(probe, check=False).returncode == 0, "connection not detected"
+
+
+def test_chat_runs_one_replica_replaced_by_recreate() -> None:
+    """The chat service serialises commands in its process (no cross-replica version check yet): two pods,
+    even for a rolling update's moment, could both decide on the same room."""
+    doc = workload("chat")
+    assert doc["spec"]["replicas"] == 1
+    assert doc["spec"]["strategy"]["type"] == "Recreate"
+    (container,) = containers(doc)
+    assert container["args"] == ["parley_chat"]

@@ -177,6 +177,7 @@ async def test_make_run_waits_for_every_service_supervises_and_never_shows_a_rea
             health = (await anonymous.get("/health")).body
             reported = {d["name"]: d["isHealthy"] for d in health["dependencies"]}
             assert reported["media"] and reported["conference.media"] and reported["snapshot"], reported
+            assert reported["chat"], reported  # make run starts the chat service and waits for it
             # The development client is not registered next to a real secret.
             refused = await anonymous.post(
                 "/security/oauth/token",

@@ -9,7 +9,9 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("module", ["parley_conference", "parley_snapshot", "parley_media", "parley_gateway"])
+@pytest.mark.parametrize(
+    "module", ["parley_conference", "parley_snapshot", "parley_chat", "parley_media", "parley_gateway"]
+)
 def test_a_bad_setting_exits_2_with_one_line_naming_it(module: str) -> None:
     env = {**os.environ, "PARLEY_REQUEST_TIMEOUT_SECONDS": "soon", "PARLEY_NATS_URL": "nats://127.0.0.1:9"}
     done = subprocess.run(

@@ -210,6 +210,23 @@ async def test_find_limit(store: DocumentStore, name: str) -> None:
     assert await ids(coll, limit=0) == []
 
 
+async def test_in_takes_thousands_of_values_with_other_conditions(store: DocumentStore, name: str) -> None:
+    # The chat service loads the members of every room of a user in one query: `room $in [500 ids]`,
+    # and more (beyond SQLite's historical limit of 999 bound parameters) must work as well.
+    coll = await store.collection(name, [Index(("room", "pos"))])
+    for i in range(300):
+        await coll.insert(
+            {"_id": f"m{i:04d}", "room": f"r{i % 30:02d}", "pos": i, "org": "o" if i % 2 else "p"}
+        )
+    wanted = [f"r{i:02d}" for i in range(0, 30, 3)] + [f"missing{i}" for i in range(5000)]
+    found = await coll.find(
+        {"org": "o", "room": {"$in": wanted}}, sort=[("room", ASCENDING), ("pos", ASCENDING)]
+    )
+    expected = sorted((f"r{i % 30:02d}", i) for i in range(300) if i % 2 and (i % 30) % 3 == 0)
+    assert [(doc["room"], doc["pos"]) for doc in found] == expected
+    assert await coll.count({"room": {"$in": wanted}}) == 100
+
+
 async def test_count(store: DocumentStore, name: str) -> None:
     coll = await store.collection(name)
     assert await coll.count() == 0

@@ -28,6 +28,7 @@ DEV_OAUTH_CLIENT = ("parley-dev", "parley-dev-secret", "parley-dev")
 SERVICES = (
     ("conference", "parley_conference"),
     ("snapshot", "parley_snapshot"),
+    ("chat", "parley_chat"),
     ("media-0", "parley_media"),
     ("gateway", "parley_gateway"),
 )

@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from parley_common.outbox import Owed
+
 from parley_chat.domain import (
     Decision,
     DirectoryUser,
@@ -20,6 +22,7 @@ from parley_chat.domain import (
     UserSettings,
     WorkspaceRank,
 )
+from parley_chat.effects import Effect
 
 
 class ChatRepository(Protocol):
@@ -96,13 +99,15 @@ class ChatRepository(Protocol):
 
     # ---------------------------------------------------------------- writes
 
-    async def commit(self, decision: Decision[Any], outbox: Sequence[Any] = ()) -> None:
-        """Write everything a decision says, atomically, with the outbox entries of its events.
+    async def commit(
+        self, organization_id: str, decision: Decision[Any], effects: Sequence[Effect] = ()
+    ) -> Owed | None:
+        """Write everything a decision says, atomically, with the effects it owes (for the outbox).
 
         Puts (rooms whole, settings, workspace ranks, meetings) and deletes (rooms with their memberships,
         one user's settings or every user's of a room, one user's rank or every user's of a workspace,
-        meetings) all land or none does; the outbox entries (the events for PARLEY_CHAT and each
-        recipient's push subject, conferences to end or leave) are written in the same transaction, so
-        an acknowledged command never loses an event or an effect.
+        meetings) all land or none does; the effects (the events for PARLEY_CHAT and each recipient's
+        push subject, conferences to end) are written in the same commit, so an acknowledged command
+        never loses an event or an effect. Returns what the commit owes (None: nothing was written).
         """
         ...

@@ -61,6 +61,8 @@ USERS_SEEN_ALL = "parley.users.seen.>"
 CHAT_ADMIT = "parley.qry.chat.admit"
 # Internal: create a conference whose joins are checked against an admission subject.
 CONFERENCE_CREATE_GUARDED = "parley.cmd.conference.createGuarded"
+# Internal: the service that guards a conference ends it (it is no participant of it).
+CONFERENCE_END_GUARDED = "parley.cmd.conference.endGuarded"
 
 
 def conference_command(op: str) -> str:

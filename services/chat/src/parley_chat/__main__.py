@@ -1,0 +1,3 @@
+from parley_chat.app import main
+
+main()

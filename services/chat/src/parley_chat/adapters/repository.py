@@ -1,0 +1,406 @@
+"""The chat state in the document store (SQLite or MongoDB behind `parley_common.storage`).
+
+Collections: `chat_rooms` (a room without its members), `chat_members` (one document per (room, user): the
+port cannot query inside arrays), `chat_settings` (per (room, user)), `chat_ranks` (per (user, workspace)),
+`chat_meetings`, `chat_users` (the directory, per (organization, user)) and `chat_commits`.
+
+Atomicity. The port has no transactions, so a commit is ONE document, as the snapshot service's record
+holding its effects and the conference's event are: the insert of a `chat_commits` document is the commit
+point. It holds every write the decision makes (as idempotent operations: put a document, delete one,
+delete those matching a filter) and the effects it owes (events to publish, conferences to end). The writes
+are then applied and the document marked `applied`; the outbox carries the effects out and deletes the
+document. A process dying in between leaves the document: the outbox's recovery (`owed`) applies its writes
+again first (they are idempotent), then carries out its effects. So an acknowledged command never loses a
+write, an event or an effect; a reader may see a commit half-applied for the few milliseconds it takes.
+
+Commands are serialised in this process (`ChatUnitOfWork.lock`): a decision is taken on state no other
+command of this process is changing. Several replicas would need a version check per room (see README).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import msgspec
+from parley_common.clock import utcnow
+from parley_common.outbox import Owed
+from parley_common.storage import Collection, DocumentStore, Index
+
+from parley_chat.domain import (
+    Decision,
+    DirectoryUser,
+    Room,
+    RoomMeeting,
+    RoomMember,
+    UserRooms,
+    UserSettings,
+    WorkspaceRank,
+)
+from parley_chat.effects import Effect
+
+OUTBOX = "chat_commits"
+# A commit not yet marked applied this recently may still be applying in its process: recovery waits.
+APPLY_GRACE = timedelta(seconds=5)
+
+
+def key(*parts: str) -> str:
+    """A document id from several ids, unambiguous whatever characters they hold."""
+    return msgspec.json.encode(parts).decode()
+
+
+def as_document(value: object) -> Any:
+    """Plain JSON values (lists, not tuples; ISO strings, not datetimes) as the storage port requires."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+# ---------------------------------------------------------------- the operations a commit applies
+
+
+class Put(msgspec.Struct, frozen=True, tag="put"):
+    collection: str
+    doc: dict[str, Any]
+
+
+class Delete(msgspec.Struct, frozen=True, tag="delete"):
+    collection: str
+    id: str
+
+
+class DeleteWhere(msgspec.Struct, frozen=True, tag="deleteWhere"):
+    collection: str
+    where: dict[str, Any]
+
+
+Operation = Put | Delete | DeleteWhere
+
+
+class StoredCommit(msgspec.Struct, frozen=True):
+    operations: list[Operation]
+    effects: list[Effect]
+
+
+def _pair(user_a: str, user_b: str) -> str:
+    return key(*sorted((user_a, user_b)))
+
+
+def _room_doc(room: Room) -> dict[str, Any]:
+    return {
+        "_id": room.id,
+        "org": room.organization_id,
+        "type": room.type,
+        # None for every room but a channel: the port matches null and missing alike.
+        "parent": room.parent_id,
+        "pair": _pair(*room.member_ids) if room.type == "one_to_one" and len(room.members) == 2 else None,
+        "state": as_document(msgspec.structs.replace(room, members=())),
+    }
+
+
+def _settings_doc(settings: UserSettings) -> dict[str, Any]:
+    return {
+        "_id": key(settings.room_id, settings.user_id),
+        "room": settings.room_id,
+        "user": settings.user_id,
+        "state": as_document(settings),
+    }
+
+
+def _rank_doc(organization_id: str, rank: WorkspaceRank) -> dict[str, Any]:
+    return {
+        "_id": key(rank.user_id, rank.workspace_id),
+        "org": organization_id,
+        "user": rank.user_id,
+        "workspace": rank.workspace_id,
+        "rank": rank.rank,
+    }
+
+
+def _meeting_doc(meeting: RoomMeeting) -> dict[str, Any]:
+    return {
+        "_id": meeting.id,
+        "org": meeting.organization_id,
+        "room": meeting.room_id,
+        "state": as_document(meeting),
+    }
+
+
+def _user_doc(user: DirectoryUser) -> dict[str, Any]:
+    return {
+        "_id": key(user.organization_id, user.id),
+        "org": user.organization_id,
+        "user": user.id,
+        "state": as_document(user),
+    }
+
+
+class StorageChatRepository:
+    """`ChatRepository` over the storage port, and the outbox store of its commits (`OutboxStore`)."""
+
+    name = OUTBOX
+
+    def __init__(self, collections: dict[str, Collection]) -> None:
+        self._c = collections
+        self._rooms = collections["chat_rooms"]
+        self._members = collections["chat_members"]
+        self._settings = collections["chat_settings"]
+        self._ranks = collections["chat_ranks"]
+        self._meetings = collections["chat_meetings"]
+        self._users = collections["chat_users"]
+        self._commits = collections[OUTBOX]
+
+    @classmethod
+    async def open(cls, store: DocumentStore) -> StorageChatRepository:
+        specs: dict[str, list[Index]] = {
+            "chat_rooms": [Index(("org", "parent")), Index(("org", "pair"))],
+            "chat_members": [Index(("org", "user")), Index(("room", "pos"))],
+            "chat_settings": [Index(("user", "room")), Index(("room",))],
+            "chat_ranks": [Index(("org", "user")), Index(("workspace",))],
+            "chat_meetings": [Index(("room",))],
+            "chat_users": [Index(("org", "user"))],
+            OUTBOX: [Index(("committedMs",))],
+        }
+        return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
+
+    # ---------------------------------------------------------------- rooms
+
+    async def _with_members(self, room_docs: Sequence[dict[str, Any]]) -> list[Room]:
+        """Rooms with their members, in one query for all of them (none for channels: they have none)."""
+        rooms = [msgspec.convert(doc["state"], Room) for doc in room_docs]
+        ids = [room.id for room in rooms if room.type != "channel"]
+        members: dict[str, list[RoomMember]] = {room_id: [] for room_id in ids}
+        if ids:
+            for doc in await self._members.find({"room": {"$in": ids}}, sort=[("room", 1), ("pos", 1)]):
+                members[doc["room"]].append(RoomMember(doc["user"], owner=doc["owner"]))
+        return [
+            msgspec.structs.replace(room, members=tuple(members[room.id])) if room.id in members else room
+            for room in rooms
+        ]
+
+    async def room(self, organization_id: str, room_id: str) -> Room | None:
+        doc = await self._rooms.get(room_id)
+        if doc is None or doc["org"] != organization_id:
+            return None
+        return (await self._with_members([doc]))[0]
+
+    async def room_with_parent(self, organization_id: str, room_id: str) -> tuple[Room | None, Room | None]:
+        room = await self.room(organization_id, room_id)
+        if room is None or room.type != "channel" or room.parent_id is None:
+            return room, None
+        return room, await self.room(organization_id, room.parent_id)
+
+    async def _rooms_of_member(self, organization_id: str, user_id: str, **where: Any) -> list[Room]:
+        ids = [d["room"] for d in await self._members.find({"org": organization_id, "user": user_id})]
+        if not ids:
+            return []
+        return await self._with_members(await self._rooms.find({"_id": {"$in": ids}, **where}))
+
+    async def rooms_of_user(self, organization_id: str, user_id: str) -> UserRooms:
+        # Five queries whatever the room count: memberships, rooms, their members, channels, settings; ranks.
+        rooms = await self._rooms_of_member(organization_id, user_id)
+        workspaces = [room.id for room in rooms if room.type == "workspace"]
+        channels: list[Room] = []
+        if workspaces:
+            channel_docs = await self._rooms.find({"org": organization_id, "parent": {"$in": workspaces}})
+            channels = [msgspec.convert(doc["state"], Room) for doc in channel_docs]
+        all_ids = [room.id for room in (*rooms, *channels)]
+        settings = await self.settings_of_rooms(user_id, all_ids) if all_ids else ()
+        ranks = [
+            WorkspaceRank(doc["user"], doc["workspace"], doc["rank"])
+            for doc in await self._ranks.find({"org": organization_id, "user": user_id})
+        ]
+        return UserRooms(rooms=(*rooms, *channels), settings=tuple(settings), workspace_ranks=tuple(ranks))
+
+    async def workspaces_of_user(self, organization_id: str, user_id: str) -> Sequence[Room]:
+        return await self._rooms_of_member(organization_id, user_id, type="workspace")
+
+    async def channels(self, organization_id: str, workspace_id: str) -> Sequence[Room]:
+        docs = await self._rooms.find({"org": organization_id, "parent": workspace_id, "type": "channel"})
+        return [msgspec.convert(doc["state"], Room) for doc in docs]
+
+    async def one_to_one(self, organization_id: str, user_a: str, user_b: str) -> Room | None:
+        docs = await self._rooms.find(
+            {"org": organization_id, "pair": _pair(user_a, user_b), "type": "one_to_one"}, limit=1
+        )
+        return (await self._with_members(docs))[0] if docs else None
+
+    # ---------------------------------------------------------------- settings and ranks
+
+    async def settings(self, room_id: str, user_id: str) -> UserSettings | None:
+        doc = await self._settings.get(key(room_id, user_id))
+        return None if doc is None else msgspec.convert(doc["state"], UserSettings)
+
+    async def settings_of_rooms(self, user_id: str, room_ids: Sequence[str]) -> Sequence[UserSettings]:
+        if not room_ids:
+            return ()
+        docs = await self._settings.find({"user": user_id, "room": {"$in": list(room_ids)}})
+        return [msgspec.convert(doc["state"], UserSettings) for doc in docs]
+
+    async def workspace_rank(self, user_id: str, workspace_id: str) -> WorkspaceRank | None:
+        doc = await self._ranks.get(key(user_id, workspace_id))
+        return None if doc is None else WorkspaceRank(doc["user"], doc["workspace"], doc["rank"])
+
+    async def highest_workspace_ranks(self, organization_id: str, user_ids: Sequence[str]) -> dict[str, int]:
+        highest: dict[str, int] = {}
+        if not user_ids:
+            return highest
+        for doc in await self._ranks.find({"org": organization_id, "user": {"$in": list(user_ids)}}):
+            highest[doc["user"]] = max(highest.get(doc["user"], 0), doc["rank"])
+        return highest
+
+    # ---------------------------------------------------------------- meetings
+
+    async def meeting(self, organization_id: str, meeting_id: str) -> RoomMeeting | None:
+        doc = await self._meetings.get(meeting_id)
+        if doc is None or doc["org"] != organization_id:
+            return None
+        return msgspec.convert(doc["state"], RoomMeeting)
+
+    # ---------------------------------------------------------------- users
+
+    async def user(self, organization_id: str, user_id: str) -> DirectoryUser | None:
+        doc = await self._users.get(key(organization_id, user_id))
+        return None if doc is None else msgspec.convert(doc["state"], DirectoryUser)
+
+    async def users(self, organization_id: str, user_ids: Sequence[str]) -> Sequence[DirectoryUser]:
+        if not user_ids:
+            return ()
+        docs = await self._users.find({"org": organization_id, "user": {"$in": list(user_ids)}})
+        return [msgspec.convert(doc["state"], DirectoryUser) for doc in docs]
+
+    async def known_user_ids(self, organization_id: str, user_ids: Sequence[str]) -> frozenset[str]:
+        return frozenset(user.id for user in await self.users(organization_id, user_ids))
+
+    async def save_user(self, user: DirectoryUser) -> None:
+        await self._users.replace(_user_doc(user), upsert=True)
+
+    # ---------------------------------------------------------------- writes
+
+    async def commit(
+        self, organization_id: str, decision: Decision[Any], effects: Sequence[Effect] = ()
+    ) -> Owed | None:
+        """Write the decision and its effects atomically (one commit document), then apply its writes.
+
+        Returns what the commit owes for the outbox, or None when there was nothing to write.
+        """
+        operations = await self._operations(organization_id, decision)
+        if not operations and not effects:
+            return None
+        now = utcnow()
+        commit_id = f"{int(now.timestamp() * 1e6):020d}-{uuid.uuid4().hex}"
+        stored = StoredCommit(operations=operations, effects=list(effects))
+        await self._commits.insert(
+            {
+                "_id": commit_id,
+                "committedMs": int(now.timestamp() * 1000),
+                "applied": False,
+                **as_document(stored),
+            }
+        )
+        await self._apply(commit_id, operations)
+        return Owed(store=OUTBOX, key=commit_id, committed_at=now, effects=tuple(effects))
+
+    async def _apply(self, commit_id: str, operations: Iterable[Operation]) -> None:
+        for op in operations:
+            collection = self._c[op.collection]
+            if isinstance(op, Put):
+                await collection.replace(op.doc, upsert=True)
+            elif isinstance(op, Delete):
+                await collection.delete(op.id)
+            else:
+                await collection.delete_many(op.where)
+        await self._commits.update(commit_id, {"applied": True})
+
+    async def _operations(self, org: str, decision: Decision[Any]) -> list[Operation]:
+        ops: list[Operation] = []
+        for room in decision.put_rooms:
+            ops.append(Put("chat_rooms", _room_doc(room)))
+            ops.extend(await self._membership_changes(room))
+        for room_id in decision.delete_rooms:
+            ops.append(Delete("chat_rooms", room_id))
+            ops.append(DeleteWhere("chat_members", {"room": room_id}))
+        ops.extend(Put("chat_settings", _settings_doc(s)) for s in decision.put_settings)
+        ops.extend(Delete("chat_settings", key(k.room_id, k.user_id)) for k in decision.delete_settings)
+        ops.extend(DeleteWhere("chat_settings", {"room": r}) for r in decision.delete_settings_of_rooms)
+        ops.extend(Put("chat_ranks", _rank_doc(org, r)) for r in decision.put_workspace_ranks)
+        ops.extend(
+            Delete("chat_ranks", key(k.user_id, k.workspace_id)) for k in decision.delete_workspace_ranks
+        )
+        ops.extend(DeleteWhere("chat_ranks", {"workspace": w}) for w in decision.delete_ranks_of_workspaces)
+        ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
+        ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
+        return ops
+
+    async def _membership_changes(self, room: Room) -> list[Operation]:
+        """Only the memberships that change (adding one member to 127 writes one document, not 128)."""
+        if room.type == "channel":
+            return []
+        stored = {d["user"]: d for d in await self._members.find({"room": room.id})}
+        ops: list[Operation] = []
+        next_pos = max((d["pos"] for d in stored.values()), default=-1) + 1
+        for member in room.members:
+            doc = stored.pop(member.user_id, None)
+            if doc is not None and doc["owner"] == member.owner:
+                continue
+            pos = doc["pos"] if doc is not None else next_pos
+            if doc is None:
+                next_pos += 1
+            ops.append(
+                Put(
+                    "chat_members",
+                    {
+                        "_id": key(room.id, member.user_id),
+                        "org": room.organization_id,
+                        "room": room.id,
+                        "user": member.user_id,
+                        "owner": member.owner,
+                        # The order members were added in (ties: never, each gets the next position).
+                        "pos": pos,
+                    },
+                )
+            )
+        ops.extend(Delete("chat_members", doc["_id"]) for doc in stored.values())
+        return ops
+
+    # ---------------------------------------------------------------- OutboxStore
+
+    async def land_unapplied(self) -> int:
+        """At start, before serving: land the writes of commits a stopped process left half-applied.
+
+        Before any new command, so an old commit's writes never land over a newer one's.
+        """
+        docs = await self._commits.find({"applied": False}, sort=[("committedMs", 1)])
+        for doc in docs:
+            await self._apply(doc["_id"], _stored(doc).operations)
+        return len(docs)
+
+    async def owed(self, limit: int) -> list[Owed]:
+        docs = await self._commits.find(None, sort=[("committedMs", 1)], limit=limit)
+        owed: list[Owed] = []
+        horizon = utcnow() - APPLY_GRACE
+        for doc in docs:
+            stored = _stored(doc)
+            committed_at = datetime.fromtimestamp(doc["committedMs"] / 1000, UTC)
+            if not doc.get("applied"):
+                if committed_at > horizon:
+                    continue  # its command may still be applying it
+                # Its command failed while applying it (storage away): land the writes (idempotent).
+                await self._apply(doc["_id"], stored.operations)
+            owed.append(
+                Owed(
+                    store=OUTBOX,
+                    key=doc["_id"],
+                    committed_at=committed_at,
+                    effects=tuple(stored.effects),
+                )
+            )
+        return owed
+
+    async def done(self, done: Sequence[Owed]) -> None:
+        for owed in done:
+            await self._commits.delete(owed.key)
+
+
+def _stored(doc: dict[str, Any]) -> StoredCommit:
+    return msgspec.convert({"operations": doc["operations"], "effects": doc["effects"]}, StoredCommit)

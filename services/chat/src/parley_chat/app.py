@@ -1,0 +1,64 @@
+"""Wiring: storage, NATS, the conference client and the use cases on the shared bootstrap (`service`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from parley_common.log import get_logger
+from parley_common.messaging.rpc import Responders, RpcClient
+from parley_common.outbox import Outbox, Publisher, PublishEvent, each
+from parley_common.service import Runtime, run_service, serve
+
+from parley_chat.adapters.bus import register
+from parley_chat.adapters.conferences import ConferenceClient
+from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
+from parley_chat.adapters.repository import StorageChatRepository
+from parley_chat.effects import EndConference
+from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
+from parley_chat.settings import Settings
+
+log = get_logger(__name__)
+# A live publish gives up after this many tries: the effect stays owed and recovery retries it later.
+PUBLISH_ATTEMPTS = 3
+
+
+def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
+    async def wire(runtime: Runtime) -> None:
+        repository = await StorageChatRepository.open(runtime.store)
+        landed = await repository.land_unapplied()
+        if landed:
+            log.info("landed the writes of interrupted commits", commits=landed)
+        rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
+        conferences = ConferenceClient(rpc)
+
+        async def end(effect: EndConference) -> None:
+            await conferences.end(effect.organization_id, effect.conference_id)
+
+        outbox = runtime.use_outbox(
+            Outbox(
+                [repository],
+                # Events (the stream, then each recipient's copy) before the conferences they announce ended.
+                {PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS), EndConference: each(end)},
+            )
+        )
+        handlers = ChatHandlers(
+            ChatUnitOfWork(repository, outbox, wait_seconds=settings.effects_wait_seconds),
+            conferences,
+            SeenReportsOnStream(runtime.js),
+            max_group_members=settings.max_group_members,
+        )
+        responders = runtime.takes_requests(Responders(runtime.nc))
+        runtime.after_start(lambda: register(responders, handlers, runtime.store, runtime.js))
+        feed = runtime.takes_requests(DirectoryFeed(runtime.js, handlers.record_seen))
+        runtime.background(feed.run, name="directory")
+
+    return wire
+
+
+async def serve_chat(settings: Settings, stop: asyncio.Event) -> None:
+    await serve("chat", settings.common, wiring(settings), stop)
+
+
+def main() -> None:
+    run_service("chat", Settings.from_env, serve_chat)

@@ -1,0 +1,78 @@
+"""What a chat commit owes once written: the effects the outbox carries out (and retries until done).
+
+- every event once on `parley.events.chat.<TYPE>` (PARLEY_CHAT, `Nats-Msg-Id` = the event id), as the
+  other services read it (with its organizationId);
+- a copy for each recipient on `parley.push.user.<org>.<user>` (PARLEY_USER_PUSH, `Nats-Msg-Id`
+  `<eventId>.<userId>`), the JSON the client sees: `{id, type, sentDate, ...fields}`;
+- a room meeting's conference to end (`EndConference`: the room or its last member is gone).
+
+Dropping a removed member from a running conference is not offered by the conference service: the
+admission (`parley.qry.chat.admit`) refuses them at their next join, which is what the issue requires.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from parley_common.contracts.chat import AnyChatEvent
+from parley_common.messaging import subjects
+from parley_common.messaging.streams import CHAT_STREAM, USER_PUSH_STREAM
+from parley_common.outbox import PublishEvent
+
+from parley_chat.domain import Decision
+
+
+class EndConference(msgspec.Struct, frozen=True, tag="endConference"):
+    """End a room meeting's conference (already gone or ended counts as done)."""
+
+    organization_id: str
+    conference_id: str
+
+
+# The effect kinds a chat commit stores (tagged: a stored list decodes back to its types).
+Effect = PublishEvent | EndConference
+
+
+def _document(value: object) -> Any:
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+def client_view(event: AnyChatEvent) -> dict[str, Any]:
+    """The event as a client sees it: its organization is the caller's own, not repeated."""
+    doc: dict[str, Any] = _document(event)
+    doc.pop("organizationId", None)
+    return doc
+
+
+def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
+    """Events first (the stream, then each recipient), then conferences to end."""
+    effects: list[Effect] = []
+    for notice in decision.notices:
+        event = notice.event
+        event_type = str(type(event).__struct_config__.tag)
+        effects.append(
+            PublishEvent(
+                subject=subjects.chat_event(event_type),
+                msg_id=event.id,
+                event=_document(event),
+                stream=CHAT_STREAM,
+                committed_at=event.sent_date,
+            )
+        )
+        view = client_view(event)
+        for user_id in dict.fromkeys(notice.recipients):
+            effects.append(
+                PublishEvent(
+                    subject=subjects.user_push(event.organization_id, user_id),
+                    msg_id=subjects.user_push_msg_id(event.id, user_id),
+                    event=view,
+                    stream=USER_PUSH_STREAM,
+                    committed_at=event.sent_date,
+                )
+            )
+    effects.extend(
+        EndConference(organization_id=organization_id, conference_id=conference_id)
+        for conference_id in decision.end_conferences
+    )
+    return effects

@@ -1,0 +1,386 @@
+"""The chat use cases: one per operation of `parley_common.contracts.chat.OPERATIONS`, and the directory.
+
+Each takes the bus `Request` (the gateway's caller + the body, path parameters inside), loads what the rule
+needs through the `ChatRepository` protocol, asks the pure domain, commits the `Decision` with its outbox
+entries in one write (`ChatUnitOfWork`) and answers `Accepted`, or `Rejected` with the rule's status
+(`rejecting`). Commands run one at a time in this process: a decision is never taken on state another
+command is changing.
+
+A chat caller is known by their token's `sub`, which must be a UUID (403 otherwise: the design's rule).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from parley_common import errors
+from parley_common.clock import new_id, utcnow
+from parley_common.contracts import chat as api
+from parley_common.contracts.base import Empty
+from parley_common.contracts.rpc import Accepted, Request
+from parley_common.errors import NotAllowed
+from parley_common.outbox import Outbox
+
+from parley_chat import domain
+from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
+from parley_chat.effects import effects_of
+from parley_chat.repository import ChatRepository
+
+rejecting = errors.rejecting(context={"room_id": "room_id"})
+# How long a command's answer waits for its events to be published and pushed (they stay owed after).
+EFFECTS_WAIT_SECONDS = 2.0
+
+
+class ConferencePort(Protocol):
+    async def create_guarded(
+        self, organization_id: str, conference_id: str, room_id: str, name: str
+    ) -> None: ...
+
+    async def live(self, organization_id: str, conference_id: str, since: datetime) -> Any: ...
+
+
+class SeenReports(Protocol):
+    """The latest `UserSeen` report of a user on PARLEY_USERS (the directory's source)."""
+
+    async def last_seen(self, organization_id: str, user_id: str) -> api.UserSeen | None: ...
+
+
+class ChatUnitOfWork:
+    """The repository, the outbox and the command lock: a commit writes state + effects, then hands over."""
+
+    def __init__(
+        self, repository: ChatRepository, outbox: Outbox, *, wait_seconds: float = EFFECTS_WAIT_SECONDS
+    ):
+        self.repository = repository
+        self.outbox = outbox
+        self.lock = asyncio.Lock()
+        self._wait = wait_seconds
+
+    async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
+        owed = await self.repository.commit(organization_id, decision, effects_of(organization_id, decision))
+        if owed is None:
+            return
+        self.outbox.committed(owed)
+        # The answer leaves once the events are out (a client hears its own change first), or after the
+        # wait: they stay owed and the outbox carries them out later.
+        await self.outbox.carried_out(owed, self._wait)
+
+
+def chat_caller(request: Request[Any]) -> Caller:
+    user_id = api.canonical_uuid(request.caller.user_id)
+    if user_id is None:
+        raise NotAllowed("chat needs a user id that is a UUID")
+    return Caller(organization_id=request.caller.organization_id, user_id=user_id)
+
+
+class ChatHandlers:
+    def __init__(
+        self,
+        uow: ChatUnitOfWork,
+        conferences: ConferencePort,
+        seen: SeenReports,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[], str] = new_id,
+        max_group_members: int = domain.MAX_GROUP_MEMBERS,
+    ) -> None:
+        self._uow = uow
+        self._repo = uow.repository
+        self._conferences = conferences
+        self._seen = seen
+        self._clock = clock
+        self._ids = ids
+        self._max_group_members = max_group_members
+
+    def _ctx(self) -> Context:
+        return Context(now=self._clock(), new_id=self._ids)
+
+    async def _room(self, caller: Caller, room_id: str) -> tuple[Room | None, Room | None]:
+        return await self._repo.room_with_parent(caller.organization_id, room_id)
+
+    async def _channels(self, caller: Caller, room: Room | None) -> Sequence[Room]:
+        if room is None or room.type != "workspace" or room.organization_id != caller.organization_id:
+            return ()
+        return await self._repo.channels(caller.organization_id, room.id)
+
+    # ---------------------------------------------------------------- rooms
+
+    @rejecting
+    async def list_room(self, request: Request[api.ListRooms]) -> Accepted[tuple[api.Room, ...]]:
+        caller = chat_caller(request)
+        rooms = await self._repo.rooms_of_user(caller.organization_id, caller.user_id)
+        return Accepted(value=domain.list_rooms(caller, rooms, request.body.extra_fields))
+
+    @rejecting
+    async def get_room(self, request: Request[api.RoomRef]) -> Accepted[api.Room]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        channels = await self._channels(caller, room)
+        settings = await self._repo.settings_of_rooms(caller.user_id, [room_id, *(c.id for c in channels)])
+        rank = None
+        if room is not None and room.type == "workspace":
+            found = await self._repo.workspace_rank(caller.user_id, room.id)
+            rank = found.rank if found is not None else None
+        view = domain.get_room(
+            room,
+            caller,
+            room_id,
+            workspace=workspace,
+            channels=channels,
+            settings=settings,
+            workspace_rank=rank,
+        )
+        return Accepted(value=view)
+
+    @rejecting
+    async def insert_room(self, request: Request[api.RoomCreationFields]) -> Accepted[api.Room]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            org = caller.organization_id
+            known = {u.id for u in await self._users(org, body.members_ids)}
+            one_to_one = None
+            if body.room_type == "one_to_one" and len(body.members_ids) == 1:
+                one_to_one = await self._repo.one_to_one(org, caller.user_id, body.members_ids[0])
+            parent: Room | None = None
+            parent_channels: Sequence[Room] = ()
+            if body.parent_id is not None:
+                parent = await self._repo.room(org, body.parent_id)
+                parent_channels = await self._channels(caller, parent)
+            highest = None
+            if body.room_type == "workspace":
+                highest = await self._repo.highest_workspace_ranks(org, [caller.user_id, *body.members_ids])
+            decision = domain.decide_insert_room(
+                caller,
+                body,
+                self._ctx(),
+                known_users=known,
+                one_to_one=one_to_one,
+                parent=parent,
+                parent_channels=tuple(parent_channels),
+                highest_workspace_ranks=highest,
+                max_group_members=self._max_group_members,
+            )
+            await self._uow.commit(org, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def update_room(self, request: Request[api.UpdateRoom]) -> Accepted[api.Room]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            decision = domain.decide_update_room(room, caller, body, self._ctx(), workspace=workspace)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def delete_room(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            channels = await self._channels(caller, room)
+            decision = domain.decide_delete_room(
+                room, caller, body.room_id, self._ctx(), workspace=workspace, channels=channels
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def update_workspaces_rank(self, request: Request[api.UpdateWorkspacesRank]) -> Accepted[Empty]:
+        caller = chat_caller(request)
+        async with self._uow.lock:
+            workspaces = await self._repo.workspaces_of_user(caller.organization_id, caller.user_id)
+            decision = domain.decide_workspaces_rank(caller, request.body, workspaces)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def update_channels_rank(self, request: Request[api.UpdateChannelsRank]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            workspace = await self._repo.room(caller.organization_id, body.workspace_id)
+            channels = await self._channels(caller, workspace)
+            decision = domain.decide_channels_rank(workspace, caller, body, channels)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    async def _mute(self, request: Request[api.RoomRef], *, muted: bool) -> Accepted[Empty]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, room_id)
+            settings = await self._repo.settings(room_id, caller.user_id)
+            decision = domain.decide_mute(
+                room, caller, room_id, settings, self._ctx(), muted=muted, workspace=workspace
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def mute_room(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
+        return await self._mute(request, muted=True)
+
+    @rejecting
+    async def unmute_room(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
+        return await self._mute(request, muted=False)
+
+    @rejecting
+    async def clear_room_history(self, request: Request[api.RoomRef]) -> Accepted[api.ClearedDate]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, room_id)
+            settings = await self._repo.settings(room_id, caller.user_id)
+            decision = domain.decide_clear(room, caller, room_id, settings, self._ctx(), workspace=workspace)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    # ---------------------------------------------------------------- members
+
+    @rejecting
+    async def list_room_member(self, request: Request[api.RoomRef]) -> Accepted[tuple[api.Member, ...]]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        return Accepted(value=domain.list_members(room, caller, room_id, workspace=workspace))
+
+    @rejecting
+    async def insert_room_member(
+        self, request: Request[api.InsertRoomMember]
+    ) -> Accepted[api.MemberInserted]:
+        caller, body = chat_caller(request), request.body
+        org = caller.organization_id
+        async with self._uow.lock:
+            user = await self._user(org, body.user_id)
+            room, workspace = await self._room(caller, body.room_id)
+            highest = 0
+            if room is not None and room.type == "workspace":
+                highest = (await self._repo.highest_workspace_ranks(org, [body.user_id])).get(body.user_id, 0)
+            decision = domain.decide_insert_member(
+                room,
+                caller,
+                body,
+                self._ctx(),
+                user=user,
+                workspace=workspace,
+                highest_workspace_rank=highest,
+                max_group_members=self._max_group_members,
+            )
+            await self._uow.commit(org, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def delete_room_member(self, request: Request[api.MemberRef]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            channels = await self._channels(caller, room)
+            decision = domain.decide_remove_member(
+                room, caller, body, self._ctx(), workspace=workspace, channels=channels
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    async def _owner(self, request: Request[api.MemberRef], *, promote: bool) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            decision = domain.decide_owner(
+                room, caller, body, self._ctx(), promote=promote, workspace=workspace
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def update_to_owner(self, request: Request[api.MemberRef]) -> Accepted[Empty]:
+        return await self._owner(request, promote=True)
+
+    @rejecting
+    async def delete_owner(self, request: Request[api.MemberRef]) -> Accepted[Empty]:
+        return await self._owner(request, promote=False)
+
+    # ---------------------------------------------------------------- users
+
+    async def _users(self, organization_id: str, user_ids: Sequence[str]) -> list[DirectoryUser]:
+        """The known users among `user_ids`; a directory miss asks PARLEY_USERS (the report may be on
+        its way to the directory's consumer) and keeps what it finds."""
+        found = list(await self._repo.users(organization_id, user_ids))
+        known = {u.id for u in found}
+        missing = [user_id for user_id in dict.fromkeys(user_ids) if user_id not in known]
+        reports = await asyncio.gather(*(self._seen.last_seen(organization_id, u) for u in missing))
+        for report in reports:
+            if report is not None and report.organization_id == organization_id:
+                user = domain.record_seen(report, None, self._clock())
+                await self._repo.save_user(user)
+                found.append(user)
+        return found
+
+    async def _user(self, organization_id: str, user_id: str) -> DirectoryUser | None:
+        users = await self._users(organization_id, [user_id])
+        return users[0] if users else None
+
+    @rejecting
+    async def get_users(self, request: Request[api.GetUsers]) -> Accepted[tuple[api.User, ...]]:
+        caller = chat_caller(request)
+        wanted = domain.check_user_ids(request.body.user_ids)
+        found = await self._users(caller.organization_id, wanted)
+        return Accepted(value=domain.get_users(caller, wanted, found))
+
+    @rejecting
+    async def get_user(self, request: Request[api.UserRef]) -> Accepted[api.User]:
+        caller, user_id = chat_caller(request), request.body.user_id
+        user = await self._user(caller.organization_id, user_id)
+        return Accepted(value=domain.get_user(user, caller, user_id))
+
+    @rejecting
+    async def get_capabilities(self, request: Request[Empty]) -> Accepted[api.Capabilities]:
+        chat_caller(request)
+        return Accepted(value=domain.CAPABILITIES)
+
+    async def record_seen(self, seen: api.UserSeen) -> None:
+        """A gateway's `UserSeen` report: upsert the directory entry (fed by the PARLEY_USERS consumer)."""
+        current = await self._repo.user(seen.organization_id, seen.user_id)
+        await self._repo.save_user(domain.record_seen(seen, current, self._clock()))
+
+    # ---------------------------------------------------------------- room meetings
+
+    @rejecting
+    async def get_meeting_by_room_id(self, request: Request[api.RoomRef]) -> Accepted[api.Meeting]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        stored = None
+        if room is not None and room.meeting_id is not None:
+            stored = await self._repo.meeting(caller.organization_id, room.meeting_id)
+        meeting = domain.meeting_of(room, caller, room_id, stored, workspace=workspace)
+        live = await self._conferences.live(caller.organization_id, meeting.id, meeting.created_at)
+        return Accepted(
+            value=domain.meeting_view(meeting, participants=live.participants, active=live.active)
+        )
+
+    @rejecting
+    async def create_meeting(self, request: Request[api.MeetingCreation]) -> Accepted[api.Meeting]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            decision = domain.decide_create_meeting(room, caller, body, self._ctx(), workspace=workspace)
+            meeting = decision.result
+            # The conference first: if it cannot be created nothing is committed (503); a conference
+            # created for a commit that then fails stays empty and ends on its empty timeout.
+            await self._conferences.create_guarded(
+                caller.organization_id, meeting.id, meeting.room_id, meeting.name
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=domain.meeting_view(meeting))
+
+    @rejecting
+    async def admit(self, request: Request[api.AdmissionQuery]) -> Accepted[api.Admitted]:
+        """Asked by the conference service on every join of a room meeting's conference."""
+        query = request.body
+        user_id = api.canonical_uuid(query.user_id)
+        room_id = api.canonical_uuid(query.resource)
+        if user_id is None or room_id is None:
+            return Accepted(value=api.Admitted(admitted=False))
+        room, workspace = await self._repo.room_with_parent(query.organization_id, room_id)
+        normalised = api.AdmissionQuery(
+            organization_id=query.organization_id, user_id=user_id, resource=room_id
+        )
+        return Accepted(value=api.Admitted(admitted=domain.admits(room, normalised, workspace=workspace)))

@@ -1,0 +1,27 @@
+"""Chat service settings (`PARLEY_*` environment variables)."""
+
+from __future__ import annotations
+
+import msgspec
+from parley_common.config import CommonSettings, env_float, env_int
+
+from parley_chat.domain import MAX_GROUP_MEMBERS
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    common: CommonSettings
+    # Most members of a group (the capabilities' maxGroupMembers).
+    max_group_members: int
+    # How long a command's answer waits for its events to be out (they are carried out later otherwise).
+    effects_wait_seconds: float
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        """Raises ValueError, naming the variable, for a setting the service cannot run with."""
+        max_members = env_int("PARLEY_CHAT_MAX_GROUP_MEMBERS", MAX_GROUP_MEMBERS)
+        if max_members < 2:
+            raise ValueError(f"PARLEY_CHAT_MAX_GROUP_MEMBERS must be at least 2, got {max_members}")
+        wait = env_float("PARLEY_CHAT_EFFECTS_WAIT_SECONDS", 2.0)
+        if wait < 0:
+            raise ValueError(f"PARLEY_CHAT_EFFECTS_WAIT_SECONDS must not be negative, got {wait:g}")
+        return cls(common=CommonSettings.from_env(), max_group_members=max_members, effects_wait_seconds=wait)

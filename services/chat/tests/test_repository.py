@@ -1,0 +1,78 @@
+"""The storage repository on real SQLite: `rooms_of_user` costs a fixed number of queries."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from parley_chat.adapters.repository import StorageChatRepository
+from parley_chat.domain import Decision, Room, RoomMember, WorkspaceRank
+from parley_common.storage import Collection, SqliteStore
+
+ORG = "org"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+class Counting:
+    """A collection of the real store that counts the queries made through it."""
+
+    def __init__(self, inner: Collection, counts: dict[str, int]) -> None:
+        self._inner = inner
+        self._counts = counts
+        self.name = inner.name
+
+    def __getattr__(self, attr: str) -> Any:
+        method = getattr(self._inner, attr)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self._counts[attr] = self._counts.get(attr, 0) + 1
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+def _room(kind: Any, members: tuple[str, ...], parent: str | None = None) -> Room:
+    return Room(
+        id=str(uuid.uuid4()),
+        organization_id=ORG,
+        type=kind,
+        created_at=NOW,
+        updated_at=NOW,
+        name="r",
+        parent_id=parent,
+        members=tuple(RoomMember(m, owner=i == 0) for i, m in enumerate(members)),
+    )
+
+
+async def _queries_for(tmp_path: Path, groups: int, workspaces: int) -> tuple[int, int]:
+    store = SqliteStore(str(tmp_path / f"chat-{groups}.sqlite3"))
+    await store.start()
+    try:
+        repository = await StorageChatRepository.open(store)
+        me = str(uuid.uuid4())
+        others = tuple(str(uuid.uuid4()) for _ in range(5))
+        rooms = [_room("group", (me, *others)) for _ in range(groups)]
+        spaces = [_room("workspace", (me, *others)) for _ in range(workspaces)]
+        channels = [_room("channel", (), parent=w.id) for w in spaces for _ in range(2)]
+        ranks = tuple(WorkspaceRank(me, w.id, i + 1) for i, w in enumerate(spaces))
+        await repository.commit(
+            ORG, Decision(result=None, put_rooms=(*rooms, *spaces, *channels), put_workspace_ranks=ranks)
+        )
+        counts: dict[str, int] = {}
+        counting = StorageChatRepository({name: Counting(c, counts) for name, c in repository._c.items()})
+        listed = await counting.rooms_of_user(ORG, me)
+        assert len([r for r in listed.rooms if r.type != "channel"]) == groups + workspaces
+        assert len([r for r in listed.rooms if r.type == "channel"]) == 2 * workspaces
+        assert all(len(r.members) == 6 for r in listed.rooms if r.type != "channel")
+        return sum(counts.values()), len(listed.workspace_ranks)
+    finally:
+        await store.close()
+
+
+async def test_rooms_of_user_takes_the_same_queries_for_3_or_60_rooms(tmp_path: Path) -> None:
+    few, few_ranks = await _queries_for(tmp_path, groups=2, workspaces=1)
+    many, many_ranks = await _queries_for(tmp_path, groups=50, workspaces=10)
+    assert (few_ranks, many_ranks) == (1, 10)
+    assert few == many <= 6
