@@ -3,7 +3,8 @@
 The service runs in-process (`serve_chat`, the bootstrap `python -m parley_chat` runs); requests go through
 `RpcClient` as `Request(caller, body)`; events are read back from PARLEY_CHAT and from each user's push
 subject on PARLEY_USER_PUSH. The conference service is stood in for by responders on its real subjects
-(createGuarded, get, endGuarded) that record what they were asked.
+(createGuarded, get, removeParticipant, end) that record what they were asked, with the conference
+service's own contract (`parley_common.contracts.conference`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +30,6 @@ from parley_common.config import CommonSettings
 from parley_common.contracts import chat as api
 from parley_common.contracts import conference as conference_api
 from parley_common.contracts.base import Empty
-from parley_common.contracts.guarded import CreateGuardedConference, EndGuardedConference
 from parley_common.contracts.health import HealthQuery, ServiceHealth
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.messaging import subjects
@@ -62,24 +63,44 @@ class Conferences:
     """The conference service's side of room meetings, on its real subjects: records what it is asked."""
 
     def __init__(self) -> None:
-        self.created: list[CreateGuardedConference] = []
-        self.ended: list[EndGuardedConference] = []
+        self.created: list[Request[conference_api.CreateGuardedConference]] = []
+        self.ended: list[Request[conference_api.EndConferenceWebCommand]] = []
+        self.removed: list[Request[conference_api.RemoveParticipantCommand]] = []
         self.participants: dict[str, list[conference_api.ConferenceParticipant]] = {}
 
     async def start(self, nc: Client) -> Responders:
         responders = Responders(nc)
 
-        async def create(request: Request[CreateGuardedConference]) -> Accepted[Empty]:
-            self.created.append(request.body)
+        def service(request: Request[Any]) -> bool:
+            # As the conference service: only a SERVICE_SCOPE caller ends or removes without being in it.
+            return conference_api.SERVICE_SCOPE in request.caller.scopes
+
+        async def create(
+            request: Request[conference_api.CreateGuardedConference],
+        ) -> Accepted[conference_api.ConferenceSummary]:
+            self.created.append(request)
+            summary = conference_api.ConferenceSummary(
+                id=request.body.conference_id, mode="ROUTER", version=1
+            )
+            return Accepted(value=summary)
+
+        async def end(request: Request[conference_api.EndConferenceWebCommand]) -> Accepted[Empty] | Rejected:
+            if not service(request):
+                return Rejected(status=403, message="not a participant")
+            self.ended.append(request)
             return Accepted(value=Empty())
 
-        async def end(request: Request[EndGuardedConference]) -> Accepted[Empty] | Rejected:
-            self.ended.append(request.body)
+        async def remove(
+            request: Request[conference_api.RemoveParticipantCommand],
+        ) -> Accepted[Empty] | Rejected:
+            if not service(request):
+                return Rejected(status=403, message="only a service may remove a participant")
+            self.removed.append(request)
             return Accepted(value=Empty())
 
         async def get(request: Request[conference_api.GetConferenceQuery]) -> Any:
             conference_id = request.body.conference_id
-            if conference_id not in {c.conference_id for c in self.created}:
+            if conference_id not in {c.body.conference_id for c in self.created}:
                 return Rejected(status=404, message="not found")
             return Accepted(
                 value=conference_api.Conference(
@@ -96,10 +117,22 @@ class Conferences:
             )
 
         await responders.serve(
-            subjects.CONFERENCE_CREATE_GUARDED, Request[CreateGuardedConference], create, queue="conference"
+            subjects.CONFERENCE_CREATE_GUARDED,
+            Request[conference_api.CreateGuardedConference],
+            create,
+            queue="conference",
         )
         await responders.serve(
-            subjects.CONFERENCE_END_GUARDED, Request[EndGuardedConference], end, queue="conference"
+            subjects.conference_command("end"),
+            Request[conference_api.EndConferenceWebCommand],
+            end,
+            queue="conference",
+        )
+        await responders.serve(
+            subjects.conference_command("removeParticipant"),
+            Request[conference_api.RemoveParticipantCommand],
+            remove,
+            queue="conference",
         )
         await responders.serve(
             subjects.conference_query("get"),
@@ -476,17 +509,21 @@ async def test_room_meeting_is_a_guarded_conference(chat: Chat, conferences: Con
         "permanent",
     )
     (guarded,) = conferences.created
-    assert guarded.conference_id == meeting.id and guarded.organization_id == ORG
-    assert (guarded.admission.subject, guarded.admission.resource) == (subjects.CHAT_ADMIT, room.id)
+    # Created for the member who asked, in the room's organization.
+    assert (guarded.caller.organization_id, guarded.caller.user_id) == (ORG, bob)
+    assert guarded.body.conference_id == meeting.id
+    assert (guarded.body.admission.subject, guarded.body.admission.resource) == (subjects.CHAT_ADMIT, room.id)
     assert await chat.refused("createMeeting", alice, api.MeetingCreation(room_id=room.id)) == 409
     assert (await chat.ok("getRoom", carol, api.RoomRef(room_id=room.id))).meeting_id == meeting.id
     assert "MEETING_CREATED" in types(await chat.pushed(carol), room.id)
 
+    joined = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
     conferences.participants[meeting.id] = [
         conference_api.ConferenceParticipant(
             id="endpoint-1",
             user_id=bob,
             state="HEALTHY",
+            joined_at=joined,
             streams=[conference_api.ConferenceStream(id=conference_api.StreamId(id="s"), type="CAM")],
         )
     ]
@@ -495,6 +532,8 @@ async def test_room_meeting_is_a_guarded_conference(chat: Chat, conferences: Con
     (participant,) = live.participants
     assert (participant.user_id, participant.queue_id) == (bob, "endpoint-1")
     assert (participant.video_stream_enabled, participant.audio_stream_enabled) == (True, False)
+    # The conference's own join time, not the meeting's creation.
+    assert participant.joined_at == joined and live.started_at == joined
 
     async def admitted(user: str, org: str = ORG, resource: str = room.id) -> bool:
         query = api.AdmissionQuery(organization_id=org, user_id=user, resource=resource)
@@ -503,13 +542,22 @@ async def test_room_meeting_is_a_guarded_conference(chat: Chat, conferences: Con
     assert await admitted(carol) and not await admitted(outsider) and not await admitted(carol, OTHER_ORG)
     await chat.ok("deleteRoomMember", carol, api.MemberRef(room_id=room.id, user_id=carol))
     assert not await admitted(carol)  # removed: refused at the next join
+    for _ in range(100):  # and dropped from the meeting at once, by a service caller
+        if conferences.removed:
+            break
+        await asyncio.sleep(0.05)
+    assert [
+        (r.body.conference_id, r.body.user_id, r.caller.organization_id) for r in conferences.removed
+    ] == [(meeting.id, carol, ORG)]
 
     await chat.ok("deleteRoom", alice, api.RoomRef(room_id=room.id))
     for _ in range(100):
         if conferences.ended:
             break
         await asyncio.sleep(0.05)
-    assert [(e.conference_id, e.organization_id) for e in conferences.ended] == [(meeting.id, ORG)]
+    assert [(e.body.conference_id, e.caller.organization_id) for e in conferences.ended] == [
+        (meeting.id, ORG)
+    ]
     deleted = [e for e in await chat.pushed(bob) if e["type"] == "MEETING_DELETED"]
     assert [e["meetingId"] for e in deleted] == [meeting.id]
 

@@ -14,7 +14,7 @@ from parley_chat.adapters.bus import register
 from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
 from parley_chat.adapters.repository import StorageChatRepository
-from parley_chat.effects import EndConference
+from parley_chat.effects import EndConference, RemoveFromConference
 from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
 from parley_chat.settings import Settings
 
@@ -32,14 +32,21 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
         conferences = ConferenceClient(rpc)
 
+        async def remove(effect: RemoveFromConference) -> None:
+            await conferences.remove_participant(effect.organization_id, effect.conference_id, effect.user_id)
+
         async def end(effect: EndConference) -> None:
             await conferences.end(effect.organization_id, effect.conference_id)
 
         outbox = runtime.use_outbox(
             Outbox(
                 [repository],
-                # Events (the stream, then each recipient's copy) before the conferences they announce ended.
-                {PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS), EndConference: each(end)},
+                # Events (the stream, then each recipient's copy) before the conference changes they announce.
+                {
+                    PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),
+                    RemoveFromConference: each(remove),
+                    EndConference: each(end),
+                },
             )
         )
         handlers = ChatHandlers(

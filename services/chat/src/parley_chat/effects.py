@@ -4,10 +4,9 @@
   other services read it (with its organizationId);
 - a copy for each recipient on `parley.push.user.<org>.<user>` (PARLEY_USER_PUSH, `Nats-Msg-Id`
   `<eventId>.<userId>`), the JSON the client sees: `{id, type, sentDate, ...fields}`;
+- a member removed from a room leaves its meeting's conference at once (`RemoveFromConference`; the
+  admission, `parley.qry.chat.admit`, also refuses them at any later join);
 - a room meeting's conference to end (`EndConference`: the room or its last member is gone).
-
-Dropping a removed member from a running conference is not offered by the conference service: the
-admission (`parley.qry.chat.admit`) refuses them at their next join, which is what the issue requires.
 """
 
 from __future__ import annotations
@@ -30,8 +29,16 @@ class EndConference(msgspec.Struct, frozen=True, tag="endConference"):
     conference_id: str
 
 
+class RemoveFromConference(msgspec.Struct, frozen=True, tag="removeFromConference"):
+    """Drop a user removed from a room from the room meeting's conference (gone or ended counts as done)."""
+
+    organization_id: str
+    conference_id: str
+    user_id: str
+
+
 # The effect kinds a chat commit stores (tagged: a stored list decodes back to its types).
-Effect = PublishEvent | EndConference
+Effect = PublishEvent | RemoveFromConference | EndConference
 
 
 def _document(value: object) -> Any:
@@ -46,7 +53,8 @@ def client_view(event: AnyChatEvent) -> dict[str, Any]:
 
 
 def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
-    """Events first (the stream, then each recipient), then conferences to end."""
+    """Events first (the stream, then each recipient), then users to drop from conferences, then
+    conferences to end."""
     effects: list[Effect] = []
     for notice in decision.notices:
         event = notice.event
@@ -71,6 +79,12 @@ def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
                     committed_at=event.sent_date,
                 )
             )
+    effects.extend(
+        RemoveFromConference(
+            organization_id=organization_id, conference_id=member.conference_id, user_id=member.user_id
+        )
+        for member in decision.remove_from_conferences
+    )
     effects.extend(
         EndConference(organization_id=organization_id, conference_id=conference_id)
         for conference_id in decision.end_conferences

@@ -36,10 +36,10 @@ EFFECTS_WAIT_SECONDS = 2.0
 
 class ConferencePort(Protocol):
     async def create_guarded(
-        self, organization_id: str, conference_id: str, room_id: str, name: str
+        self, organization_id: str, creator: str, conference_id: str, room_id: str, name: str
     ) -> None: ...
 
-    async def live(self, organization_id: str, conference_id: str, since: datetime) -> Any: ...
+    async def live(self, organization_id: str, conference_id: str) -> Any: ...
 
 
 class SeenReports(Protocol):
@@ -351,9 +351,11 @@ class ChatHandlers:
         if room is not None and room.meeting_id is not None:
             stored = await self._repo.meeting(caller.organization_id, room.meeting_id)
         meeting = domain.meeting_of(room, caller, room_id, stored, workspace=workspace)
-        live = await self._conferences.live(caller.organization_id, meeting.id, meeting.created_at)
+        live = await self._conferences.live(caller.organization_id, meeting.id)
         return Accepted(
-            value=domain.meeting_view(meeting, participants=live.participants, active=live.active)
+            value=domain.meeting_view(
+                meeting, participants=live.participants, active=live.active, started_at=live.started_at
+            )
         )
 
     @rejecting
@@ -366,7 +368,7 @@ class ChatHandlers:
             # The conference first: if it cannot be created nothing is committed (503); a conference
             # created for a commit that then fails stays empty and ends on its empty timeout.
             await self._conferences.create_guarded(
-                caller.organization_id, meeting.id, meeting.room_id, meeting.name
+                caller.organization_id, caller.user_id, meeting.id, meeting.room_id, meeting.name
             )
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=domain.meeting_view(meeting))

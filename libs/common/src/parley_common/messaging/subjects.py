@@ -59,10 +59,10 @@ USERS_SEEN = "parley.users.seen.{org}.{user}"
 USERS_SEEN_ALL = "parley.users.seen.>"
 # Asked by the conference service on every join of a guarded conference (a room meeting).
 CHAT_ADMIT = "parley.qry.chat.admit"
-# Internal: create a conference whose joins are checked against an admission subject.
+# Internal: create a conference whose joins are checked against an admission subject
+# (`parley_common.contracts.conference.CreateGuardedConference`). A service ends it with the ordinary
+# `parley.cmd.conference.end` and drops a user with `parley.cmd.conference.removeParticipant`.
 CONFERENCE_CREATE_GUARDED = "parley.cmd.conference.createGuarded"
-# Internal: the service that guards a conference ends it (it is no participant of it).
-CONFERENCE_END_GUARDED = "parley.cmd.conference.endGuarded"
 
 
 def conference_command(op: str) -> str:
