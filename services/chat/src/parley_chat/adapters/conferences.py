@@ -23,6 +23,8 @@ from parley_common.messaging.rpc import RpcClient
 # Who the chat service is when it acts for itself; also the `userEndpointId` it names itself with on `end`
 # (the conference service neither looks it up nor keeps it alive for a service caller).
 SERVICE_USER = "chat"
+# Why the conference ended, in the conference's upper-case reason style (REMOVED, TIMEOUT, ...).
+ROOM_DELETED = "ROOM_DELETED"
 _AUDIO = frozenset({"MIC", "MIC_AND_CAM"})
 _VIDEO = frozenset({"CAM", "MIC_AND_CAM"})
 # What the conference service answers for a conference that is gone (unknown) or has ended: for a retried
@@ -117,9 +119,8 @@ class ConferenceClient:
             subjects.conference_command("removeParticipant"),
             Request(
                 caller=service_caller(organization_id),
-                body=conference_api.RemoveParticipantCommand(
-                    conference_id=conference_id, user_id=user_id, reason="removed from the room"
-                ),
+                # No reason: the conference's own REMOVED, as for every removal by a service.
+                body=conference_api.RemoveParticipantCommand(conference_id=conference_id, user_id=user_id),
             ),
             Empty,
         )
@@ -133,7 +134,7 @@ class ConferenceClient:
             Request(
                 caller=service_caller(organization_id),
                 body=conference_api.EndConferenceWebCommand(
-                    conference_id=conference_id, user_endpoint_id=SERVICE_USER, reason="room deleted"
+                    conference_id=conference_id, user_endpoint_id=SERVICE_USER, reason=ROOM_DELETED
                 ),
             ),
             Empty,
