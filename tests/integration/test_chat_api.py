@@ -17,10 +17,15 @@ import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
 import pytest
+from parley_chat.adapters.repository import StorageChatRepository
+from parley_chat.domain import Decision, Room, RoomMember
+from parley_common.config import CommonSettings
+from parley_common.storage import SqliteStore
 
 from tests.integration.helpers import Api, Response, Stack, token
 
@@ -558,3 +563,50 @@ async def test_a_gateway_restart_between_two_events_loses_neither(
     async with session.ws_connect(url, params=params) as ws:
         second = json.loads((await ws.receive(timeout=5.0)).data)
     assert second["type"] == "ROOM_UPDATED" and second["name"] == "second"
+
+
+# ---------------------------------------------------------------- a list larger than a NATS message
+
+
+async def test_the_rooms_of_a_user_in_many_large_rooms_outgrow_a_nats_message(
+    chat_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """`GET /rooms` answers the full list even when it is over the bus's 1 MiB: the service answers it a
+    page at a time and the gateway assembles them. The rooms are written straight into the service's own
+    storage (SQLite allows a second connection): 200 rooms of 128 members through HTTP would be minutes."""
+    (alice,) = await new_users(session, chat_stack, 1)
+    others = [str(uuid.uuid4()) for _ in range(127)]
+    now = datetime.now(UTC)
+    rooms = tuple(
+        Room(
+            id=str(uuid.uuid4()),
+            organization_id=ORG,
+            type="group",
+            created_at=now,
+            updated_at=now,
+            name=f"room {index}",
+            description="d" * 200,
+            members=(RoomMember(alice.id, owner=True), *(RoomMember(user) for user in others)),
+        )
+        for index in range(200)
+    )
+    store = SqliteStore(
+        CommonSettings(
+            nats_url=chat_stack.nats_url,
+            data_dir=chat_stack.local.data_dir,
+            mongo_url=None,
+            request_timeout=3.0,
+        ).sqlite_path("chat")
+    )
+    await store.start()
+    try:
+        repository = await StorageChatRepository.open(store)
+        await repository.commit(ORG, Decision(result=None, put_rooms=rooms))
+    finally:
+        await store.close()
+
+    listed = await alice.call("GET", "/rooms", params={"extraFields": "members,settings"}, timeout=30.0)
+    assert listed.status == 200, listed
+    assert len(json.dumps(listed.body)) > 1024 * 1024  # more than one NATS message could carry
+    assert sorted(r["id"] for r in listed.body) == sorted(r.id for r in rooms)
+    assert all(len(r["members"]) == 128 and r["userSettings"] == {"muted": False} for r in listed.body)

@@ -292,11 +292,11 @@ async def test_group_room_lifecycle_with_events_to_members_only(chat: Chat) -> N
     assert types(await chat.pushed(bob), room.id).count("ROOM_MUTED") == 1
     assert "ROOM_HISTORY_CLEARED" in types(await chat.pushed(bob), room.id)
     assert "ROOM_MUTED" not in types(await chat.pushed(alice), room.id)
-    listed = await chat.ok("listRoom", bob, api.ListRooms(extra_fields=("members", "settings")))
+    listed = (await chat.ok("listRoom", bob, api.ListRooms(extra_fields=("members", "settings")))).items
     (mine,) = [r for r in listed if r.id == room.id]
     assert mine.user_settings == api.RoomUserSettings(muted=True, cleared_at=cleared.cleared_at)
     assert mine.members is not None and len(mine.members) == 3
-    bare = await chat.ok("listRoom", bob, api.ListRooms())
+    bare = (await chat.ok("listRoom", bob, api.ListRooms())).items
     assert all(r.members is None and r.user_settings is None for r in bare)
     await chat.ok("unmuteRoom", bob, api.RoomRef(room_id=room.id))
 
@@ -306,7 +306,7 @@ async def test_group_room_lifecycle_with_events_to_members_only(chat: Chat) -> N
     for member in (alice, bob, carol):
         assert types(await chat.pushed(member), room.id)[-1] == "ROOM_DELETED"
     assert await chat.refused("getRoom", alice, api.RoomRef(room_id=room.id)) == 404
-    assert [r.id for r in await chat.ok("listRoom", bob, api.ListRooms())] == []
+    assert [r.id for r in (await chat.ok("listRoom", bob, api.ListRooms())).items] == []
 
 
 async def test_room_creation_refusals(chat: Chat) -> None:
@@ -357,7 +357,7 @@ async def test_workspace_channels_and_ranks(chat: Chat) -> None:
     # A channel's members are its workspace's.
     assert len(await chat.ok("listRoomMember", carol, api.RoomRef(room_id=channel.id))) == 3
 
-    listed = await chat.ok("listRoom", bob, api.ListRooms(extra_fields=("members",)))
+    listed = (await chat.ok("listRoom", bob, api.ListRooms(extra_fields=("members",)))).items
     by_id = {r.id: r for r in listed}
     assert set(by_id) == {first.id, second.id}  # channels only inside their workspace
     assert [c.id for c in by_id[first.id].children] == [channel.id, other.id]
@@ -366,7 +366,7 @@ async def test_workspace_channels_and_ranks(chat: Chat) -> None:
         ranks=(api.RoomRank(room_id=second.id, rank=1), api.RoomRank(room_id=first.id, rank=2))
     )
     await chat.ok("updateWorkspacesRank", bob, ranks)
-    again = {r.id: r.rank for r in await chat.ok("listRoom", bob, api.ListRooms())}
+    again = {r.id: r.rank for r in (await chat.ok("listRoom", bob, api.ListRooms())).items}
     assert again == {second.id: 1, first.id: 2}
     assert (
         await chat.refused(

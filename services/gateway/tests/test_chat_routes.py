@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import msgspec
@@ -186,6 +187,47 @@ async def test_extra_fields_repeated_or_comma_separated_any_case(client: Any, rp
     assert response.status == 400
     await client.get("/rooms", headers=bearer())
     assert rpc.sent[-1][1].body == chat.ListRooms()
+
+
+class Pager(Recorder):
+    """Answers `listRoom` with the pages it is given, in turn (recording the cursor each was asked after)."""
+
+    def __init__(self, pages: list[chat.RoomsPage]) -> None:
+        super().__init__()
+        self.pages = pages
+
+    async def request(
+        self, subject: str, request: Any, value_type: Any, *, timeout: float | None = None
+    ) -> Accepted[Any] | Rejected:
+        self.sent.append((subject, request))
+        return Accepted(value=self.pages[len(self.sent) - 1])
+
+
+def a_room(room_id: str) -> chat.Room:
+    now = datetime.now(UTC)
+    return chat.Room(id=room_id, type="group", created_at=now, updated_at=now, name=room_id[:4])
+
+
+async def test_get_rooms_assembles_the_service_pages() -> None:
+    # Each bus reply is one NATS message at most: the service pages, the HTTP answer is the whole list.
+    rooms = [a_room(ROOM), a_room(OTHER)]
+    pager = Pager([chat.RoomsPage(items=(rooms[0],), after=ROOM), chat.RoomsPage(items=(rooms[1],))])
+    async with TestClient(TestServer(chat_app(cast(Any, pager)))) as test_client:
+        response = await test_client.get("/rooms?extraFields=members", headers=bearer())
+        assert response.status == 200, await response.text()
+        assert [r["id"] for r in await response.json()] == [ROOM, OTHER]
+    assert [request.body.after for _, request in pager.sent] == [None, ROOM]
+    assert all(request.body.extra_fields == ("members",) for _, request in pager.sent)
+
+
+async def test_get_rooms_pages_that_do_not_move_on_are_502_not_a_loop() -> None:
+    stuck = chat.RoomsPage(items=(a_room(ROOM),), after=ROOM)
+    pager = Pager([stuck, stuck, stuck])
+    async with TestClient(TestServer(chat_app(cast(Any, pager)))) as test_client:
+        response = await test_client.get("/rooms", headers=bearer())
+        assert response.status == 502
+        assert set(await response.json()) == {"message", "traceId"}
+    assert len(pager.sent) == 2
 
 
 async def test_user_ids_repeated_at_most_ten(client: Any, rpc: Recorder) -> None:

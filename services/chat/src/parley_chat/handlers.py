@@ -22,6 +22,7 @@ from parley_common.contracts import chat as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
+from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
 from parley_common.outbox import Outbox
 
 from parley_chat import domain
@@ -109,10 +110,17 @@ class ChatHandlers:
     # ---------------------------------------------------------------- rooms
 
     @rejecting
-    async def list_room(self, request: Request[api.ListRooms]) -> Accepted[tuple[api.Room, ...]]:
-        caller = chat_caller(request)
+    async def list_room(self, request: Request[api.ListRooms]) -> Accepted[api.RoomsPage]:
+        """A page of the caller's rooms by id, after `after`, within the bus's reply budget. The list
+        fits one page but for users in very many large rooms, who pay one storage read per page."""
+        caller, body = chat_caller(request), request.body
         rooms = await self._repo.rooms_of_user(caller.organization_id, caller.user_id)
-        return Accepted(value=domain.list_rooms(caller, rooms, request.body.extra_fields))
+        views = sorted(domain.list_rooms(caller, rooms, body.extra_fields), key=lambda room: room.id)
+        if body.after is not None:
+            views = [room for room in views if room.id > body.after]
+        page = fit_reply(views, REPLY_BUDGET_BYTES)
+        after = page[-1].id if len(page) < len(views) else None
+        return Accepted(value=api.RoomsPage(items=tuple(page), after=after))
 
     @rejecting
     async def get_room(self, request: Request[api.RoomRef]) -> Accepted[api.Room]:

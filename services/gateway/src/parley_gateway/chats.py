@@ -15,7 +15,7 @@ import msgspec
 from aiohttp import web
 from parley_common.contracts import chat
 from parley_common.contracts.base import Empty
-from parley_common.contracts.rpc import Caller, Request
+from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 
@@ -141,6 +141,29 @@ def chat_caller(caller: Caller) -> Caller | None:
     return caller if user_id == caller.user_id else msgspec.structs.replace(caller, user_id=user_id)
 
 
+async def all_pages(
+    rpc: RpcClient, subject: str, caller: Caller, body: Any, page_type: Any
+) -> Accepted[tuple[Any, ...]] | Rejected:
+    """A paged operation's whole answer: its pages in turn, each asked after the cursor the previous one
+    gave (each one NATS message; the HTTP answer has no such limit). A cursor that does not move on is
+    the service's bug, answered 502 rather than asked forever."""
+    items: list[Any] = []
+    after: str | None = None
+    while True:
+        reply = await rpc.request(
+            subject, Request(caller=caller, body=msgspec.structs.replace(body, after=after)), page_type
+        )
+        if isinstance(reply, Rejected):
+            return reply
+        page = reply.value
+        items.extend(page.items)
+        if page.after is None:
+            return Accepted(value=tuple(items))
+        if (after is not None and page.after <= after) or not page.items:
+            return Rejected(status=502, message="the chat service's pages did not move on")
+        after = page.after
+
+
 def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
     op = chat.OPERATIONS[route.op]
     subject = subjects.chat_command(route.op) if op.kind == "cmd" else subjects.chat_query(route.op)
@@ -168,7 +191,10 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
             body = chat.decode_params(op.body, params)
         except msgspec.ValidationError as exc:
             raise BadRequest(str(exc)) from None
-        reply = await rpc.request(subject, Request(caller=known, body=body), op.result)
+        if op.http_result is not None:
+            reply = await all_pages(rpc, subject, known, body, op.result)
+        else:
+            reply = await rpc.request(subject, Request(caller=known, body=body), op.result)
         return reply_response(request, reply, status)
 
     return Operation(
@@ -179,7 +205,7 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
         tag=TAG,
         handler=handle,
         body=route.http_body,
-        response=None if status == 204 else op.result,
+        response=None if status == 204 else (op.http_result or op.result),
         status=status,
         query=route.query,
         path_types=dict.fromkeys(path_params, chat.Uuid),

@@ -204,9 +204,14 @@ class MeetingCreation(ChatBody, frozen=True):
 
 
 class ListRooms(ChatBody, frozen=True):
-    """`GET /rooms?extraFields=`: the gateway splits repeated and comma-separated values."""
+    """`GET /rooms?extraFields=`: the gateway splits repeated and comma-separated values.
+
+    The answer is a `RoomsPage` (a user in many large rooms outgrows one NATS message): `after` is the
+    previous page's cursor, set by the gateway while it assembles the full list, never by a client.
+    """
 
     extra_fields: tuple[RoomExtraFieldInput, ...] = ()
+    after: Uuid | None = None
 
 
 class RoomRef(ChatBody, frozen=True):
@@ -489,18 +494,34 @@ CHAT_EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls
 # ---------------------------------------------------------------- operations
 
 
+class RoomsPage(ChatPayload, frozen=True):
+    """One page of `listRoom`, ordered by room id, within the bus's reply budget (`fit_reply`).
+
+    `after`: ask again with `ListRooms.after` set to it for the rest; absent on the last page.
+    """
+
+    items: tuple[Room, ...]
+    after: str | None = None
+
+
 class Operation(NamedTuple):
-    """One chat operation on the bus: `parley.<kind>.chat.<name>`, its body and its answer's type."""
+    """One chat operation on the bus: `parley.<kind>.chat.<name>`, its body and its answer's type.
+
+    `http_result`, when set, is what the HTTP answer is made of instead: the bus answers pages (a
+    struct with `items` and `after`, the cursor the body's `after` takes), the gateway answers them all.
+    """
 
     kind: Literal["cmd", "qry"]
     body: type[Any]
     result: Any
+    http_result: Any = None
 
 
 # The seed's operationIds (and Parley's additions) -> subject kind, `Request[body]`, `Accepted[result]`.
 # `Empty` answers the operations whose HTTP answer is 204.
 OPERATIONS: dict[str, Operation] = {
-    "listRoom": Operation("qry", ListRooms, tuple[Room, ...]),
+    # Paged on the bus (a user in many large rooms outgrows a NATS message); one list over HTTP.
+    "listRoom": Operation("qry", ListRooms, RoomsPage, http_result=tuple[Room, ...]),
     "getRoom": Operation("qry", RoomRef, Room),
     "insertRoom": Operation("cmd", RoomCreationFields, Room),
     "updateRoom": Operation("cmd", UpdateRoom, Room),
