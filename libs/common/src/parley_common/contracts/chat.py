@@ -10,7 +10,8 @@ struct of a command (`RoomRef {roomId}`, `MemberRef {roomId, userId}`), decoded 
 they pass the same checks as body fields.
 
 Case-insensitivity lives in ONE place: fields typed with a `CaseInsensitive` marker (the enums and `Uuid`)
-accept any case (a pattern with `(?i)`) and `ChatPayload.__post_init__` lower-cases them, so whatever
+accept any case (a portable pattern: a class per letter, `[gG][rR]...`, since `(?i)` is not ECMA-262,
+the OpenAPI document's regex flavour) and `ChatPayload.__post_init__` lower-cases them, so whatever
 decoded the value (the gateway's HTTP body, a query string through `decode_params`, the bus), the rules
 see the canonical lower-case spelling.
 """
@@ -42,8 +43,14 @@ class CaseInsensitive:
 CASE_INSENSITIVE = CaseInsensitive()
 
 
+def _any_case(value: str) -> str:
+    """`value` matched in any case, spelled so Python's `re` and ECMA-262 read it alike (no `(?i)` flag)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.lower() != c.upper() else re.escape(c) for c in value)
+
+
 def _choice_pattern(values: tuple[str, ...]) -> str:
-    return "(?i)^(?:" + "|".join(re.escape(value) for value in values) + ")$"
+    # `$(?!\n)`: Python's `$` also matches before a final newline, ECMA-262's does not.
+    return "^(?:" + "|".join(_any_case(value) for value in values) + r")$(?!\n)"
 
 
 RoomType = Literal["one_to_one", "group", "temporary", "workspace", "channel"]
@@ -79,7 +86,8 @@ UserTypeInput = Annotated[
     CASE_INSENSITIVE,
 ]
 
-UUID_PATTERN = "(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_HEX = "[0-9a-fA-F]"
+UUID_PATTERN = rf"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$(?!\n)"
 # A room, user or meeting id: a UUID in its canonical hyphenated form, any case on input, lower-cased.
 Uuid = Annotated[
     str, msgspec.Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"}), CASE_INSENSITIVE
