@@ -188,6 +188,16 @@ async def test_extra_fields_repeated_or_comma_separated_any_case(client: Any, rp
     assert rpc.sent[-1][1].body == chat.ListRooms()
 
 
+@pytest.mark.parametrize("query", ["extraFields=", "extraFields=members,", "extraFields=,settings"])
+async def test_an_empty_extra_field_is_400_not_ignored(client: Any, rpc: Recorder, query: str) -> None:
+    # The document says each item is members or settings: an empty one is bad input, as the fuzzer sends.
+    sent = len(rpc.sent)
+    response = await client.get(f"/rooms?{query}", headers=bearer())
+    assert response.status == 400, await response.text()
+    assert "extraFields" in (await response.json())["message"]
+    assert len(rpc.sent) == sent
+
+
 async def test_user_ids_repeated_at_most_ten(client: Any, rpc: Recorder) -> None:
     ids = [f"00000000-0000-4000-8000-{n:012d}" for n in range(11)]
     query = "&".join(f"userIds={i}" for i in ids[:10])
