@@ -96,6 +96,8 @@ RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 RoomDescription = Annotated[str, msgspec.Meta(max_length=256)]
 
 NAME_MAX_LENGTH = 128
+# Most members of a group by default (the chat service's PARLEY_CHAT_MAX_GROUP_MEMBERS).
+MAX_GROUP_MEMBERS = 128
 DESCRIPTION_MAX_LENGTH = 256
 MAX_USER_IDS = 10
 
@@ -181,6 +183,68 @@ class RoomCreationFields(ChatBody, frozen=True):
     @property
     def room_type(self) -> RoomType:
         return typing.cast(RoomType, self.type)
+
+
+def _when_type(*types: RoomType, then: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {"required": ["type"], "properties": {"type": {"pattern": _choice_pattern(types)}}},
+        "then": then,
+    }
+
+
+_ABSENT: dict[str, Any] = {"type": "null"}  # absent or null: the body's None
+# The room type's rules that need no stored state, stated in the document (the use case checks them all,
+# in the real backend's order): a client or a fuzzer can tell a valid creation from the schema alone.
+# What needs state (known users, the parent being a workspace, the caller not among membersIds, an
+# existing one_to_one) stays in words. The member cap is the default of PARLEY_CHAT_MAX_GROUP_MEMBERS.
+ROOM_CREATION_RULES: dict[str, Any] = {
+    "allOf": [
+        {"properties": {"membersIds": {"uniqueItems": True}}},
+        _when_type(
+            "one_to_one",
+            then={
+                "required": ["membersIds"],
+                "properties": {
+                    "name": _ABSENT,
+                    "description": _ABSENT,
+                    "membersIds": {"minItems": 1, "maxItems": 1},
+                    "parentId": _ABSENT,
+                },
+            },
+        ),
+        _when_type(
+            "group",
+            "temporary",
+            then={"required": ["name"], "properties": {"name": {"type": "string"}, "parentId": _ABSENT}},
+        ),
+        _when_type(
+            "group",
+            "workspace",
+            then={
+                "required": ["membersIds"],
+                "properties": {
+                    "membersIds": {"minItems": 2, "maxItems": MAX_GROUP_MEMBERS},
+                    "parentId": _ABSENT,
+                },
+            },
+        ),
+        _when_type(
+            "channel",
+            then={
+                "required": ["parentId"],
+                "properties": {"membersIds": {"maxItems": 0}, "parentId": {"type": "string"}},
+            },
+        ),
+    ],
+    "description": (
+        "one_to_one: exactly one other member, no name, no description; group and temporary: a name; "
+        f"group and workspace: 2 to {MAX_GROUP_MEMBERS} other members (the service's setting); channel: a "
+        "parentId (a workspace of the caller's), no members; parentId only for a channel; membersIds "
+        "distinct, known users of the organization, without the caller"
+    ),
+}
+# POST /rooms' body as the HTTP side carries it: the same struct, with the rules above in its schema.
+RoomCreationBody = Annotated[RoomCreationFields, msgspec.Meta(extra_json_schema=ROOM_CREATION_RULES)]
 
 
 class MemberToInsert(ChatBody, frozen=True):
