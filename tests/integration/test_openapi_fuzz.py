@@ -34,6 +34,14 @@ MAX_EXAMPLES = 100
 FUZZER = "0b9c6a1e-3f2d-4c5b-8a7e-1d2c3b4a5f6e"
 # The whole document is one pytest test (an operation per subtest): 1-2 min here, more on a busy box.
 pytestmark = pytest.mark.timeout(420)
+RANK_OPERATIONS = ("/rooms/workspaces/rank", "/rooms/workspaces/{workspaceId}/channels/rank")
+# The ranking rules: a permutation of 1..n (JSON Schema has no uniqueness of a property across items) over
+# exactly the stored rooms it ranks.
+RANK_RULES = re.compile(
+    r"ranks must be 1 to n, each once$|a roomId is listed twice$"
+    r"|rank all \d+ (of your workspaces|channels of the workspace), no more, no less$"
+    r"|room \S+ is not (one of your workspaces|a channel of workspace \S+)$"
+)
 MULTIPART_OPERATIONS = ("/rtc-api/snapshots/acquire", "/rtc-api/snapshots/upload")
 # What set_aside_reason let through in this run, printed at the end (pytest -s) to keep an eye on it.
 SET_ASIDE: Counter[str] = Counter()
@@ -116,6 +124,13 @@ def set_aside_reason(case: Any, response: Any, failure: Failure, gateway_log: st
         and message.startswith("masks: ")
     ):
         return "masks must parse as JSONPath"
+    if (
+        failure.code == "ST202"
+        and case.path in RANK_OPERATIONS
+        and response.status_code == 400
+        and RANK_RULES.match(message)
+    ):
+        return "ranks must be 1 to n, once each, over exactly the caller's workspaces (or the channels)"
     not_the_declared_picture = message.startswith("image: the file is not") or re.search(
         r" does not match the image, which is image/\w+$", message
     )

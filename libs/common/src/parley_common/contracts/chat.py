@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 import msgspec
 
 from parley_common.contracts.base import Empty, Payload
+from parley_common.contracts.conference import INSTANT_PATTERN
 
 T = TypeVar("T")
 
@@ -92,6 +93,9 @@ UUID_PATTERN = rf"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$
 Uuid = Annotated[
     str, msgspec.Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"}), CASE_INSENSITIVE
 ]
+# A date-time a body gives, with its zone (a naive one is refused): the document states the RFC 3339
+# form the decoder takes, since `format: date-time` alone is not asserted by JSON Schema readers.
+Instant = Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={"pattern": INSTANT_PATTERN})]
 RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 RoomDescription = Annotated[str, msgspec.Meta(max_length=256)]
 
@@ -255,7 +259,14 @@ class MemberToInsert(ChatBody, frozen=True):
 
 class RoomRank(ChatBody, frozen=True):
     room_id: Uuid
-    rank: int
+    # What the document can state of "the ranks are 1 to n, each once, for every one of your rooms".
+    rank: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="1 to n, each once, n = the caller's workspaces (or the workspace's channels)",
+        ),
+    ]
 
 
 class MeetingCreation(ChatBody, frozen=True):
@@ -265,7 +276,7 @@ class MeetingCreation(ChatBody, frozen=True):
     room_id: Uuid
     name: str | None = None
     meeting_type: MeetingTypeInput = "permanent"
-    expiration: datetime | None = None
+    expiration: Instant | None = None
 
     @property
     def kind(self) -> MeetingType:
