@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import jsonschema
 import msgspec
 import pytest
 from parley_common.contracts import chat
@@ -327,3 +328,22 @@ def test_every_operation_is_a_chat_body_with_a_subject() -> None:
         subject = (subjects.chat_command if operation.kind == "cmd" else subjects.chat_query)(name)
         assert subject.startswith(f"parley.{operation.kind}.chat.")
     assert subjects.chat_query("admit") == subjects.CHAT_ADMIT
+
+
+@pytest.mark.parametrize("expiration", ["", "2024-01-01", "2024-01-01T10:00:00", "2024-01-01T10:00:00Z\n"])
+def test_the_schema_refuses_an_expiration_the_decoder_refuses(expiration: str) -> None:
+    # `format: date-time` is not asserted by JSON Schema readers: the pattern states the form decoded.
+    body = {"roomId": "6f1c4d3a-0b7e-4e2a-9d4c-1a2b3c4d5e6f", "expiration": expiration}
+    schema = msgspec.json.schema(chat.MeetingCreation)
+    assert not jsonschema.Draft202012Validator(schema).is_valid(body)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.json.decode(msgspec.json.encode(body), type=chat.MeetingCreation)
+
+
+@pytest.mark.parametrize(
+    "expiration", ["2024-02-29T00:00:00Z", "9999-12-31T23:59:59.999999Z", "0001-01-01T00:00:00+23:59"]
+)
+def test_the_schema_and_the_decoder_take_an_rfc3339_expiration(expiration: str) -> None:
+    body = {"roomId": "6f1c4d3a-0b7e-4e2a-9d4c-1a2b3c4d5e6f", "expiration": expiration}
+    assert jsonschema.Draft202012Validator(msgspec.json.schema(chat.MeetingCreation)).is_valid(body)
+    assert msgspec.json.decode(msgspec.json.encode(body), type=chat.MeetingCreation).expiration is not None

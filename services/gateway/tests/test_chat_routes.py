@@ -8,11 +8,13 @@ requests the gateway would send (these are unit tests of the gateway's layer, no
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
+import jsonschema
 import msgspec
 import pytest
 from aiohttp import web
@@ -147,6 +149,47 @@ async def test_openapi_documents_each_chat_route(client: Any) -> None:
     assert users["schema"]["maxItems"] == 10
 
 
+def _creation(**fields: Any) -> dict[str, Any]:
+    return {"type": "group", "name": "g", "membersIds": [ROOM, OTHER], **fields}
+
+
+# Bodies the use case refuses (400) without looking at stored state: the document must refuse them too,
+# or a client (and the fuzzer) reading it sends them in good faith.
+REFUSED_CREATIONS = [
+    _creation(name=None),
+    _creation(type="temporary", name=None, membersIds=[]),
+    _creation(membersIds=[ROOM]),
+    _creation(membersIds=[ROOM, ROOM]),
+    _creation(membersIds=[str(uuid.UUID(int=i)) for i in range(129)]),
+    _creation(parentId=ROOM),
+    _creation(type="one_to_one", name=None, membersIds=[ROOM, OTHER]),
+    {"type": "one_to_one", "name": "x", "membersIds": [ROOM]},
+    {"type": "one_to_one", "description": "x", "membersIds": [ROOM]},
+    {"type": "one_to_one"},
+    {"type": "workspace", "name": "w", "membersIds": [ROOM]},
+    {"type": "channel", "name": "c"},
+    {"type": "channel", "name": "c", "parentId": ROOM, "membersIds": [OTHER]},
+]
+ACCEPTED_CREATIONS = [
+    _creation(),
+    {"type": "one_to_one", "membersIds": [ROOM]},
+    {"type": "one_to_one", "name": None, "membersIds": [ROOM]},
+    {"type": "temporary", "name": "t"},
+    {"type": "workspace", "name": "w", "membersIds": [ROOM, OTHER]},
+    {"type": "channel", "name": "c", "parentId": ROOM},
+]
+
+
+async def test_the_document_states_the_room_creation_rules(client: Any) -> None:
+    document = await (await client.get("/openapi.json")).json()
+    content = document["paths"]["/rooms"]["post"]["requestBody"]["content"]["application/json"]
+    validator = jsonschema.Draft202012Validator({**content["schema"], "components": document["components"]})
+    for body in REFUSED_CREATIONS:
+        assert not validator.is_valid(body), body
+    for body in ACCEPTED_CREATIONS:
+        assert validator.is_valid(body), body
+
+
 # --- parameters folded into the command body ------------------------------------------------------------
 
 
@@ -228,6 +271,16 @@ async def test_get_rooms_pages_that_do_not_move_on_are_502_not_a_loop() -> None:
         assert response.status == 502
         assert set(await response.json()) == {"message", "traceId"}
     assert len(pager.sent) == 2
+
+
+@pytest.mark.parametrize("query", ["extraFields=", "extraFields=members,", "extraFields=,settings"])
+async def test_an_empty_extra_field_is_400_not_ignored(client: Any, rpc: Recorder, query: str) -> None:
+    # The document says each item is members or settings: an empty one is bad input, as the fuzzer sends.
+    sent = len(rpc.sent)
+    response = await client.get(f"/rooms?{query}", headers=bearer())
+    assert response.status == 400, await response.text()
+    assert "extraFields" in (await response.json())["message"]
+    assert len(rpc.sent) == sent
 
 
 async def test_user_ids_repeated_at_most_ten(client: Any, rpc: Recorder) -> None:

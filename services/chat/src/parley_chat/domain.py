@@ -25,7 +25,7 @@ from parley_common.errors import Conflict, InvalidCommand, NotAllowed, NotFound
 
 R = TypeVar("R")
 
-MAX_GROUP_MEMBERS = 128
+MAX_GROUP_MEMBERS = api.MAX_GROUP_MEMBERS
 MAX_USER_IDS = api.MAX_USER_IDS
 
 CAPABILITIES = api.Capabilities(

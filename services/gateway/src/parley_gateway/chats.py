@@ -70,7 +70,7 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
             ),
         ),
     ),
-    ChatRoute("POST", "/rooms", "insertRoom", "Create a room", chat.RoomCreationFields, created=True),
+    ChatRoute("POST", "/rooms", "insertRoom", "Create a room", chat.RoomCreationBody, created=True),
     ChatRoute(
         "PUT",
         "/rooms/workspaces/rank",

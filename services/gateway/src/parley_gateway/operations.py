@@ -45,7 +45,9 @@ class QueryParam:
             return request.query.get(self.name)
         values = request.query.getall(self.name, [])
         if self.comma_separated:
-            values = [part.strip() for value in values for part in value.split(",") if part.strip()]
+            # Empty parts are kept, not dropped: `?a=` or `?a=x,` is bad input the type check refuses
+            # (400), as the document says, rather than a silently different request.
+            values = [part.strip() for value in values for part in value.split(",")]
         return values or None
 
 

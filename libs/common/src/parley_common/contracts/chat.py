@@ -10,7 +10,8 @@ struct of a command (`RoomRef {roomId}`, `MemberRef {roomId, userId}`), decoded 
 they pass the same checks as body fields.
 
 Case-insensitivity lives in ONE place: fields typed with a `CaseInsensitive` marker (the enums and `Uuid`)
-accept any case (a pattern with `(?i)`) and `ChatPayload.__post_init__` lower-cases them, so whatever
+accept any case (a portable pattern: a class per letter, `[gG][rR]...`, since `(?i)` is not ECMA-262,
+the OpenAPI document's regex flavour) and `ChatPayload.__post_init__` lower-cases them, so whatever
 decoded the value (the gateway's HTTP body, a query string through `decode_params`, the bus), the rules
 see the canonical lower-case spelling.
 """
@@ -27,6 +28,7 @@ from typing import Annotated, Any, Literal, NamedTuple, TypeVar, get_args
 import msgspec
 
 from parley_common.contracts.base import Empty, Payload
+from parley_common.contracts.conference import INSTANT_PATTERN
 
 T = TypeVar("T")
 
@@ -42,8 +44,14 @@ class CaseInsensitive:
 CASE_INSENSITIVE = CaseInsensitive()
 
 
+def _any_case(value: str) -> str:
+    """`value` matched in any case, spelled so Python's `re` and ECMA-262 read it alike (no `(?i)` flag)."""
+    return "".join(f"[{c.lower()}{c.upper()}]" if c.lower() != c.upper() else re.escape(c) for c in value)
+
+
 def _choice_pattern(values: tuple[str, ...]) -> str:
-    return "(?i)^(?:" + "|".join(re.escape(value) for value in values) + ")$"
+    # `$(?!\n)`: Python's `$` also matches before a final newline, ECMA-262's does not.
+    return "^(?:" + "|".join(_any_case(value) for value in values) + r")$(?!\n)"
 
 
 RoomType = Literal["one_to_one", "group", "temporary", "workspace", "channel"]
@@ -79,15 +87,21 @@ UserTypeInput = Annotated[
     CASE_INSENSITIVE,
 ]
 
-UUID_PATTERN = "(?i)^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+_HEX = "[0-9a-fA-F]"
+UUID_PATTERN = rf"^{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}$(?!\n)"
 # A room, user or meeting id: a UUID in its canonical hyphenated form, any case on input, lower-cased.
 Uuid = Annotated[
     str, msgspec.Meta(pattern=UUID_PATTERN, extra_json_schema={"format": "uuid"}), CASE_INSENSITIVE
 ]
+# A date-time a body gives, with its zone (a naive one is refused): the document states the RFC 3339
+# form the decoder takes, since `format: date-time` alone is not asserted by JSON Schema readers.
+Instant = Annotated[datetime, msgspec.Meta(tz=True, extra_json_schema={"pattern": INSTANT_PATTERN})]
 RoomName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 RoomDescription = Annotated[str, msgspec.Meta(max_length=256)]
 
 NAME_MAX_LENGTH = 128
+# Most members of a group by default (the chat service's PARLEY_CHAT_MAX_GROUP_MEMBERS).
+MAX_GROUP_MEMBERS = 128
 DESCRIPTION_MAX_LENGTH = 256
 MAX_USER_IDS = 10
 
@@ -175,6 +189,68 @@ class RoomCreationFields(ChatBody, frozen=True):
         return typing.cast(RoomType, self.type)
 
 
+def _when_type(*types: RoomType, then: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "if": {"required": ["type"], "properties": {"type": {"pattern": _choice_pattern(types)}}},
+        "then": then,
+    }
+
+
+_ABSENT: dict[str, Any] = {"type": "null"}  # absent or null: the body's None
+# The room type's rules that need no stored state, stated in the document (the use case checks them all,
+# in the real backend's order): a client or a fuzzer can tell a valid creation from the schema alone.
+# What needs state (known users, the parent being a workspace, the caller not among membersIds, an
+# existing one_to_one) stays in words. The member cap is the default of PARLEY_CHAT_MAX_GROUP_MEMBERS.
+ROOM_CREATION_RULES: dict[str, Any] = {
+    "allOf": [
+        {"properties": {"membersIds": {"uniqueItems": True}}},
+        _when_type(
+            "one_to_one",
+            then={
+                "required": ["membersIds"],
+                "properties": {
+                    "name": _ABSENT,
+                    "description": _ABSENT,
+                    "membersIds": {"minItems": 1, "maxItems": 1},
+                    "parentId": _ABSENT,
+                },
+            },
+        ),
+        _when_type(
+            "group",
+            "temporary",
+            then={"required": ["name"], "properties": {"name": {"type": "string"}, "parentId": _ABSENT}},
+        ),
+        _when_type(
+            "group",
+            "workspace",
+            then={
+                "required": ["membersIds"],
+                "properties": {
+                    "membersIds": {"minItems": 2, "maxItems": MAX_GROUP_MEMBERS},
+                    "parentId": _ABSENT,
+                },
+            },
+        ),
+        _when_type(
+            "channel",
+            then={
+                "required": ["parentId"],
+                "properties": {"membersIds": {"maxItems": 0}, "parentId": {"type": "string"}},
+            },
+        ),
+    ],
+    "description": (
+        "one_to_one: exactly one other member, no name, no description; group and temporary: a name; "
+        f"group and workspace: 2 to {MAX_GROUP_MEMBERS} other members (the service's setting); channel: a "
+        "parentId (a workspace of the caller's), no members; parentId only for a channel; membersIds "
+        "distinct, known users of the organization, without the caller"
+    ),
+}
+# POST /rooms' body as the HTTP side carries it: the same struct, with the rules above in its schema.
+RoomCreationBody = Annotated[RoomCreationFields, msgspec.Meta(extra_json_schema=ROOM_CREATION_RULES)]
+
+
 class MemberToInsert(ChatBody, frozen=True):
     user_id: Uuid
     owner: bool
@@ -183,7 +259,14 @@ class MemberToInsert(ChatBody, frozen=True):
 
 class RoomRank(ChatBody, frozen=True):
     room_id: Uuid
-    rank: int
+    # What the document can state of "the ranks are 1 to n, each once, for every one of your rooms".
+    rank: Annotated[
+        int,
+        msgspec.Meta(
+            ge=1,
+            description="1 to n, each once, n = the caller's workspaces (or the workspace's channels)",
+        ),
+    ]
 
 
 class MeetingCreation(ChatBody, frozen=True):
@@ -193,7 +276,7 @@ class MeetingCreation(ChatBody, frozen=True):
     room_id: Uuid
     name: str | None = None
     meeting_type: MeetingTypeInput = "permanent"
-    expiration: datetime | None = None
+    expiration: Instant | None = None
 
     @property
     def kind(self) -> MeetingType:
