@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, ObjectStoreConfig, RetentionPolicy, StorageType, StreamConfig
@@ -19,79 +20,67 @@ CHAT_STREAM = "PARLEY_CHAT"
 USER_PUSH_STREAM = "PARLEY_USER_PUSH"
 USERS_STREAM = "PARLEY_USERS"
 
+
+def _stream(*, name: str, description: str, subjects: list[str], **limits: Any) -> StreamConfig:
+    """A file-backed stream that keeps messages by its limits (age, count per subject) and drops the oldest;
+    publishes carry `Nats-Msg-Id`, deduplicated within two minutes."""
+    return StreamConfig(
+        name=name,
+        description=description,
+        subjects=subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        duplicate_window=120.0,
+        discard=DiscardPolicy.OLD,
+        **limits,
+    )
+
+
 STREAMS: tuple[StreamConfig, ...] = (
-    StreamConfig(
+    _stream(
         name=CONFERENCE_STREAM,
         description="Conference domain events, one subject per event type",
         subjects=[subjects.CONFERENCE_EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         max_age=30 * DAY,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name="PARLEY_MEDIA",
         description="What media nodes report about their streams: ended, recording stored",
         subjects=[subjects.MEDIA_EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         max_age=7 * DAY,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name=SNAPSHOT_STREAM,
         description="Snapshot domain events, one subject per event type",
         subjects=[subjects.SNAPSHOT_EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         max_age=30 * DAY,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name=PUSH_STREAM,
         description="AT_LEAST_ONCE events addressed to one user endpoint, kept until acknowledged",
         subjects=[subjects.PUSH_DURABLE_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         max_age=1 * DAY,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name=CHAT_STREAM,
         description="Chat domain events, once each, one subject per event type",
         subjects=[subjects.CHAT_EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         max_age=30 * DAY,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name=USER_PUSH_STREAM,
         description="Chat events, one copy per recipient user, read by the gateway's /events/ws",
         subjects=[subjects.USER_PUSH_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         # A client away longer than a week starts again from GET /rooms; a busy user keeps the newest.
         max_age=7 * DAY,
         max_msgs_per_subject=10_000,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
-    StreamConfig(
+    _stream(
         name=USERS_STREAM,
         description="The latest report of each authenticated user: the chat user directory's source",
         subjects=[subjects.USERS_SEEN_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
         # Only the last report of a user matters.
         max_msgs_per_subject=1,
-        duplicate_window=120.0,
-        discard=DiscardPolicy.OLD,
     ),
 )
 
