@@ -15,13 +15,7 @@ from tests.integration.helpers import Api, Stack, token
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root: Path = tmp_path_factory.mktemp("stack")
     running = Stack(root, gateways=2, env={"PARLEY_LONGPOLL_SECONDS": "1"})
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        for name in ["conference", *running.gateway_names]:
-            print(f"--- {name} log ---\n{running.logs(name)[-4000:]}")
-        raise
+    running.start()
     yield running
     running.stop()
 

@@ -99,9 +99,17 @@ class Stack:
         return self.local.nats.url
 
     def start(self) -> Stack:
-        self.local.start()
-        for port in self.ports:
-            self.wait_ready(port)
+        """Start every process and wait until each gateway is ready. A failed start stops what it started
+        (no process outlives the test) and prints the tail of each service's log, then raises."""
+        try:
+            self.local.start()
+            for port in self.ports:
+                self.wait_ready(port)
+        except Exception:
+            self.stop()
+            for name in self.local.processes:
+                print(f"--- {name} log ---\n{self.logs(name)[-4000:]}")
+            raise
         return self
 
     def wait_ready(self, port: int, timeout: float = 30.0) -> None:

@@ -167,13 +167,7 @@ def chromium() -> str:
 def media_stack(tmp_path_factory: pytest.TempPathFactory, chromium: str) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("browser-stack")
     running = Stack(root, media=1)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        for name in ["conference", *running.media_names, *running.gateway_names]:
-            print(f"--- {name} log ---\n{running.logs(name)[-4000:]}")
-        raise
+    running.start()
     yield running
     running.stop()
 

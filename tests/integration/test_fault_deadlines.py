@@ -192,11 +192,7 @@ def nats_server_pid(port: int) -> int:
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
+    running.start()
     yield running
     running.stop()
 

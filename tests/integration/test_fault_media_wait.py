@@ -32,11 +32,7 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
             "PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS": str(3 * NODE_WAIT),
         },
     )
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
+    running.start()
     yield running
     running.stop()
 

@@ -48,13 +48,7 @@ def media_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PARLEY_MEDIA_CONNECT_TIMEOUT_SECONDS": "5",
         },
     )
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        for name in ["conference", NODE, *running.gateway_names]:
-            print(f"--- {name} log ---\n{running.logs(name)[-4000:]}")
-        raise
+    running.start()
     yield running
     running.stop()
 

@@ -26,11 +26,7 @@ def two_nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         media=2,
         env={"PARLEY_MEDIA_NODE_TIMEOUT_SECONDS": str(NODE_TIMEOUT), "PARLEY_OPTIONAL_SERVICES": "media"},
     )
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
+    running.start()
     yield running
     running.stop()
 

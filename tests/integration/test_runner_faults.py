@@ -40,11 +40,7 @@ def ready(stack: Stack) -> bool:
 @pytest.fixture
 def small_stack(tmp_path: Path) -> Iterator[Stack]:
     running = Stack(tmp_path, gateways=1)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
+    running.start()
     yield running
     running.stop()
 

@@ -57,13 +57,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "PARLEY_MEDIA_NODE_TIMEOUT_SECONDS": "3",
         },
     )
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        for name in ["conference", "snapshot", "media-0", *running.gateway_names]:
-            print(f"--- {name} log ---\n{running.logs(name)[-4000:]}")
-        raise
+    running.start()
     yield running
     running.stop()
 
