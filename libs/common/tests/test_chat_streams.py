@@ -4,7 +4,7 @@ one-message-per-user retention, and no stream capturing a request subject."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import msgspec
@@ -19,12 +19,6 @@ from parley_common.processes import NatsServer
 ALICE = "2c4a230c-5085-4924-a3e1-25fb4fc5965b"
 BOB = "497f6eca-6276-4993-bfeb-53cbbbba6f08"
 ROOM = "c3631f02-ff67-42b8-8775-18c47f52a678"
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,12 +27,6 @@ from parley_conference.adapters.repository import ConferenceRepository
 
 # Far shorter than the 120 s of production, so the test can outlast it.
 DUPLICATE_WINDOW = 1.0
-
-
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
-        yield server
 
 
 @pytest.fixture

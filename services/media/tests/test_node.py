@@ -14,13 +14,12 @@ import sys
 import time
 import uuid
 from asyncio.subprocess import DEVNULL, PIPE
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import av
 import msgspec
-import nats
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -84,12 +83,6 @@ T = TypeVar("T")
 # -- fixtures --------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsServer]:
-    with NatsServer(tmp_path_factory.mktemp("nats")) as server:
-        yield server
-
-
 def node_settings(server: NatsServer, node_id: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "common": CommonSettings(
@@ -114,13 +107,6 @@ async def node(nats_server: NatsServer) -> AsyncIterator[MediaNode]:
     await running.start()
     yield running
     await running.stop()
-
-
-@pytest.fixture
-async def nc(nats_server: NatsServer) -> AsyncIterator[Client]:
-    connection = await nats.connect(nats_server.url)
-    yield connection
-    await connection.close()
 
 
 @pytest.fixture
