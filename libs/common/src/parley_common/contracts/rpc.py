@@ -12,6 +12,7 @@ from typing import Generic, TypeVar
 import msgspec
 
 from parley_common.contracts.base import Payload
+from parley_common.contracts.meeting import MeetingGrant
 
 T = TypeVar("T")
 
@@ -25,6 +26,8 @@ class Caller(Payload, frozen=True):
     scopes: tuple[str, ...] = ()
     name: str | None = None
     email: str | None = None
+    # A meeting token's grant (one conference, one role): see `parley_common.contracts.meeting`.
+    grant: MeetingGrant | None = None
 
 
 class Deadlined(Payload, frozen=True):

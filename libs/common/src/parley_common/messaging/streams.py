@@ -19,6 +19,7 @@ PUSH_STREAM = "PARLEY_PUSH"
 CHAT_STREAM = "PARLEY_CHAT"
 USER_PUSH_STREAM = "PARLEY_USER_PUSH"
 USERS_STREAM = "PARLEY_USERS"
+MEETING_STREAM = "PARLEY_MEETING"
 
 
 def _stream(*, name: str, description: str, subjects: list[str], **limits: Any) -> StreamConfig:
@@ -65,6 +66,12 @@ STREAMS: tuple[StreamConfig, ...] = (
         name=CHAT_STREAM,
         description="Chat domain events, once each, one subject per event type",
         subjects=[subjects.CHAT_EVENTS_ALL],
+        max_age=30 * DAY,
+    ),
+    _stream(
+        name=MEETING_STREAM,
+        description="Scheduled meeting events (SourceFuse and Coviu APIs), one subject per event type",
+        subjects=[subjects.MEETING_EVENTS_ALL],
         max_age=30 * DAY,
     ),
     _stream(

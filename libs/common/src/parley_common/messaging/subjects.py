@@ -64,6 +64,14 @@ CHAT_ADMIT = "parley.qry.chat.admit"
 # `parley.cmd.conference.end` and drops a user with `parley.cmd.conference.removeParticipant`.
 CONFERENCE_CREATE_GUARDED = "parley.cmd.conference.createGuarded"
 
+# Scheduled meetings (the SourceFuse and Coviu APIs), served by the conference service (queue group
+# `conference`), one subject per `parley_common.contracts.meeting.OPERATIONS` entry; events on JetStream
+# stream PARLEY_MEETING.
+MEETING_COMMAND = "parley.cmd.meeting.{op}"
+MEETING_QUERY = "parley.qry.meeting.{op}"
+MEETING_EVENTS = "parley.events.meeting.{type}"
+MEETING_EVENTS_ALL = "parley.events.meeting.>"
+
 
 def conference_command(op: str) -> str:
     return CONFERENCE_COMMAND.format(op=op)
@@ -99,6 +107,18 @@ def snapshot_query(op: str) -> str:
 
 def snapshot_event(event_type: str) -> str:
     return SNAPSHOT_EVENTS.format(type=event_type)
+
+
+def meeting_command(op: str) -> str:
+    return MEETING_COMMAND.format(op=op)
+
+
+def meeting_query(op: str) -> str:
+    return MEETING_QUERY.format(op=op)
+
+
+def meeting_event(event_type: str) -> str:
+    return MEETING_EVENTS.format(type=event_type)
 
 
 def endpoint_token(organization_id: str, user_endpoint_id: str) -> str:
