@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from parley_common.contracts.base import ID_MAX_LENGTH, MAX_INT64, Id, Payload
+from parley_common.contracts.meeting import MeetingGrant
 from parley_common.jsonlimits import JSON_VALUE_REF
 
 JSON_VALUE = {"$ref": JSON_VALUE_REF}
@@ -177,6 +178,23 @@ class RemoveParticipantCommand(Payload, frozen=True):
 
     conference_id: Id
     user_id: Id
+    reason: str | None = None
+
+
+class AdmitLobbyEndpointWebCommand(Payload, frozen=True):
+    """A moderator in the call (`userEndpointId`) lets a waiting endpoint (`lobbyEndpointId`) in."""
+
+    conference_id: Id
+    user_endpoint_id: Id
+    lobby_endpoint_id: Id
+
+
+class RejectLobbyEndpointWebCommand(Payload, frozen=True):
+    """A moderator in the call (`userEndpointId`) turns a waiting endpoint (`lobbyEndpointId`) away."""
+
+    conference_id: Id
+    user_endpoint_id: Id
+    lobby_endpoint_id: Id
     reason: str | None = None
 
 
@@ -372,10 +390,38 @@ class ConferenceCreatedEvent(ConferenceEvent, kw_only=True, frozen=True):
     metadata: dict[str, Metadata] = {}
     # Set for a guarded conference (`createGuarded`); events logged before guards existed load unguarded.
     admission: Admission | None = None
+    # The scheduled meeting behind this conference (`parley_common.contracts.meeting`): the meeting, not
+    # the empty timeout, decides when it ends.
+    meeting_id: str | None = None
 
 
 class ConferenceJoinedEvent(ConferenceEvent, kw_only=True, frozen=True):
     metadata: JsonObject = {}
+    # The meeting token's grant the endpoint joined with (role, attendee), when it had one.
+    grant: MeetingGrant | None = None
+
+
+class ConferenceLobbyEnteredEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """An endpoint whose grant says `lobby` asked to join: it waits (no media, no events) for a moderator."""
+
+    metadata: JsonObject = {}
+    grant: MeetingGrant | None = None
+
+
+class ConferenceLobbyAdmittedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """A moderator in the call (`userEndpointId`/`userId`) let a waiting endpoint in: it has now joined."""
+
+    lobby_endpoint_id: str
+    lobby_user_id: str | None = None
+    grant: MeetingGrant | None = None
+
+
+class ConferenceLobbyRejectedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """A moderator turned a waiting endpoint away (also raised when it gives up waiting: reason LEFT)."""
+
+    lobby_endpoint_id: str
+    lobby_user_id: str | None = None
+    reason: str | None = None
 
 
 class ConferenceLeftEvent(ConferenceEvent, kw_only=True, frozen=True):
@@ -432,6 +478,9 @@ AnyConferenceEvent = (
     | ConferenceStreamUnpublishedEvent
     | ConferenceStreamMetadataUpdatedEvent
     | ConferencePublishedStreamBitrateUpdatedEvent
+    | ConferenceLobbyEnteredEvent
+    | ConferenceLobbyAdmittedEvent
+    | ConferenceLobbyRejectedEvent
 )
 
 
