@@ -106,6 +106,8 @@ class Conference(msgspec.Struct, frozen=True, kw_only=True):
     empty_since: datetime | None = None
     # Who admits joins (None: anyone of the organization may join). Fixed at creation.
     admission: Admission | None = None
+    # The scheduled meeting behind the conference: it, not the empty timeout, ends the conference.
+    meeting_id: str | None = None
 
     @property
     def guarded(self) -> bool:
@@ -197,6 +199,7 @@ def decide_create(
     metadata: dict[str, str],
     ctx: EventContext,
     admission: Admission | None = None,
+    meeting_id: str | None = None,
 ) -> ConferenceCreatedEvent:
     validate_conference_id(conference_id)
     if mode not in (None, "ROUTER"):
@@ -217,6 +220,7 @@ def decide_create(
         creator_endpoint=creator_endpoint,
         metadata=entries,
         admission=admission,
+        meeting_id=meeting_id,
     )
 
 
@@ -284,6 +288,8 @@ def decide_end_if_empty(
     conference: Conference, *, now: datetime, timeout_seconds: float, ctx: EventContext
 ) -> ConferenceEndedEvent | None:
     if conference.ended or not conference.empty or conference.empty_since is None:
+        return None
+    if conference.meeting_id is not None:  # a scheduled meeting waits for its people; the meeting ends it
         return None
     if (now - conference.empty_since).total_seconds() < timeout_seconds:
         return None
@@ -531,6 +537,7 @@ def create(event: ConferenceCreatedEvent) -> Conference:
         metadata=dict(event.metadata),
         empty_since=event.timestamp,
         admission=event.admission,
+        meeting_id=event.meeting_id,
     )
 
 
