@@ -110,6 +110,10 @@ async def ensure_streams(js: JetStreamContext, streams: tuple[StreamConfig, ...]
 # Object store buckets, declared like the streams: whoever opens one first creates it.
 OBJECT_STORES: dict[str, ObjectStoreConfig] = {
     subjects.SNAPSHOTS_BUCKET: ObjectStoreConfig(description="Snapshot images", storage=StorageType.FILE),
+    subjects.CHAT_FILES_BUCKET: ObjectStoreConfig(
+        description="Chat files: attachments, room and user pictures, rendered previews",
+        storage=StorageType.FILE,
+    ),
     # What the gateway received and the snapshot service has not checked yet; an upload abandoned half-way
     # (a process dying between the two steps) expires.
     subjects.SNAPSHOT_STAGING_BUCKET: ObjectStoreConfig(

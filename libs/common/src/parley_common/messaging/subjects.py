@@ -57,6 +57,10 @@ USER_PUSH_ALL = "parley.push.user.>"
 # The gateway's report of an authenticated user; stream PARLEY_USERS keeps the latest one per user.
 USERS_SEEN = "parley.users.seen.{org}.{user}"
 USERS_SEEN_ALL = "parley.users.seen.>"
+# JetStream object store bucket of chat files: `attachments/{fileId}`, `pictures/rooms/{roomId}`,
+# `pictures/users/{userId}`, rendered previews `previews/{fileId}/{key}` (ids are UUIDs, unique across
+# organizations; the chat service's records say whose each one is).
+CHAT_FILES_BUCKET = "parley_attachments"
 # Asked by the conference service on every join of a guarded conference (a room meeting).
 CHAT_ADMIT = "parley.qry.chat.admit"
 # Internal: create a conference whose joins are checked against an admission subject
