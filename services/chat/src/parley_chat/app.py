@@ -7,12 +7,13 @@ from collections.abc import Awaitable, Callable
 
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.outbox import Outbox, Publisher, PublishEvent, each
+from parley_common.outbox import DeleteObject, Outbox, Publisher, PublishEvent, each
 from parley_common.service import Runtime, run_service, serve
 
 from parley_chat.adapters.bus import register
 from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
+from parley_chat.adapters.files import ChatFiles
 from parley_chat.adapters.repository import StorageChatRepository
 from parley_chat.effects import EndConference, RemoveFromConference
 from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
@@ -31,6 +32,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             log.info("landed the writes of interrupted commits", commits=landed)
         rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
         conferences = ConferenceClient(rpc)
+        files = ChatFiles(runtime.js)
 
         async def remove(effect: RemoveFromConference) -> None:
             await conferences.remove_participant(effect.organization_id, effect.conference_id, effect.user_id)
@@ -46,6 +48,8 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                     PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),
                     RemoveFromConference: each(remove),
                     EndConference: each(end),
+                    # Bytes last: a deleted attachment's or room's objects.
+                    DeleteObject: each(files.execute),
                 },
             )
         )
@@ -54,6 +58,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             conferences,
             SeenReportsOnStream(runtime.js),
             max_group_members=settings.max_group_members,
+            files=files,
         )
         responders = runtime.takes_requests(Responders(runtime.nc))
         runtime.after_start(lambda: register(responders, handlers, runtime.store, runtime.js))

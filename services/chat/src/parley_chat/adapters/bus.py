@@ -49,6 +49,11 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "getMeetingByRoomId": handlers.get_meeting_by_room_id,
         "createMeeting": handlers.create_meeting,
         "admit": handlers.admit,
+        "prepareAttachment": handlers.prepare_attachment,
+        "insertAttachment": handlers.insert_attachment,
+        "listRoomAttachmentInfo": handlers.list_room_attachment_info,
+        "getAttachmentInfo": handlers.get_attachment_info,
+        "deleteAttachment": handlers.delete_attachment,
     }
 
 
