@@ -39,7 +39,8 @@ from nats.js.object_store import (
 from parley_common.clock import new_id
 
 CHUNK_SIZE = OBJ_DEFAULT_CHUNK_SIZE
-_ROLLUP: dict[str, str] = {str(api.Header.ROLLUP.value): "sub"}  # nats-py's MSG_ROLLUP_SUBJECT: the meta subject keeps one message
+# nats-py's MSG_ROLLUP_SUBJECT: the meta subject keeps its last message only.
+_ROLLUP: dict[str, str] = {str(api.Header.ROLLUP.value): "sub"}
 
 
 class ObjectTooLarge(Exception):
