@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import msgspec
 import nats
 import pytest
 from nats.js.errors import BucketNotFoundError, NotFoundError
@@ -291,7 +292,9 @@ async def small_chunks() -> AsyncIterator[bytes]:
 
 async def eventually_state(bucket: Bucket, expected: tuple[frozenset[str], int]) -> None:
     async with asyncio.timeout(10):
-        while await bucket.state() != expected:
+        while True:
+            if await bucket.state() == expected:
+                return
             await asyncio.sleep(0.1)
 
 
@@ -324,8 +327,6 @@ async def test_a_refused_record_deletes_the_stored_bytes(
 
 
 def encode(value: Any) -> bytes:
-    import msgspec
-
     return msgspec.json.encode(value)
 
 
@@ -419,7 +420,9 @@ async def test_access_and_deletion_rules(files_stack: Stack, session: aiohttp.Cl
 
 async def eventually_names(bucket: Bucket, done: Any) -> None:
     async with asyncio.timeout(10):
-        while not done(await bucket.names()):
+        while True:
+            if done(await bucket.names()):
+                return
             await asyncio.sleep(0.1)
 
 
