@@ -22,6 +22,7 @@ from parley_common.contracts import chat as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
+from parley_common.log import get_logger
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
 from parley_common.outbox import DeleteObject, Outbox
 
@@ -30,6 +31,7 @@ from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
 from parley_chat.effects import effects_of
 from parley_chat.repository import ChatRepository
 
+log = get_logger(__name__)
 rejecting = errors.rejecting(context={"room_id": "room_id"})
 # How long a command's answer waits for its events to be published and pushed (they stay owed after).
 EFFECTS_WAIT_SECONDS = 2.0
@@ -437,7 +439,11 @@ class ChatHandlers:
         except (errors.NotFound, errors.NotAllowed, errors.InvalidCommand):
             # Not a Conflict: a record already holding this file id owns the object.
             if self._files is not None:
-                await self._files.delete(api.attachment_object(body.file_id))
+                try:
+                    await self._files.delete(api.attachment_object(body.file_id))
+                except Exception:
+                    # The refusal stands; the bytes stay behind unreferenced (logged, to be swept).
+                    log.exception("a refused attachment's bytes could not be deleted", file_id=body.file_id)
             raise
         return Accepted(value=decision.result)
 
