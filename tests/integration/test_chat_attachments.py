@@ -236,6 +236,7 @@ async def test_refused_headers_and_rooms_store_nothing(
     error(await upload(alice, room, data, area="ax20"), 400)
     error(await upload(alice, room, data, "\\ud800.bin", raw_name=True), 400)  # a lone surrogate
     error(await upload(alice, room, data, "a\u0001b"), 400)  # a control character
+    error(await upload(alice, room, data, "é.bin", raw_name=True), 400)  # not ASCII: it must come escaped
     error(await upload(alice, "not-a-uuid", data), 400)
     # Room rules: unknown 404, another organization's 404, not a member 403, workspace / channel 400.
     error(await upload(alice, str(uuid.uuid4()), data), 404)

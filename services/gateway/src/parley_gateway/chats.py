@@ -486,8 +486,9 @@ def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewa
     ]
 
 
-# Header text: no control characters (they could not come back in the download's headers).
-_HEADER_TEXT = "^[^\\x00-\\x1f\\x7f]*$(?!\\n)"
+# Header values are visible ASCII and spaces (RFC 9110 text; what every HTTP client can send): any other
+# character of a name or description comes `\\uXXXX`-escaped, as Carbonio's clients send them all.
+_HEADER_TEXT = "^[ -~]*$(?!\\n)"
 # An escaped character takes 6 (`\\uXXXX`): the header may be that much longer than the text it holds.
 _ESCAPED_MAX = 6
 _ESCAPED = "; \\uXXXX escapes (UTF-16) are decoded, a plain value is taken as it is"
@@ -514,12 +515,12 @@ UPLOAD_HEADERS = (
     ),
     QueryParam(
         "messageId",
-        Annotated[str, msgspec.Meta(max_length=256)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=_HEADER_TEXT)],
         description="the message the file belongs to (empty: none)",
     ),
     QueryParam(
         "replyId",
-        Annotated[str, msgspec.Meta(max_length=256)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=_HEADER_TEXT)],
         description="the message replied to (empty: none)",
     ),
     QueryParam(
