@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.outbox import Outbox, Publisher, PublishEvent, each
+from parley_common.outbox import DeleteObject, Outbox, Publisher, PublishEvent, each
 from parley_common.service import Runtime, run_service, serve
 
 from parley_chat.adapters.bus import register
 from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
+from parley_chat.adapters.files import ObjectFiles
 from parley_chat.adapters.repository import StorageChatRepository
 from parley_chat.effects import EndConference, RemoveFromConference
 from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
@@ -38,6 +40,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         async def end(effect: EndConference) -> None:
             await conferences.end(effect.organization_id, effect.conference_id)
 
+        files = ObjectFiles(runtime.js)
         outbox = runtime.use_outbox(
             Outbox(
                 [repository],
@@ -46,6 +49,8 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                     PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),
                     RemoveFromConference: each(remove),
                     EndConference: each(end),
+                    # Bytes last: the state no longer refers to them.
+                    DeleteObject: each(files.execute_delete),
                 },
             )
         )
@@ -54,6 +59,9 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             conferences,
             SeenReportsOnStream(runtime.js),
             max_group_members=settings.max_group_members,
+            files=files,
+            # Previews are CPU work (Pillow, PDFium release the GIL in their C calls): a small pool.
+            renderer=ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview"),
         )
         responders = runtime.takes_requests(Responders(runtime.nc))
         runtime.after_start(lambda: register(responders, handlers, runtime.store, runtime.js))

@@ -6,7 +6,9 @@
   `<eventId>.<userId>`), the JSON the client sees: `{id, type, sentDate, ...fields}`;
 - a member removed from a room leaves its meeting's conference at once (`RemoveFromConference`; the
   admission, `parley.qry.chat.admit`, also refuses them at any later join);
-- a room meeting's conference to end (`EndConference`: the room or its last member is gone).
+- a room meeting's conference to end (`EndConference`: the room or its last member is gone);
+- objects of CHAT_FILES_BUCKET no state refers to any more (`DeleteObject`: a replaced upload, a
+  deleted picture, a deleted room's picture).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import msgspec
 from parley_common.contracts.chat import AnyChatEvent
 from parley_common.messaging import subjects
 from parley_common.messaging.streams import CHAT_STREAM, USER_PUSH_STREAM
-from parley_common.outbox import PublishEvent
+from parley_common.outbox import DeleteObject, PublishEvent
 
 from parley_chat.domain import Decision
 
@@ -38,7 +40,7 @@ class RemoveFromConference(msgspec.Struct, frozen=True, tag="removeFromConferenc
 
 
 # The effect kinds a chat commit stores (tagged: a stored list decodes back to its types).
-Effect = PublishEvent | RemoveFromConference | EndConference
+Effect = PublishEvent | RemoveFromConference | EndConference | DeleteObject
 
 
 def _document(value: object) -> Any:
@@ -89,4 +91,6 @@ def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
         EndConference(organization_id=organization_id, conference_id=conference_id)
         for conference_id in decision.end_conferences
     )
+    # Last: the bytes go once the state no longer refers to them.
+    effects.extend(DeleteObject(object_name=name) for name in decision.delete_objects)
     return effects

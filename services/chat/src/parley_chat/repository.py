@@ -14,6 +14,7 @@ from typing import Any, Protocol
 from parley_common.outbox import Owed
 
 from parley_chat.domain import (
+    AttachmentRecord,
     Decision,
     DirectoryUser,
     Room,
@@ -95,6 +96,12 @@ class ChatRepository(Protocol):
 
     async def save_user(self, user: DirectoryUser) -> None:
         """Insert or replace a directory entry (from a `UserSeen` report)."""
+        ...
+
+    # ---------------------------------------------------------------- files
+
+    async def attachment(self, organization_id: str, file_id: str) -> AttachmentRecord | None:
+        """An attachment's record of this organization, or None (previews check access through it)."""
         ...
 
     # ---------------------------------------------------------------- writes

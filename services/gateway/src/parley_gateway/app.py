@@ -217,7 +217,7 @@ class Gateway:
                     request_timeout=settings.common.request_timeout, port=settings.port
                 ),
             ),
-            *chat_operations(rpc),
+            *chat_operations(rpc, js),
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env())),
             token_operation(issuer, clients),

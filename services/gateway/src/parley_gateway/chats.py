@@ -8,16 +8,23 @@ body goes to `parley.cmd.chat.<op>` / `parley.qry.chat.<op>` as `Request[Body]`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
+import nats.errors
 from aiohttp import web
+from nats.js import JetStreamContext
+from parley_common.clock import new_id
 from parley_common.contracts import chat
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
-from parley_common.messaging import subjects
+from parley_common.messaging import objects, subjects
 from parley_common.messaging.rpc import RpcClient
+from parley_common.messaging.streams import ensure_object_store
 
 from parley_gateway.http import BadRequest, error_response, json_response
 from parley_gateway.operations import Operation, QueryParam, authenticated, reply_response
@@ -47,6 +54,10 @@ class ChatRoute:
     query: tuple[QueryParam, ...] = ()
     created: bool = False  # 201 (the seed's creations) rather than 200
     operation_id: str | None = None  # defaults to `op`; set when one op has two routes
+    # Path parameters that are not UUIDs (e.g. a preview's `area`), with their type.
+    path_types: dict[str, Any] = field(default_factory=dict)
+    # The answer is a `StoredFile`: its bytes are streamed from the chat files bucket, not JSON.
+    file_response: str | None = None
 
     @property
     def status(self) -> int:
@@ -130,6 +141,62 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
     ),
     ChatRoute("GET", "/users/capabilities", "getCapabilities", "What the user may do"),
     ChatRoute("GET", "/users/{userId}", "getUser", "One user"),
+    # Pictures (the uploads are `picture_upload_operation`s) and previews: the answers are files.
+    ChatRoute(
+        "GET", "/rooms/{roomId}/picture", "getRoomPicture", "The room's picture", file_response="image/*"
+    ),
+    ChatRoute("DELETE", "/rooms/{roomId}/picture", "deleteRoomPicture", "Delete the room's picture"),
+    ChatRoute(
+        "GET", "/users/{userId}/picture", "getUserPicture", "The user's picture", file_response="image/*"
+    ),
+    ChatRoute("DELETE", "/users/{userId}/picture", "deleteUserPicture", "Delete the user's own picture"),
+    ChatRoute(
+        "GET",
+        "/preview/image/{fileId}/{area}/",
+        "getImagePreview",
+        "An image attachment scaled to fit the area (WIDTHxHEIGHT), or filling it with crop=true",
+        query=(
+            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
+            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
+            QueryParam("crop", bool),
+        ),
+        path_types={"area": str},
+        file_response="image/*",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/image/{fileId}/{area}/thumbnail",
+        "getImageThumbnail",
+        "An image attachment filling the area (WIDTHxHEIGHT)",
+        query=(
+            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
+            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", str, description="Rounded, Rectangular"),
+        ),
+        path_types={"area": str},
+        file_response="image/*",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/pdf/{fileId}/",
+        "getPdfPreview",
+        "A PDF of pages firstPage..lastPage of a PDF attachment (lastPage 0 = the last)",
+        query=(QueryParam("firstPage", int), QueryParam("lastPage", int)),
+        file_response="application/pdf",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/pdf/{fileId}/{area}/thumbnail",
+        "getPdfThumbnail",
+        "The first page of a PDF attachment as an image filling the area (WIDTHxHEIGHT)",
+        query=(
+            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
+            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", str, description="Rounded, Rectangular"),
+        ),
+        path_types={"area": str},
+        file_response="image/*",
+    ),
 )
 
 
@@ -164,7 +231,50 @@ async def all_pages(
         after = page.after
 
 
-def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
+class ChatFiles:
+    """The chat files bucket, opened on first use (created if missing, as every bucket is)."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self._ready = False
+
+    async def ready(self) -> JetStreamContext:
+        if not self._ready:
+            await ensure_object_store(self.js, subjects.CHAT_FILES_BUCKET)
+            self._ready = True
+        return self.js
+
+
+async def file_response(
+    request: web.Request, files: ChatFiles, stored: chat.StoredFile
+) -> web.StreamResponse:
+    """The object `stored` names, streamed chunk by chunk (never gathered in memory), with its type."""
+    try:
+        js = await files.ready()
+        info = await objects.object_info(js, subjects.CHAT_FILES_BUCKET, stored.object_name)
+    except (nats.errors.Error, TimeoutError):
+        return error_response(request, 503, "service unavailable: object store not answering")
+    if info is None:
+        return error_response(request, 404, "the file's content is not stored")
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": stored.mime_type,
+            "Content-Length": str(info.size or 0),
+            "Content-Disposition": "inline",
+            "X-Content-Type-Options": "nosniff",
+            # A preview says whether it was rendered for this call (miss) or before (hit).
+            **({"X-Preview-Cache": "hit" if stored.cached else "miss"} if stored.cached is not None else {}),
+        },
+    )
+    await response.prepare(request)
+    async for chunk in objects.read_stream(js, info):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def chat_operation(rpc: RpcClient, route: ChatRoute, files: ChatFiles | None = None) -> Operation:
     op = chat.OPERATIONS[route.op]
     subject = subjects.chat_command(route.op) if op.kind == "cmd" else subjects.chat_query(route.op)
     path_params = tuple(Operation.params_of(route.path))
@@ -186,7 +296,9 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
         for param in route.query:
             value = param.raw_value(request)
             if value is not None:
-                params[param.name] = value
+                # A query string holds text: "true" or "3" become the parameter's declared type (the
+                # route has checked they convert), then face the body's own checks.
+                params[param.name] = msgspec.convert(value, param.type, strict=False)
         try:
             body = chat.decode_params(op.body, params)
         except msgspec.ValidationError as exc:
@@ -195,6 +307,8 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
             reply = await all_pages(rpc, subject, known, body, op.result)
         else:
             reply = await rpc.request(subject, Request(caller=known, body=body), op.result)
+        if files is not None and isinstance(reply, Accepted) and isinstance(reply.value, chat.StoredFile):
+            return await file_response(request, files, reply.value)
         return reply_response(request, reply, status)
 
     return Operation(
@@ -205,10 +319,11 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
         tag=TAG,
         handler=handle,
         body=route.http_body,
-        response=None if status == 204 else (op.http_result or op.result),
+        response=None if status == 204 or route.file_response else (op.http_result or op.result),
+        binary_response=route.file_response,
         status=status,
         query=route.query,
-        path_types=dict.fromkeys(path_params, chat.Uuid),
+        path_types={name: route.path_types.get(name, chat.Uuid) for name in path_params},
     )
 
 
@@ -228,5 +343,114 @@ def auth_token_operation() -> Operation:
     )
 
 
-def chat_operations(rpc: RpcClient) -> list[Operation]:
-    return [*(chat_operation(rpc, route) for route in CHAT_ROUTES), auth_token_operation()]
+# The operations behind the picture uploads (`picture_upload_operation`), not rows of CHAT_ROUTES.
+UPLOAD_OPERATIONS = ("checkRoomPicture", "updateRoomPicture", "checkUserPicture", "updateUserPicture")
+
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def decode_file_header(value: str) -> str:
+    """A `fileName`/`description` header: Carbonio clients send each character as a `\\uXXXX` escape
+    ("encoded to unicode"), decoded here (surrogate pairs joined); a plain value is taken as it is."""
+    decoded = _UNICODE_ESCAPE.sub(lambda match: chr(int(match.group(1), 16)), value)
+    try:
+        return decoded.encode("utf-16", "surrogatepass").decode("utf-16")
+    except UnicodeDecodeError:
+        raise BadRequest("the header holds a lone surrogate escape") from None
+
+
+async def _body_chunks(request: web.Request) -> AsyncIterator[bytes]:
+    async for chunk in request.content.iter_chunked(objects.CHUNK_SIZE):
+        yield chunk
+
+
+def picture_upload_operation(rpc: RpcClient, files: ChatFiles, *, room: bool) -> Operation:
+    """`PUT /rooms/{roomId}/picture`, `PUT /users/{userId}/picture`: a raw body with the seed's headers.
+
+    Headers checked (400); the service's cheap check (the room or user rules and the declared size: 400
+    over the capabilities' KB limit, as the seed answers) before the body is read; the body streamed into
+    `uploads/{uuid}`, stopped past the limit (400, nothing kept); then the command, which decodes it (a
+    real image, or 400) and keeps it, or refuses it and drops it.
+    """
+    param = "roomId" if room else "userId"
+    check_op, update_op = (
+        ("checkRoomPicture", "updateRoomPicture") if room else ("checkUserPicture", "updateUserPicture")
+    )
+
+    async def handle(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        known = chat_caller(authenticated(caller))
+        if known is None:
+            return error_response(request, 403, NOT_A_CHAT_USER)
+        raw_name = request.headers.get("fileName")
+        mime_type = request.headers.get("mimeType", "")
+        if not raw_name:
+            raise BadRequest("the fileName header is required")
+        if not mime_type:
+            raise BadRequest("the mimeType header is required")
+        file_name = decode_file_header(raw_name)
+        target = {param: request.match_info[param]}
+        try:
+            check = chat.decode_params(
+                chat.OPERATIONS[check_op].body,
+                {**target, "size": request.content_length, "mimeType": mime_type},
+            )
+        except msgspec.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        allowance = await rpc.request(
+            subjects.chat_query(check_op), Request(caller=known, body=check), chat.UploadAllowance
+        )
+        if isinstance(allowance, Rejected):
+            return reply_response(request, allowance, 204)
+        max_bytes = allowance.value.max_bytes
+        upload = f"uploads/{new_id()}"
+        try:
+            js = await files.ready()
+            stored = await objects.put_stream(
+                js, subjects.CHAT_FILES_BUCKET, upload, _body_chunks(request), max_bytes=max_bytes
+            )
+        except objects.ObjectTooLarge:
+            return error_response(request, 400, f"the picture is larger than {max_bytes // 1024} KB")
+        except (nats.errors.Error, TimeoutError):
+            return error_response(request, 503, "service unavailable: object store not answering")
+        body = chat.decode_params(
+            chat.OPERATIONS[update_op].body,
+            {
+                **target,
+                "upload": upload,
+                "fileName": file_name,
+                "mimeType": mime_type,
+                "size": stored.size or 0,
+            },
+        )
+        reply = await rpc.request(subjects.chat_command(update_op), Request(caller=known, body=body), Empty)
+        if isinstance(reply, Rejected) and reply.status >= 500:
+            # The service may never have seen it (it drops the upload itself otherwise).
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await objects.delete_object(js, subjects.CHAT_FILES_BUCKET, upload)
+        return reply_response(request, reply, 204)
+
+    path = "/rooms/{roomId}/picture" if room else "/users/{userId}/picture"
+    return Operation(
+        method="PUT",
+        path=path,
+        operation_id=update_op,
+        summary=(
+            "Set the room's picture (raw body; headers fileName, mimeType, Content-Length)"
+            if room
+            else "Set the user's own picture (raw body; headers fileName, mimeType, Content-Length)"
+        ),
+        tag=TAG,
+        handler=handle,
+        status=204,
+        path_types={param: chat.Uuid},
+    )
+
+
+def chat_operations(rpc: RpcClient, js: JetStreamContext | None = None) -> list[Operation]:
+    files = ChatFiles(js) if js is not None else None
+    uploads = (
+        [picture_upload_operation(rpc, files, room=True), picture_upload_operation(rpc, files, room=False)]
+        if files is not None
+        else []
+    )
+    return [*(chat_operation(rpc, route, files) for route in CHAT_ROUTES), *uploads, auth_token_operation()]

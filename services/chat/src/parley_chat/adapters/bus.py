@@ -49,6 +49,18 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "getMeetingByRoomId": handlers.get_meeting_by_room_id,
         "createMeeting": handlers.create_meeting,
         "admit": handlers.admit,
+        "checkRoomPicture": handlers.check_room_picture,
+        "updateRoomPicture": handlers.update_room_picture,
+        "getRoomPicture": handlers.get_room_picture,
+        "deleteRoomPicture": handlers.delete_room_picture,
+        "checkUserPicture": handlers.check_user_picture,
+        "updateUserPicture": handlers.update_user_picture,
+        "getUserPicture": handlers.get_user_picture,
+        "deleteUserPicture": handlers.delete_user_picture,
+        "getImagePreview": handlers.get_image_preview,
+        "getImageThumbnail": handlers.get_image_thumbnail,
+        "getPdfPreview": handlers.get_pdf_preview,
+        "getPdfThumbnail": handlers.get_pdf_thumbnail,
     }
 
 

@@ -32,6 +32,7 @@ from parley_common.storage import Collection, DocumentStore, Index
 from parley_chat.domain import (
     Decision,
     DirectoryUser,
+    FileRecord,
     Room,
     RoomMeeting,
     RoomMember,
@@ -149,6 +150,7 @@ class StorageChatRepository:
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
         self._commits = collections[OUTBOX]
+        self._attachments = collections["chat_attachments"]
 
     @classmethod
     async def open(cls, store: DocumentStore) -> StorageChatRepository:
@@ -159,6 +161,7 @@ class StorageChatRepository:
             "chat_ranks": [Index(("org", "user")), Index(("workspace",))],
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
+            "chat_attachments": [Index(("org", "room"))],
             OUTBOX: [Index(("committedMs",))],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
@@ -275,6 +278,16 @@ class StorageChatRepository:
     async def save_user(self, user: DirectoryUser) -> None:
         await self._users.replace(_user_doc(user), upsert=True)
 
+    # ---------------------------------------------------------------- files
+
+    async def attachment(self, organization_id: str, file_id: str) -> FileRecord | None:
+        # The attachment records are written by the attachments use cases (issue 11, i11a): a document
+        # `{_id: fileId, org, room, state: Attachment}`.
+        doc = await self._attachments.get(file_id)
+        if doc is None or doc.get("org") != organization_id:
+            return None
+        return msgspec.convert(doc["state"], FileRecord)
+
     # ---------------------------------------------------------------- writes
 
     async def commit(
@@ -330,6 +343,7 @@ class StorageChatRepository:
         ops.extend(DeleteWhere("chat_ranks", {"workspace": w}) for w in decision.delete_ranks_of_workspaces)
         ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
+        ops.extend(Put("chat_users", _user_doc(u)) for u in decision.put_users)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
