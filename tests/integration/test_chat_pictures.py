@@ -378,3 +378,21 @@ async def test_pdf_previews(chat_stack: Stack, session: aiohttp.ClientSession) -
     error(await outsider.call("GET", f"/preview/pdf/{document}/64x64/thumbnail"), 403)
     image = await seed_attachment(chat_stack, alice, room, png(), "image/png")
     error(await bob.call("GET", f"/preview/pdf/{image}/"), 400)  # not a PDF
+
+
+async def test_room_deletion_drops_previews(chat_stack: Stack, session: aiohttp.ClientSession) -> None:
+    alice, bob, carol = await new_users(session, chat_stack, 3)
+    room = await group(alice, bob, carol)
+    photo = await seed_attachment(chat_stack, alice, room, jpeg(320, 240), "image/jpeg")
+    document = await seed_attachment(chat_stack, alice, room, pdf(2), "application/pdf")
+    assert (await bob.call("GET", f"/preview/image/{photo}/64x64/thumbnail")).status == 200
+    assert (await bob.call("GET", f"/preview/pdf/{document}/32x32/thumbnail")).status == 200
+    assert (await bob.call("GET", f"/preview/pdf/{document}/", params={"firstPage": "2"})).status == 200
+    assert len(await stored_names(chat_stack, f"previews/{photo}/")) == 1
+    assert len(await stored_names(chat_stack, f"previews/{document}/")) == 2
+
+    assert (await alice.call("DELETE", f"/rooms/{room}")).status == 204
+    for file_id in (photo, document):
+        await eventually(
+            lambda f=file_id: _names_as_response(chat_stack, f"previews/{f}/"), lambda r: r.body == set()
+        )

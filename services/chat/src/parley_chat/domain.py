@@ -218,6 +218,8 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     put_users: tuple[DirectoryUser, ...] = ()
     # Objects of CHAT_FILES_BUCKET no state refers to any more (an outbox effect, retried until done).
     delete_objects: tuple[str, ...] = ()
+    # The records of the rendered previews of these rooms' files (their objects in `delete_objects`).
+    delete_previews_of_rooms: tuple[str, ...] = ()
     # Effects after the commit (retried until done): conferences to end, users to drop from one.
     end_conferences: tuple[str, ...] = ()
     remove_from_conferences: tuple[ConferenceMember, ...] = ()
@@ -238,6 +240,7 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.put_meetings,
                 self.delete_meetings,
                 self.put_users,
+                self.delete_previews_of_rooms,
             )
         )
 
@@ -580,8 +583,11 @@ def _deletion(
     *,
     channels: Sequence[Room],
     recipients: tuple[str, ...],
+    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """Delete a room with everything hanging from it: a workspace's channels first, then the room.
+
+    Its files' bytes go with it: the pictures, and `previews` (the rendered previews of its files).
 
     For each: its meeting (MEETING_DELETED, the conference ended), every user's settings, the room with
     its memberships (ROOM_DELETED); a workspace's ranks. Events go to `recipients`.
@@ -598,7 +604,11 @@ def _deletion(
     ids = tuple(target.id for target in doomed)
     return Decision(
         result=None,
-        delete_objects=tuple(room_picture_object(t.id) for t in doomed if t.picture_updated_at is not None),
+        delete_objects=(
+            *(room_picture_object(t.id) for t in doomed if t.picture_updated_at is not None),
+            *previews,
+        ),
+        delete_previews_of_rooms=ids,
         delete_rooms=ids,
         delete_settings_of_rooms=ids,
         delete_ranks_of_workspaces=(room.id,) if room.type == "workspace" else (),
@@ -616,6 +626,7 @@ def decide_delete_room(
     *,
     workspace: Room | None = None,
     channels: Sequence[Room] = (),
+    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """`DELETE /rooms/{id}`: unknown 404, not a member 403, one_to_one 403 (even for its owners), not
     owner 403. A workspace owner may delete a channel (a channel's owners are its workspace's)."""
@@ -628,6 +639,7 @@ def decide_delete_room(
         ctx,
         channels=channels,
         recipients=_recipients(effective_members(found, workspace)),
+        previews=previews,
     )
 
 
@@ -813,6 +825,7 @@ def decide_remove_member(
     *,
     workspace: Room | None = None,
     channels: Sequence[Room] = (),
+    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """`DELETE /rooms/{id}/members/{userId}`, in order: 404; caller not a member 403; removing someone
     else needs an owner 403; one_to_one or channel 400; target not a member 404; the only owner leaving
@@ -839,7 +852,7 @@ def decide_remove_member(
     own_channels = _channels_of(found, channels) if found.type == "workspace" else []
     if not others:
         # The last member: the room goes with everything hanging from it; they are told it is gone.
-        deletion = _deletion(found, ctx, channels=channels, recipients=(body.user_id,))
+        deletion = _deletion(found, ctx, channels=channels, recipients=(body.user_id,), previews=previews)
         return msgspec.structs.replace(deletion, notices=(*events.notices, *deletion.notices))
     updated = msgspec.structs.replace(found, members=others)
     meetings = [r.meeting_id for r in (found, *own_channels) if r.meeting_id is not None]

@@ -125,6 +125,16 @@ class ChatHandlers:
     async def _room(self, caller: Caller, room_id: str) -> tuple[Room | None, Room | None]:
         return await self._repo.room_with_parent(caller.organization_id, room_id)
 
+    async def _previews_of(
+        self, caller: Caller, room: Room | None, channels: Sequence[Room]
+    ) -> Sequence[str]:
+        """The rendered previews of a room's files (and its channels'): their bytes go with the room."""
+        if room is None or room.organization_id != caller.organization_id:
+            return ()
+        return await self._repo.previews_of_rooms(
+            caller.organization_id, [room.id, *(c.id for c in channels)]
+        )
+
     async def _channels(self, caller: Caller, room: Room | None) -> Sequence[Room]:
         if room is None or room.type != "workspace" or room.organization_id != caller.organization_id:
             return ()
@@ -212,8 +222,15 @@ class ChatHandlers:
         async with self._uow.lock:
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
+            previews = await self._previews_of(caller, room, channels)
             decision = domain.decide_delete_room(
-                room, caller, body.room_id, self._ctx(), workspace=workspace, channels=channels
+                room,
+                caller,
+                body.room_id,
+                self._ctx(),
+                workspace=workspace,
+                channels=channels,
+                previews=previews,
             )
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=Empty())
@@ -305,8 +322,12 @@ class ChatHandlers:
         async with self._uow.lock:
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
+            # Only read when the room may go with its last member.
+            previews = (
+                await self._previews_of(caller, room, channels) if room and len(room.members) <= 1 else ()
+            )
             decision = domain.decide_remove_member(
-                room, caller, body, self._ctx(), workspace=workspace, channels=channels
+                room, caller, body, self._ctx(), workspace=workspace, channels=channels, previews=previews
             )
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=Empty())
@@ -568,6 +589,7 @@ class ChatHandlers:
         if source is None:
             raise errors.NotFound(f"file {file_id} has no content")
         rendered: previews.Rendered = await self._cpu(render, source)
+        await self._repo.record_preview(caller.organization_id, record.room_id, record.id, name)
         await self._files.write(name, rendered.data, rendered.mime_type)
         return api.StoredFile(object_name=name, mime_type=rendered.mime_type, cached=False)
 

@@ -104,6 +104,17 @@ class ChatRepository(Protocol):
         """An attachment's record of this organization, or None (previews check access through it)."""
         ...
 
+    async def record_preview(
+        self, organization_id: str, room_id: str, file_id: str, object_name: str
+    ) -> None:
+        """Note a rendered preview of a file of a room, before its object is written (so deleting the
+        room finds every preview's object; a record whose write then failed deletes nothing)."""
+        ...
+
+    async def previews_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        """The object names of the rendered previews of these rooms' files."""
+        ...
+
     # ---------------------------------------------------------------- writes
 
     async def commit(

@@ -151,6 +151,7 @@ class StorageChatRepository:
         self._users = collections["chat_users"]
         self._commits = collections[OUTBOX]
         self._attachments = collections["chat_attachments"]
+        self._previews = collections["chat_previews"]
 
     @classmethod
     async def open(cls, store: DocumentStore) -> StorageChatRepository:
@@ -162,6 +163,7 @@ class StorageChatRepository:
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
             "chat_attachments": [Index(("org", "room"))],
+            "chat_previews": [Index(("room",)), Index(("file",))],
             OUTBOX: [Index(("committedMs",))],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
@@ -288,6 +290,18 @@ class StorageChatRepository:
             return None
         return msgspec.convert(doc["state"], FileRecord)
 
+    async def record_preview(
+        self, organization_id: str, room_id: str, file_id: str, object_name: str
+    ) -> None:
+        doc = {"_id": object_name, "org": organization_id, "room": room_id, "file": file_id}
+        await self._previews.replace(doc, upsert=True)
+
+    async def previews_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        if not room_ids:
+            return ()
+        docs = await self._previews.find({"org": organization_id, "room": {"$in": list(room_ids)}})
+        return [doc["_id"] for doc in docs]
+
     # ---------------------------------------------------------------- writes
 
     async def commit(
@@ -344,6 +358,7 @@ class StorageChatRepository:
         ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
         ops.extend(Put("chat_users", _user_doc(u)) for u in decision.put_users)
+        ops.extend(DeleteWhere("chat_previews", {"room": r}) for r in decision.delete_previews_of_rooms)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
