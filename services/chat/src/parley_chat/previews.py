@@ -42,7 +42,8 @@ MAX_SIDE = 4096
 MAX_PIXELS = 100_000_000
 # A PDF page is rendered at this many pixels per point at most before the final resize (72 dpi = 1).
 PDF_MAX_SCALE = 4.0
-_AREA = re.compile(r"^(\d{1,5})x(\d{1,5})$")
+# fullmatch: `$` would also match before a final newline.
+_AREA = re.compile(r"(\d{1,5})x(\d{1,5})", re.ASCII)
 
 Image.MAX_IMAGE_PIXELS = MAX_PIXELS
 
@@ -91,7 +92,7 @@ class Rendered(msgspec.Struct, frozen=True):
 
 def parse_area(raw: str) -> Area:
     """`WIDTHxHEIGHT` (width first) -> Area; anything else, or a side over MAX_SIDE, is a 400."""
-    match = _AREA.match(raw)
+    match = _AREA.fullmatch(raw)
     if match is None:
         raise InvalidCommand(f"area {raw!r} must be WIDTHxHEIGHT, e.g. 320x240")
     width, height = int(match.group(1)), int(match.group(2))
