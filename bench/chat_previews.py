@@ -2,14 +2,13 @@
 cached, next to `vipsthumbnail` on the same files in the same run.
 
 Starts its own stack (nats-server, chat, conference and gateway) on free ports with a throwaway data
-directory. Seeds one group room and, for each run, a fresh copy of each file as an attachment (its bytes
-in the bucket `parley_attachments`, its record in the chat service's storage, as the attachments use cases
-store them), so every first render really renders. Then measures, p50/p99 over `--runs`:
+directory. Seeds one group room and, for each run, a fresh copy of each file uploaded as an attachment
+(`POST /rooms/{roomId}/attachments`), so every first render really renders. Then measures, p50/p99
+over `--runs`:
 
 - `GET /preview/image/{id}/256x256/thumbnail` and `GET /preview/pdf/{id}/256x256/thumbnail`, first call
   (rendered: `X-Preview-Cache: miss`) and the same call again (`hit`, answered from the object store);
-- a small file served the same way (`GET /attachments/{id}/download` of a 2 KB attachment when that route
-  exists, else `GET /rooms/{id}/picture` of a 2 KB picture): the target's "as fast as a small download";
+- `GET /attachments/{id}/download` of a 2 KB attachment: the target's "as fast as a small download";
 - the render alone in this process (`parley_chat.previews`, what the service runs in its pool);
 - `vipsthumbnail FILE --size 256x256 --smartcrop centre` (a process per call, as a previewer would run
   it), on the same files. Install it with `sudo apt-get install libvips-tools` (Debian/Ubuntu); when it
@@ -32,25 +31,19 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jwt
-import nats
 import uvloop
 from parley_chat import previews
-from parley_common.messaging import objects, subjects
-from parley_common.messaging.streams import ensure_object_store
 from parley_common.processes import LocalStack, free_port, wait_for_port
-from parley_common.storage import open_store
 from PIL import Image, ImageDraw
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
-BUCKET = subjects.CHAT_FILES_BUCKET
 AREA = "256x256"
 
 
@@ -123,24 +116,14 @@ def vips_rows(files: dict[str, Path], runs: int, out_dir: Path) -> list[tuple[st
     return rows
 
 
-async def seed_attachment(js: Any, attachments: Any, owner: str, room_id: str, data: bytes, mime: str) -> str:
-    file_id = str(uuid.uuid4())
-
-    async def body() -> AsyncIterator[bytes]:
-        yield data
-
-    await objects.put_stream(js, BUCKET, f"attachments/{file_id}", body())
-    record = {
-        "id": file_id,
-        "name": "file",
-        "size": len(data),
-        "mimeType": mime,
-        "userId": owner,
-        "roomId": room_id,
-        "createdAt": datetime.now(UTC).isoformat(),
-    }
-    await attachments.insert({"_id": file_id, "org": ORG, "room": room_id, "state": record})
-    return file_id
+async def seed_attachment(http: aiohttp.ClientSession, room_id: str, data: bytes, mime: str) -> str:
+    """An attachment uploaded as a client does (`POST /rooms/{roomId}/attachments`, raw body)."""
+    async with http.post(
+        f"/rooms/{room_id}/attachments", data=data, headers={"fileName": "file", "mimeType": mime}
+    ) as response:
+        if response.status != 201:
+            raise RuntimeError(f"upload answered {response.status}: {await response.text()}")
+        return str((await response.json())["id"])
 
 
 async def bench(runs: int) -> None:
@@ -170,11 +153,6 @@ async def bench(runs: int) -> None:
             claims = {"sub": user, "org": ORG, "name": user[:8], "exp": int(time.time()) + 3600}
             return jwt.encode(claims, SECRET, algorithm="HS256")
 
-        nc = await nats.connect(stack.nats.url)
-        js = nc.jetstream()
-        await ensure_object_store(js, BUCKET)
-        store = await open_store(mongo_url=None, sqlite_path=str(root / "data" / "chat.sqlite3"))
-        attachments = await store.collection("chat_attachments", [])
         headers = {"Authorization": f"Bearer {bearer(users[0])}"}
         async with aiohttp.ClientSession(base_url=f"http://127.0.0.1:{port}", headers=headers) as http:
             for user in users:  # each user known to the directory (their first request reports them)
@@ -205,10 +183,7 @@ async def bench(runs: int) -> None:
                 ("JPEG 4000x3000", jpeg_bytes, "image/jpeg", "image"),
                 ("PDF page 1", pdf_bytes, "application/pdf", "pdf"),
             ):
-                ids = [
-                    await seed_attachment(js, attachments, users[0], room_id, data, mime)
-                    for _ in range(runs + 1)
-                ]
+                ids = [await seed_attachment(http, room_id, data, mime) for _ in range(runs + 1)]
                 await get(f"/preview/{kind}/{ids[-1]}/{AREA}/thumbnail", "miss")  # warm the service
                 paths = [f"/preview/{kind}/{file_id}/{AREA}/thumbnail" for file_id in ids]
 
@@ -231,29 +206,14 @@ async def bench(runs: int) -> None:
                     local.append((time.perf_counter() - started) * 1000)
                 results.append((f"{label}: render alone (in process)", local))
 
-            small = await seed_attachment(js, attachments, users[0], room_id, tiny, "image/png")
-            async with http.get(f"/attachments/{small}/download") as response:
-                download_route = response.status == 200
-            if download_route:
-                small_path, small_label = f"/attachments/{small}/download", "small attachment download (2 KB)"
-            else:
-                async with http.put(
-                    f"/rooms/{room_id}/picture",
-                    data=tiny,
-                    headers={"fileName": "p.png", "mimeType": "image/png"},
-                ) as response:
-                    if response.status != 204:
-                        raise RuntimeError(f"PUT picture answered {response.status}")
-                small_path = f"/rooms/{room_id}/picture"
-                small_label = "small picture download (2 KB; no attachment download route yet)"
+            small = await seed_attachment(http, room_id, tiny, "image/png")
+            small_path, small_label = f"/attachments/{small}/download", "small attachment download (2 KB)"
             await get(small_path)
 
             async def download(_: int) -> None:
                 await get(small_path)
 
             results.append((small_label, await timed(runs, download)))
-        await nc.close()
-        await store.close()
         results.extend(vips_rows(files, runs, root))
     finally:
         stack.stop()

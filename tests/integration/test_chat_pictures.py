@@ -6,10 +6,9 @@ non-image type, bytes that do not decode as an image, another user's picture 403
 refusal, GET answering the bytes with their type, the events pushed to whom the note says, room deletion
 dropping the picture's bytes.
 
-Previews: an attachment's record and bytes are seeded the way the attachments use cases store them (the
-record in `chat_attachments`, the bytes as `attachments/{fileId}` in the bucket) until the upload route
-(issue 11, i11a) lands; then every preview is decoded to check its size, format and shape, the second
-call is answered from the cache without rendering again, and each refusal has its status.
+Previews: of attachments uploaded through `POST /rooms/{roomId}/attachments`; every preview is decoded to
+check its size, format and shape, the second call is answered from the cache without rendering again,
+each refusal has its status, and deleting the room or the attachment deletes the rendered previews.
 """
 
 from __future__ import annotations
@@ -17,20 +16,17 @@ from __future__ import annotations
 import io
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 
 import aiohttp
 import nats
 import pypdfium2 as pdfium
 import pytest
-from parley_common.config import CommonSettings
-from parley_common.messaging import objects, subjects
+from parley_common.messaging import subjects
 from parley_common.messaging.streams import ensure_object_store
-from parley_common.storage import SqliteStore
 from PIL import Image
 
 from tests.integration.helpers import Response, Stack
-from tests.integration.test_chat_api import ORG, User, error, eventually, group, new_users
+from tests.integration.test_chat_api import User, error, eventually, group, new_users
 
 BUCKET = subjects.CHAT_FILES_BUCKET
 
@@ -222,40 +218,15 @@ async def test_user_picture(chat_stack: Stack, session: aiohttp.ClientSession) -
 
 
 async def seed_attachment(stack: Stack, owner: User, room_id: str, data: bytes, mime: str) -> str:
-    """An attachment as the attachments use cases store it: bytes in the bucket, record in storage."""
-    file_id = str(uuid.uuid4())
-    connection = await nats.connect(stack.nats_url)
-    try:
-        js = connection.jetstream()
-        await ensure_object_store(js, BUCKET)
-
-        async def body() -> AsyncIterator[bytes]:
-            yield data
-
-        await objects.put_stream(js, BUCKET, f"attachments/{file_id}", body())
-    finally:
-        await connection.close()
-    store = SqliteStore(
-        CommonSettings(
-            nats_url=stack.nats_url, data_dir=stack.local.data_dir, mongo_url=None, request_timeout=3.0
-        ).sqlite_path("chat")
+    """An attachment uploaded through the gateway (`POST /rooms/{roomId}/attachments`): its id."""
+    uploaded = await owner.api.request(
+        "POST",
+        f"/rooms/{room_id}/attachments",
+        data=data,
+        headers={"fileName": escaped("file"), "mimeType": mime},
     )
-    await store.start()
-    try:
-        attachments = await store.collection("chat_attachments", [])
-        record = {
-            "id": file_id,
-            "name": "file",
-            "size": len(data),
-            "mimeType": mime,
-            "userId": owner.id,
-            "roomId": room_id,
-            "createdAt": datetime.now(UTC).isoformat(),
-        }
-        await attachments.insert({"_id": file_id, "org": ORG, "room": room_id, "state": record})
-    finally:
-        await store.close()
-    return file_id
+    assert uploaded.status == 201, uploaded
+    return str(uploaded.body["id"])
 
 
 async def test_image_previews(chat_stack: Stack, session: aiohttp.ClientSession) -> None:
@@ -396,3 +367,18 @@ async def test_room_deletion_drops_previews(chat_stack: Stack, session: aiohttp.
         await eventually(
             lambda f=file_id: _names_as_response(chat_stack, f"previews/{f}/"), lambda r: r.body == set()
         )
+
+
+async def test_attachment_deletion_drops_its_previews(
+    chat_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    alice, bob, carol = await new_users(session, chat_stack, 3)
+    room = await group(alice, bob, carol)
+    photo = await seed_attachment(chat_stack, alice, room, jpeg(320, 240), "image/jpeg")
+    kept = await seed_attachment(chat_stack, alice, room, jpeg(320, 240), "image/jpeg")
+    for file_id in (photo, kept):
+        assert (await bob.call("GET", f"/preview/image/{file_id}/64x64/")).status == 200
+    assert (await alice.call("DELETE", f"/attachments/{photo}")).status == 204
+    error(await bob.call("GET", f"/preview/image/{photo}/64x64/"), 404)
+    await eventually(lambda: _names_as_response(chat_stack, f"previews/{photo}/"), lambda r: r.body == set())
+    assert len(await stored_names(chat_stack, f"previews/{kept}/")) == 1

@@ -99,11 +99,12 @@ def test_room_picture_set_and_deleted() -> None:
     assert DeleteObject(object_name=f"pictures/rooms/{ROOM}") in effects_of(ORG, deleted)
 
 
-def test_a_deleted_room_drops_its_picture_and_previews() -> None:
+def test_a_deleted_room_drops_its_picture() -> None:
+    # (Its files' and their previews' objects: the unit of work, from the repository's files_of_rooms.)
     with_picture = room(picture_updated_at=NOW - timedelta(hours=1))
-    decision = domain.decide_delete_room(with_picture, me(), ROOM, ctx(), previews=("previews/f/k",))
-    assert set(decision.delete_objects) == {f"pictures/rooms/{ROOM}", "previews/f/k"}
-    assert decision.delete_previews_of_rooms == (ROOM,)
+    decision = domain.decide_delete_room(with_picture, me(), ROOM, ctx())
+    assert decision.delete_objects == (f"pictures/rooms/{ROOM}",)
+    assert domain.decide_delete_room(room(), me(), ROOM, ctx()).delete_objects == ()
 
 
 def test_user_picture_rules_and_recipients() -> None:

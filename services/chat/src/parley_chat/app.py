@@ -14,7 +14,7 @@ from parley_common.service import Runtime, run_service, serve
 from parley_chat.adapters.bus import register
 from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
-from parley_chat.adapters.files import ObjectFiles
+from parley_chat.adapters.files import ChatFiles
 from parley_chat.adapters.repository import StorageChatRepository
 from parley_chat.effects import EndConference, RemoveFromConference
 from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
@@ -33,6 +33,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             log.info("landed the writes of interrupted commits", commits=landed)
         rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
         conferences = ConferenceClient(rpc)
+        files = ChatFiles(runtime.js)
 
         async def remove(effect: RemoveFromConference) -> None:
             await conferences.remove_participant(effect.organization_id, effect.conference_id, effect.user_id)
@@ -40,7 +41,6 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         async def end(effect: EndConference) -> None:
             await conferences.end(effect.organization_id, effect.conference_id)
 
-        files = ObjectFiles(runtime.js)
         outbox = runtime.use_outbox(
             Outbox(
                 [repository],
@@ -50,7 +50,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                     RemoveFromConference: each(remove),
                     EndConference: each(end),
                     # Bytes last: the state no longer refers to them.
-                    DeleteObject: each(files.execute_delete),
+                    DeleteObject: each(files.execute),
                 },
             )
         )

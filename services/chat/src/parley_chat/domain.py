@@ -14,10 +14,11 @@ ids each must be pushed to. The handler commits a decision in one write. Reads (
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 import msgspec
 from parley_common.contracts import chat as api
@@ -141,24 +142,6 @@ class DirectoryUser(msgspec.Struct, frozen=True, kw_only=True):
     status_message: str | None = None
 
 
-class AttachmentRecord(Protocol):
-    """What a preview needs of an attachment's record (the contracts' `Attachment` has these)."""
-
-    @property
-    def id(self) -> str: ...
-
-    @property
-    def room_id(self) -> str: ...
-
-
-class FileRecord(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
-    """An attachment's record as stored (the `Attachment` document; other fields ignored)."""
-
-    id: str
-    room_id: str
-    mime_type: str = "application/octet-stream"
-
-
 class UserRooms(msgspec.Struct, frozen=True, kw_only=True):
     """Everything `GET /rooms` shows a user, loaded at once (no query per room).
 
@@ -216,10 +199,11 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     delete_meetings: tuple[str, ...] = ()
     # Directory entries written whole (a user's picture).
     put_users: tuple[DirectoryUser, ...] = ()
-    # Objects of CHAT_FILES_BUCKET no state refers to any more (an outbox effect, retried until done).
+    # Attachment records written / deleted by file id (a deleted room's go with it: the repository).
+    put_attachments: tuple[api.Attachment, ...] = ()
+    delete_attachments: tuple[str, ...] = ()
+    # Objects of the chat files bucket no committed state refers to any more (an outbox effect).
     delete_objects: tuple[str, ...] = ()
-    # The records of the rendered previews of these rooms' files (their objects in `delete_objects`).
-    delete_previews_of_rooms: tuple[str, ...] = ()
     # Effects after the commit (retried until done): conferences to end, users to drop from one.
     end_conferences: tuple[str, ...] = ()
     remove_from_conferences: tuple[ConferenceMember, ...] = ()
@@ -240,7 +224,8 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.put_meetings,
                 self.delete_meetings,
                 self.put_users,
-                self.delete_previews_of_rooms,
+                self.put_attachments,
+                self.delete_attachments,
             )
         )
 
@@ -583,11 +568,10 @@ def _deletion(
     *,
     channels: Sequence[Room],
     recipients: tuple[str, ...],
-    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """Delete a room with everything hanging from it: a workspace's channels first, then the room.
 
-    Its files' bytes go with it: the pictures, and `previews` (the rendered previews of its files).
+    Its pictures' bytes go with it (its files' and their previews': the unit of work, `files_of_rooms`).
 
     For each: its meeting (MEETING_DELETED, the conference ended), every user's settings, the room with
     its memberships (ROOM_DELETED); a workspace's ranks. Events go to `recipients`.
@@ -604,11 +588,7 @@ def _deletion(
     ids = tuple(target.id for target in doomed)
     return Decision(
         result=None,
-        delete_objects=(
-            *(room_picture_object(t.id) for t in doomed if t.picture_updated_at is not None),
-            *previews,
-        ),
-        delete_previews_of_rooms=ids,
+        delete_objects=(*(room_picture_object(t.id) for t in doomed if t.picture_updated_at is not None),),
         delete_rooms=ids,
         delete_settings_of_rooms=ids,
         delete_ranks_of_workspaces=(room.id,) if room.type == "workspace" else (),
@@ -626,7 +606,6 @@ def decide_delete_room(
     *,
     workspace: Room | None = None,
     channels: Sequence[Room] = (),
-    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """`DELETE /rooms/{id}`: unknown 404, not a member 403, one_to_one 403 (even for its owners), not
     owner 403. A workspace owner may delete a channel (a channel's owners are its workspace's)."""
@@ -639,7 +618,6 @@ def decide_delete_room(
         ctx,
         channels=channels,
         recipients=_recipients(effective_members(found, workspace)),
-        previews=previews,
     )
 
 
@@ -825,7 +803,6 @@ def decide_remove_member(
     *,
     workspace: Room | None = None,
     channels: Sequence[Room] = (),
-    previews: Sequence[str] = (),
 ) -> Decision[None]:
     """`DELETE /rooms/{id}/members/{userId}`, in order: 404; caller not a member 403; removing someone
     else needs an owner 403; one_to_one or channel 400; target not a member 404; the only owner leaving
@@ -852,7 +829,7 @@ def decide_remove_member(
     own_channels = _channels_of(found, channels) if found.type == "workspace" else []
     if not others:
         # The last member: the room goes with everything hanging from it; they are told it is gone.
-        deletion = _deletion(found, ctx, channels=channels, recipients=(body.user_id,), previews=previews)
+        deletion = _deletion(found, ctx, channels=channels, recipients=(body.user_id,))
         return msgspec.structs.replace(deletion, notices=(*events.notices, *deletion.notices))
     updated = msgspec.structs.replace(found, members=others)
     meetings = [r.meeting_id for r in (found, *own_channels) if r.meeting_id is not None]
@@ -1196,4 +1173,135 @@ def decide_delete_user_picture(
         put_users=(msgspec.structs.replace(found, picture_updated_at=None, picture_type=None),),
         delete_objects=(user_picture_object(found.id),),
         notices=tuple(events.notices),
+    )
+
+
+# ---------------------------------------------------------------- attachments
+
+# Rooms that take no attachments (Carbonio's rule: a workspace or a channel is no conversation of files).
+_NO_ATTACHMENTS = frozenset({"workspace", "channel"})
+
+
+def check_attachment_room(
+    room: Room | None, caller: Caller, room_id: str, *, workspace: Room | None = None
+) -> Room:
+    """Where an attachment may be uploaded: unknown 404, not a member 403, a workspace or channel 400.
+
+    Checked twice for an upload: before its body is read (`prepareAttachment`) and when it is recorded.
+    """
+    found = access(room, caller, room_id, workspace=workspace)
+    if found.type in _NO_ATTACHMENTS:
+        raise InvalidCommand(f"a {found.type} room takes no attachments")
+    return found
+
+
+def decide_insert_attachment(
+    room: Room | None,
+    caller: Caller,
+    body: api.InsertAttachment,
+    ctx: Context,
+    *,
+    workspace: Room | None = None,
+    existing: api.Attachment | None = None,
+) -> Decision[api.Id]:
+    """`POST /rooms/{id}/attachments` once its bytes are stored: the room rules again (the room may have
+    changed while the body streamed), then the record. No event (the real backend sends none over REST).
+    `existing`: a record already holding this file id (a retried command) is answered as it is."""
+    found = check_attachment_room(room, caller, body.room_id, workspace=workspace)
+    if existing is not None:
+        if existing.room_id != found.id or existing.user_id != caller.user_id:
+            raise Conflict(f"file {body.file_id} is already recorded")
+        return Decision(result=api.Id(id=existing.id))
+    record = api.Attachment(
+        id=body.file_id,
+        name=body.name,
+        size=body.size,
+        mime_type=body.mime_type,
+        user_id=caller.user_id,
+        room_id=found.id,
+        created_at=ctx.now,
+        description=body.description,
+        message_id=body.message_id,
+        reply_id=body.reply_id,
+        area=body.area,
+    )
+    return Decision(result=api.Id(id=record.id), put_attachments=(record,))
+
+
+def _attachment_found(attachment: api.Attachment | None, file_id: str) -> api.Attachment:
+    if attachment is None:
+        raise NotFound(f"attachment {file_id} not found")
+    return attachment
+
+
+def attachment_view(
+    attachment: api.Attachment | None,
+    room: Room | None,
+    caller: Caller,
+    file_id: str,
+    *,
+    workspace: Room | None = None,
+) -> api.Attachment:
+    """`GET /attachments/{id}` (and its download): unknown 404 (another organization's too: the
+    repository does not find it), not a member of its room 403."""
+    found = _attachment_found(attachment, file_id)
+    access(room, caller, found.room_id, workspace=workspace)
+    return found
+
+
+def decide_delete_attachment(
+    attachment: api.Attachment | None,
+    room: Room | None,
+    caller: Caller,
+    file_id: str,
+    *,
+    workspace: Room | None = None,
+) -> Decision[None]:
+    """`DELETE /attachments/{id}`: unknown 404, not a member 403, neither its uploader nor an owner of
+    its room 403. The record goes at once, the bytes through the outbox."""
+    found = _attachment_found(attachment, file_id)
+    room_found = access(room, caller, found.room_id, workspace=workspace)
+    me = _member(effective_members(room_found, workspace), caller.user_id)
+    if found.user_id != caller.user_id and not (me is not None and me.owner):
+        raise NotAllowed(f"only its uploader or an owner of the room may delete attachment {file_id}")
+    return Decision(
+        result=None,
+        delete_attachments=(found.id,),
+        delete_objects=(api.attachment_object(found.id),),
+    )
+
+
+class AttachmentCursor(msgspec.Struct, frozen=True, rename="camel"):
+    """Where a page of attachments ends: Carbonio's `filter`, the base64 of this JSON."""
+
+    id: str
+    created_at: datetime
+
+
+_cursor_decoder = msgspec.json.Decoder(AttachmentCursor)
+
+
+def encode_attachment_cursor(last: api.Attachment) -> str:
+    return base64.b64encode(msgspec.json.encode(AttachmentCursor(last.id, last.created_at))).decode()
+
+
+def decode_attachment_cursor(value: str | None) -> AttachmentCursor | None:
+    """The cursor a client sent back, or None for the first page; anything else undecodable is a 400."""
+    if value is None:
+        return None
+    try:
+        cursor = _cursor_decoder.decode(base64.b64decode(value, validate=True))
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidCommand("filter: not a cursor this API gave") from None
+    if cursor.created_at.tzinfo is None:
+        raise InvalidCommand("filter: not a cursor this API gave")
+    return cursor
+
+
+def attachments_page(found: Sequence[api.Attachment], items_number: int) -> api.AttachmentsPagination:
+    """A page from up to `items_number + 1` records, newest first: the extra one says more exist."""
+    page = tuple(found[:items_number])
+    more = len(found) > items_number
+    return api.AttachmentsPagination(
+        attachments=page, filter=encode_attachment_cursor(page[-1]) if more and page else None
     )

@@ -7,8 +7,8 @@
 - a member removed from a room leaves its meeting's conference at once (`RemoveFromConference`; the
   admission, `parley.qry.chat.admit`, also refuses them at any later join);
 - a room meeting's conference to end (`EndConference`: the room or its last member is gone);
-- objects of CHAT_FILES_BUCKET no state refers to any more (`DeleteObject`: a replaced upload, a
-  deleted picture, a deleted room's picture).
+- an object of the chat files bucket nothing refers to any more (`DeleteObject`: a deleted attachment,
+  a deleted or replaced picture, a rendered preview, the files of a deleted room), after the events.
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def client_view(event: AnyChatEvent) -> dict[str, Any]:
 
 def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
     """Events first (the stream, then each recipient), then users to drop from conferences, then
-    conferences to end."""
+    conferences to end, then objects to delete."""
     effects: list[Effect] = []
     for notice in decision.notices:
         event = notice.event

@@ -23,15 +23,17 @@ from parley_common.contracts import chat as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
+from parley_common.log import get_logger
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
-from parley_common.outbox import Outbox
+from parley_common.outbox import DeleteObject, Outbox
 
 from parley_chat import domain, previews
-from parley_chat.domain import AttachmentRecord, Caller, Context, Decision, DirectoryUser, Room
+from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
 from parley_chat.effects import effects_of
 from parley_chat.repository import ChatRepository
 
-# object_store: pictures and previews read and write CHAT_FILES_BUCKET (not answering: 503).
+log = get_logger(__name__)
+# object_store: pictures and previews read and write the chat files bucket (not answering: 503).
 rejecting = errors.rejecting(context={"room_id": "room_id"}, object_store=True)
 # How long a command's answer waits for its events to be published and pushed (they stay owed after).
 EFFECTS_WAIT_SECONDS = 2.0
@@ -46,7 +48,11 @@ class ConferencePort(Protocol):
 
 
 class FilesPort(Protocol):
-    """The chat files (CHAT_FILES_BUCKET): `adapters/files.py`."""
+    """The chat files bucket (`subjects.CHAT_FILES_BUCKET`), as far as the use cases touch it."""
+
+    async def delete(self, object_name: str) -> None:
+        """Delete an object (gone already is fine)."""
+        ...
 
     async def read(self, name: str, max_bytes: int) -> bytes | None:
         """The bytes, None when not stored; InvalidCommand (400) when larger than `max_bytes`."""
@@ -55,8 +61,6 @@ class FilesPort(Protocol):
     async def exists(self, name: str) -> bool: ...
 
     async def write(self, name: str, data: bytes, mime_type: str) -> None: ...
-
-    async def delete(self, name: str) -> None: ...
 
 
 class SeenReports(Protocol):
@@ -77,7 +81,17 @@ class ChatUnitOfWork:
         self._wait = wait_seconds
 
     async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
-        owed = await self.repository.commit(organization_id, decision, effects_of(organization_id, decision))
+        effects = effects_of(organization_id, decision)
+        if decision.delete_rooms:
+            # However a room goes (deleted, its last member gone, its workspace deleted), its files go
+            # with it: the repository deletes their records with the room, the outbox their objects.
+            files = await self.repository.files_of_rooms(organization_id, decision.delete_rooms)
+            effects.extend(DeleteObject(object_name=name) for name in files)
+        if decision.delete_attachments:
+            # A deleted attachment's rendered previews go with it (their records in the same commit).
+            previews = await self.repository.previews_of_files(organization_id, decision.delete_attachments)
+            effects.extend(DeleteObject(object_name=name) for name in previews)
+        owed = await self.repository.commit(organization_id, decision, effects)
         if owed is None:
             return
         self.outbox.committed(owed)
@@ -114,7 +128,7 @@ class ChatHandlers:
         self._clock = clock
         self._ids = ids
         self._max_group_members = max_group_members
-        self._files_port = files
+        self._files = files
         # Rendering is CPU work: off the event loop, in this pool (None: the loop's default pool).
         self._renderer = renderer
         self._max_preview_source = max_preview_source_bytes
@@ -124,16 +138,6 @@ class ChatHandlers:
 
     async def _room(self, caller: Caller, room_id: str) -> tuple[Room | None, Room | None]:
         return await self._repo.room_with_parent(caller.organization_id, room_id)
-
-    async def _previews_of(
-        self, caller: Caller, room: Room | None, channels: Sequence[Room]
-    ) -> Sequence[str]:
-        """The rendered previews of a room's files (and its channels'): their bytes go with the room."""
-        if room is None or room.organization_id != caller.organization_id:
-            return ()
-        return await self._repo.previews_of_rooms(
-            caller.organization_id, [room.id, *(c.id for c in channels)]
-        )
 
     async def _channels(self, caller: Caller, room: Room | None) -> Sequence[Room]:
         if room is None or room.type != "workspace" or room.organization_id != caller.organization_id:
@@ -222,15 +226,8 @@ class ChatHandlers:
         async with self._uow.lock:
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
-            previews = await self._previews_of(caller, room, channels)
             decision = domain.decide_delete_room(
-                room,
-                caller,
-                body.room_id,
-                self._ctx(),
-                workspace=workspace,
-                channels=channels,
-                previews=previews,
+                room, caller, body.room_id, self._ctx(), workspace=workspace, channels=channels
             )
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=Empty())
@@ -322,12 +319,8 @@ class ChatHandlers:
         async with self._uow.lock:
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
-            # Only read when the room may go with its last member.
-            previews = (
-                await self._previews_of(caller, room, channels) if room and len(room.members) <= 1 else ()
-            )
             decision = domain.decide_remove_member(
-                room, caller, body, self._ctx(), workspace=workspace, channels=channels, previews=previews
+                room, caller, body, self._ctx(), workspace=workspace, channels=channels
             )
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=Empty())
@@ -439,13 +432,87 @@ class ChatHandlers:
         )
         return Accepted(value=api.Admitted(admitted=domain.admits(room, normalised, workspace=workspace)))
 
+    # ---------------------------------------------------------------- attachments
+
+    @rejecting
+    async def prepare_attachment(self, request: Request[api.RoomRef]) -> Accepted[api.Id]:
+        """Before an upload's body is read: may the caller upload into this room? Answers the new file's id
+        (nothing is written: an upload that never comes leaves nothing behind)."""
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        domain.check_attachment_room(room, caller, room_id, workspace=workspace)
+        return Accepted(value=api.Id(id=self._ids()))
+
+    @rejecting
+    async def insert_attachment(self, request: Request[api.InsertAttachment]) -> Accepted[api.Id]:
+        """The bytes are stored: record them, or, refused, delete them (nothing stays on a refusal)."""
+        caller, body = chat_caller(request), request.body
+        try:
+            async with self._uow.lock:
+                room, workspace = await self._room(caller, body.room_id)
+                existing = await self._repo.attachment(caller.organization_id, body.file_id)
+                decision = domain.decide_insert_attachment(
+                    room, caller, body, self._ctx(), workspace=workspace, existing=existing
+                )
+                await self._uow.commit(caller.organization_id, decision)
+        except (errors.NotFound, errors.NotAllowed, errors.InvalidCommand):
+            # Not a Conflict: a record already holding this file id owns the object.
+            if self._files is not None:
+                try:
+                    await self._files.delete(api.attachment_object(body.file_id))
+                except Exception:
+                    # The refusal stands; the bytes stay behind unreferenced (logged, to be swept).
+                    log.exception("a refused attachment's bytes could not be deleted", file_id=body.file_id)
+            raise
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def list_room_attachment_info(
+        self, request: Request[api.ListAttachments]
+    ) -> Accepted[api.AttachmentsPagination]:
+        caller, body = chat_caller(request), request.body
+        room, workspace = await self._room(caller, body.room_id)
+        domain.access(room, caller, body.room_id, workspace=workspace)
+        cursor = domain.decode_attachment_cursor(body.filter)
+        found = await self._repo.room_attachments(
+            caller.organization_id,
+            body.room_id,
+            before=None if cursor is None else (cursor.created_at, cursor.id),
+            limit=body.items_number + 1,
+        )
+        return Accepted(value=domain.attachments_page(found, body.items_number))
+
+    async def _attachment(
+        self, caller: Caller, file_id: str
+    ) -> tuple[api.Attachment | None, Room | None, Room | None]:
+        attachment = await self._repo.attachment(caller.organization_id, file_id)
+        if attachment is None:
+            return None, None, None
+        room, workspace = await self._room(caller, attachment.room_id)
+        return attachment, room, workspace
+
+    @rejecting
+    async def get_attachment_info(self, request: Request[api.FileRef]) -> Accepted[api.Attachment]:
+        caller, file_id = chat_caller(request), request.body.file_id
+        attachment, room, workspace = await self._attachment(caller, file_id)
+        return Accepted(value=domain.attachment_view(attachment, room, caller, file_id, workspace=workspace))
+
+    @rejecting
+    async def delete_attachment(self, request: Request[api.FileRef]) -> Accepted[Empty]:
+        caller, file_id = chat_caller(request), request.body.file_id
+        async with self._uow.lock:
+            attachment, room, workspace = await self._attachment(caller, file_id)
+            decision = domain.decide_delete_attachment(attachment, room, caller, file_id, workspace=workspace)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
     # ---------------------------------------------------------------- pictures (issue 11)
 
     @property
-    def _files(self) -> FilesPort:
-        if self._files_port is None:
+    def _bucket(self) -> FilesPort:
+        if self._files is None:
             raise errors.Unavailable("service unavailable: no file storage configured")
-        return self._files_port
+        return self._files
 
     async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._renderer, fn, *args)
@@ -454,7 +521,7 @@ class ChatHandlers:
         """The streamed upload, decoded (a real image, not only a declared type): bytes and real type."""
         if not upload.startswith("uploads/"):
             raise errors.InvalidCommand("upload must name an object under uploads/")
-        data = await self._files.read(upload, max_bytes)
+        data = await self._bucket.read(upload, max_bytes)
         if data is None:
             raise errors.InvalidCommand(f"upload {upload} is not stored")
         mime: str = await self._cpu(previews.check_picture, data)
@@ -463,7 +530,7 @@ class ChatHandlers:
     async def _drop_upload(self, upload: str) -> None:
         # A refused upload leaves nothing behind (deleting a missing one is fine).
         if upload.startswith("uploads/"):
-            await self._files.delete(upload)
+            await self._bucket.delete(upload)
 
     @rejecting
     async def check_room_picture(
@@ -490,7 +557,7 @@ class ChatHandlers:
                 limit = domain.CAPABILITIES.max_room_image_size_in_kb * 1024
                 data, mime = await self._picture_bytes(body.upload, limit)
                 # The bytes first: a commit then never names a picture that is not stored.
-                await self._files.write(domain.room_picture_object(found.id), data, mime)
+                await self._bucket.write(domain.room_picture_object(found.id), data, mime)
                 decision = domain.decide_room_picture(found, mime, self._ctx())
                 await self._uow.commit(caller.organization_id, decision)
         finally:
@@ -539,7 +606,7 @@ class ChatHandlers:
                 )
                 limit = domain.CAPABILITIES.max_user_image_size_in_kb * 1024
                 data, mime = await self._picture_bytes(body.upload, limit)
-                await self._files.write(domain.user_picture_object(found.id), data, mime)
+                await self._bucket.write(domain.user_picture_object(found.id), data, mime)
                 rooms = await self._repo.rooms_of_user(org, found.id)
                 decision = domain.decide_user_picture(found, mime, rooms.rooms, self._ctx())
                 await self._uow.commit(org, decision)
@@ -568,7 +635,7 @@ class ChatHandlers:
 
     # ---------------------------------------------------------------- previews (issue 11)
 
-    async def _previewable(self, caller: Caller, file_id: str) -> AttachmentRecord:
+    async def _previewable(self, caller: Caller, file_id: str) -> api.Attachment:
         """The note's order: file unknown 404, caller not a member of its room 403."""
         record = await self._repo.attachment(caller.organization_id, file_id)
         if record is None:
@@ -583,14 +650,14 @@ class ChatHandlers:
         """A rendered preview from the cache (`previews/{fileId}/{key}`), or rendered now and kept."""
         record = await self._previewable(caller, file_id)
         name = f"previews/{record.id}/{key}"
-        if await self._files.exists(name):
+        if await self._bucket.exists(name):
             return api.StoredFile(object_name=name, mime_type=mime, cached=True)
-        source = await self._files.read(api_attachment_object(record.id), self._max_preview_source)
+        source = await self._bucket.read(api.attachment_object(record.id), self._max_preview_source)
         if source is None:
             raise errors.NotFound(f"file {file_id} has no content")
         rendered: previews.Rendered = await self._cpu(render, source)
         await self._repo.record_preview(caller.organization_id, record.room_id, record.id, name)
-        await self._files.write(name, rendered.data, rendered.mime_type)
+        await self._bucket.write(name, rendered.data, rendered.mime_type)
         return api.StoredFile(object_name=name, mime_type=rendered.mime_type, cached=False)
 
     async def _image(
@@ -641,8 +708,3 @@ class ChatHandlers:
             return previews.pdf_pages(source, body.first_page, body.last_page)
 
         return Accepted(value=await self._preview(caller, body.file_id, key, run, "application/pdf"))
-
-
-def api_attachment_object(file_id: str) -> str:
-    """Where an attachment's bytes are (i11a's `attachment_object`, `attachments/{fileId}`)."""
-    return f"attachments/{file_id}"

@@ -9,12 +9,13 @@ is stored whole), so no read needs a query per room.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
+from parley_common.contracts import chat as api
 from parley_common.outbox import Owed
 
 from parley_chat.domain import (
-    AttachmentRecord,
     Decision,
     DirectoryUser,
     Room,
@@ -98,10 +99,26 @@ class ChatRepository(Protocol):
         """Insert or replace a directory entry (from a `UserSeen` report)."""
         ...
 
-    # ---------------------------------------------------------------- files
+    # ---------------------------------------------------------------- attachments
 
-    async def attachment(self, organization_id: str, file_id: str) -> AttachmentRecord | None:
-        """An attachment's record of this organization, or None (previews check access through it)."""
+    async def attachment(self, organization_id: str, file_id: str) -> api.Attachment | None:
+        """One attachment's record, or None when unknown in this organization."""
+        ...
+
+    async def room_attachments(
+        self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[api.Attachment]:
+        """A room's attachments newest first (createdAt, then id, descending), those strictly older than
+        `before` (the (createdAt, id) of the previous page's last one), at most `limit`."""
+        ...
+
+    async def files_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        """The objects (chat files bucket) of these rooms' files and of their rendered previews: deleted
+        with the rooms (their records go in the rooms' commit)."""
+        ...
+
+    async def previews_of_files(self, organization_id: str, file_ids: Sequence[str]) -> Sequence[str]:
+        """The objects of these files' rendered previews: deleted with the files."""
         ...
 
     async def record_preview(
@@ -111,10 +128,6 @@ class ChatRepository(Protocol):
         room finds every preview's object; a record whose write then failed deletes nothing)."""
         ...
 
-    async def previews_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
-        """The object names of the rendered previews of these rooms' files."""
-        ...
-
     # ---------------------------------------------------------------- writes
 
     async def commit(
@@ -122,10 +135,11 @@ class ChatRepository(Protocol):
     ) -> Owed | None:
         """Write everything a decision says, atomically, with the effects it owes (for the outbox).
 
-        Puts (rooms whole, settings, workspace ranks, meetings) and deletes (rooms with their memberships,
-        one user's settings or every user's of a room, one user's rank or every user's of a workspace,
-        meetings) all land or none does; the effects (the events for PARLEY_CHAT and each recipient's
-        push subject, conferences to end) are written in the same commit, so an acknowledged command
-        never loses an event or an effect. Returns what the commit owes (None: nothing was written).
+        Puts (rooms whole, settings, workspace ranks, meetings, attachments) and deletes (rooms with their
+        memberships and attachment records, one user's settings or every user's of a room, one user's
+        rank or every user's of a workspace, meetings, attachments) all land or none does; the effects
+        (the events for PARLEY_CHAT and each recipient's push subject, conferences to end, objects to
+        delete) are written in the same commit, so an acknowledged command never loses an event or an
+        effect. Returns what the commit owes (None: nothing was written).
         """
         ...

@@ -64,6 +64,13 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
                     for media in op.form_media_types
                 },
             }
+        if op.binary_body is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {
+                    op.binary_body: {"schema": {"type": "string", "contentMediaType": op.binary_body}}
+                },
+            }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
         if op.response is not None and op.status != 204:
             success["content"] = {"application/json": {"schema": schema_of[id(op.response)]}}
@@ -140,7 +147,7 @@ def _error_statuses(op: Operation) -> list[int]:
     statuses = set(op.errors)
     if not op.public:
         statuses.add(401)
-    if op.path_params or op.query or op.body is not None or op.form is not None:
+    if op.path_params or op.query or op.body is not None or op.form is not None or op.binary_body:
         statuses.add(400)
     return sorted(statuses - set(op.extra_responses))
 

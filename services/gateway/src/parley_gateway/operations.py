@@ -64,6 +64,8 @@ class Operation:
     # media types it comes in.
     form: Any = None
     form_media_types: tuple[str, ...] = ("multipart/form-data",)
+    # A raw body of this media type the handler streams itself (never read whole by the route wrapper).
+    binary_body: str | None = None
     response: Any = None  # the msgspec type of the 200 body; None with status 204
     status: int = 200
     public: bool = False

@@ -22,7 +22,6 @@ import json
 from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from hashlib import sha256
-from typing import Any
 
 import nats.errors
 from nats.js import JetStreamContext, api
@@ -40,8 +39,8 @@ from nats.js.object_store import (
 from parley_common.clock import new_id
 
 CHUNK_SIZE = OBJ_DEFAULT_CHUNK_SIZE
-# nats-py's MSG_ROLLUP_SUBJECT: the meta subject keeps one message.
-_ROLLUP: dict[str, Any] = {api.Header.ROLLUP: "sub"}
+# nats-py's MSG_ROLLUP_SUBJECT: the meta subject keeps its last message only.
+_ROLLUP: dict[str, str] = {str(api.Header.ROLLUP.value): "sub"}
 
 
 class ObjectTooLarge(Exception):

@@ -61,6 +61,11 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "getImageThumbnail": handlers.get_image_thumbnail,
         "getPdfPreview": handlers.get_pdf_preview,
         "getPdfThumbnail": handlers.get_pdf_thumbnail,
+        "prepareAttachment": handlers.prepare_attachment,
+        "insertAttachment": handlers.insert_attachment,
+        "listRoomAttachmentInfo": handlers.list_room_attachment_info,
+        "getAttachmentInfo": handlers.get_attachment_info,
+        "deleteAttachment": handlers.delete_attachment,
     }
 
 

@@ -1,8 +1,10 @@
-"""The chat service's files in the JetStream object store `CHAT_FILES_BUCKET` (`parley_attachments`).
+"""The chat files bucket (`subjects.CHAT_FILES_BUCKET`) as the chat service uses it.
 
-Reads and writes go through `parley_common.messaging.objects` (chunk by chunk, never nats-py's
-whole-object `get`); the bytes a rule needs in memory (a picture to decode, a file to preview) are read
-with a cap, so a stored object larger than expected is refused rather than loaded.
+The gateway streams uploads in and answers out (`parley_common.messaging.objects`). The service deletes
+what no record refers to any more (a refused upload at once; a deleted attachment, picture, preview or
+room's files as an outbox effect, `DeleteObject`, retried until done), and reads and writes the bytes a
+rule needs in memory: a picture to decode, a file to preview, a rendered preview. Reads are capped, so a
+stored object larger than expected is refused (400) rather than loaded.
 """
 
 from __future__ import annotations
@@ -22,9 +24,7 @@ async def _one(data: bytes) -> AsyncIterator[bytes]:
     yield data
 
 
-class ObjectFiles:
-    """`FilesPort` over the bucket (created on first use, as every bucket is: `ensure_object_store`)."""
-
+class ChatFiles:
     def __init__(self, js: JetStreamContext) -> None:
         self._js = js
         self._ready = False
@@ -34,6 +34,14 @@ class ObjectFiles:
             await ensure_object_store(self._js, BUCKET)
             self._ready = True
 
+    async def delete(self, object_name: str) -> None:
+        """Delete an object; gone already is fine. NATS errors propagate (the outbox retries)."""
+        await self._bucket()
+        await objects.delete_object(self._js, BUCKET, object_name)
+
+    async def execute(self, effect: DeleteObject) -> None:
+        await self.delete(effect.object_name)
+
     async def read(self, name: str, max_bytes: int) -> bytes | None:
         """The object's bytes, None when it is not stored; larger than `max_bytes`: 400."""
         await self._bucket()
@@ -42,8 +50,7 @@ class ObjectFiles:
             return None
         if (info.size or 0) > max_bytes:
             raise InvalidCommand(f"the file is larger than {max_bytes} bytes")
-        chunks = [chunk async for chunk in objects.read_stream(self._js, info)]
-        return b"".join(chunks)
+        return b"".join([chunk async for chunk in objects.read_stream(self._js, info)])
 
     async def exists(self, name: str) -> bool:
         await self._bucket()
@@ -52,11 +59,3 @@ class ObjectFiles:
     async def write(self, name: str, data: bytes, mime_type: str) -> None:
         await self._bucket()
         await objects.put_stream(self._js, BUCKET, name, _one(data), headers={"Content-Type": mime_type})
-
-    async def delete(self, name: str) -> None:
-        await self._bucket()
-        await objects.delete_object(self._js, BUCKET, name)
-
-    async def execute_delete(self, effect: DeleteObject) -> None:
-        """The outbox's executor of `DeleteObject` (gone already counts as done)."""
-        await self.delete(effect.object_name)

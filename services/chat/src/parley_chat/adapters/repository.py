@@ -2,7 +2,9 @@
 
 Collections: `chat_rooms` (a room without its members), `chat_members` (one document per (room, user): the
 port cannot query inside arrays), `chat_settings` (per (room, user)), `chat_ranks` (per (user, workspace)),
-`chat_meetings`, `chat_users` (the directory, per (organization, user)) and `chat_commits`.
+`chat_meetings`, `chat_users` (the directory, per (organization, user)), `chat_attachments` (one record
+per file, `pos` its newest-first paging key) and `chat_commits`. A deleted room's attachment records go
+with it; their objects are deleted by the outbox (`files_of_rooms`).
 
 Atomicity. The port has no transactions, so a commit is ONE document, as the snapshot service's record
 holding its effects and the conference's event are: the insert of a `chat_commits` document is the commit
@@ -26,13 +28,13 @@ from typing import Any
 
 import msgspec
 from parley_common.clock import utcnow
+from parley_common.contracts import chat as api
 from parley_common.outbox import Owed
 from parley_common.storage import Collection, DocumentStore, Index
 
 from parley_chat.domain import (
     Decision,
     DirectoryUser,
-    FileRecord,
     Room,
     RoomMeeting,
     RoomMember,
@@ -45,6 +47,7 @@ from parley_chat.effects import Effect
 OUTBOX = "chat_commits"
 # A commit not yet marked applied this recently may still be applying in its process: recovery waits.
 APPLY_GRACE = timedelta(seconds=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def key(*parts: str) -> str:
@@ -127,6 +130,23 @@ def _meeting_doc(meeting: RoomMeeting) -> dict[str, Any]:
     }
 
 
+def _attachment_pos(created_at: datetime, file_id: str) -> str:
+    """The paging key of an attachment: (createdAt, id) as one string that sorts like the pair (the port
+    has no `$or` to page on two fields). Microseconds since the epoch, zero-padded."""
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:020d}:{file_id}"
+
+
+def _attachment_doc(organization_id: str, attachment: api.Attachment) -> dict[str, Any]:
+    return {
+        "_id": attachment.id,
+        "org": organization_id,
+        "room": attachment.room_id,
+        "pos": _attachment_pos(attachment.created_at, attachment.id),
+        "state": as_document(attachment),
+    }
+
+
 def _user_doc(user: DirectoryUser) -> dict[str, Any]:
     return {
         "_id": key(user.organization_id, user.id),
@@ -149,9 +169,9 @@ class StorageChatRepository:
         self._ranks = collections["chat_ranks"]
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
-        self._commits = collections[OUTBOX]
         self._attachments = collections["chat_attachments"]
         self._previews = collections["chat_previews"]
+        self._commits = collections[OUTBOX]
 
     @classmethod
     async def open(cls, store: DocumentStore) -> StorageChatRepository:
@@ -162,7 +182,9 @@ class StorageChatRepository:
             "chat_ranks": [Index(("org", "user")), Index(("workspace",))],
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
-            "chat_attachments": [Index(("org", "room"))],
+            # A room's attachments newest first (paging), and all of them when the room goes.
+            "chat_attachments": [Index(("room", "pos"))],
+            # One per rendered preview (its object): found by room or file when they go.
             "chat_previews": [Index(("room",)), Index(("file",))],
             OUTBOX: [Index(("committedMs",))],
         }
@@ -280,27 +302,41 @@ class StorageChatRepository:
     async def save_user(self, user: DirectoryUser) -> None:
         await self._users.replace(_user_doc(user), upsert=True)
 
-    # ---------------------------------------------------------------- files
+    # ---------------------------------------------------------------- attachments
 
-    async def attachment(self, organization_id: str, file_id: str) -> FileRecord | None:
-        # The attachment records are written by the attachments use cases (issue 11, i11a): a document
-        # `{_id: fileId, org, room, state: Attachment}`.
+    async def attachment(self, organization_id: str, file_id: str) -> api.Attachment | None:
         doc = await self._attachments.get(file_id)
-        if doc is None or doc.get("org") != organization_id:
+        if doc is None or doc["org"] != organization_id:
             return None
-        return msgspec.convert(doc["state"], FileRecord)
+        return msgspec.convert(doc["state"], api.Attachment)
+
+    async def room_attachments(
+        self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[api.Attachment]:
+        where: dict[str, Any] = {"org": organization_id, "room": room_id}
+        if before is not None:
+            where["pos"] = {"$lt": _attachment_pos(*before)}
+        docs = await self._attachments.find(where, sort=[("pos", -1)], limit=limit)
+        return [msgspec.convert(doc["state"], api.Attachment) for doc in docs]
+
+    async def files_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        if not room_ids:
+            return ()
+        docs = await self._attachments.find({"org": organization_id, "room": {"$in": list(room_ids)}})
+        previews = await self._previews.find({"org": organization_id, "room": {"$in": list(room_ids)}})
+        return [*(api.attachment_object(doc["_id"]) for doc in docs), *(doc["_id"] for doc in previews)]
+
+    async def previews_of_files(self, organization_id: str, file_ids: Sequence[str]) -> Sequence[str]:
+        if not file_ids:
+            return ()
+        docs = await self._previews.find({"org": organization_id, "file": {"$in": list(file_ids)}})
+        return [doc["_id"] for doc in docs]
 
     async def record_preview(
         self, organization_id: str, room_id: str, file_id: str, object_name: str
     ) -> None:
         doc = {"_id": object_name, "org": organization_id, "room": room_id, "file": file_id}
         await self._previews.replace(doc, upsert=True)
-
-    async def previews_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
-        if not room_ids:
-            return ()
-        docs = await self._previews.find({"org": organization_id, "room": {"$in": list(room_ids)}})
-        return [doc["_id"] for doc in docs]
 
     # ---------------------------------------------------------------- writes
 
@@ -347,6 +383,9 @@ class StorageChatRepository:
         for room_id in decision.delete_rooms:
             ops.append(Delete("chat_rooms", room_id))
             ops.append(DeleteWhere("chat_members", {"room": room_id}))
+            # Its files' records and their previews' (the objects: `files_of_rooms`, deleted by the outbox).
+            ops.append(DeleteWhere("chat_attachments", {"room": room_id}))
+            ops.append(DeleteWhere("chat_previews", {"room": room_id}))
         ops.extend(Put("chat_settings", _settings_doc(s)) for s in decision.put_settings)
         ops.extend(Delete("chat_settings", key(k.room_id, k.user_id)) for k in decision.delete_settings)
         ops.extend(DeleteWhere("chat_settings", {"room": r}) for r in decision.delete_settings_of_rooms)
@@ -357,8 +396,10 @@ class StorageChatRepository:
         ops.extend(DeleteWhere("chat_ranks", {"workspace": w}) for w in decision.delete_ranks_of_workspaces)
         ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
+        ops.extend(Put("chat_attachments", _attachment_doc(org, a)) for a in decision.put_attachments)
+        ops.extend(Delete("chat_attachments", file_id) for file_id in decision.delete_attachments)
+        ops.extend(DeleteWhere("chat_previews", {"file": file_id}) for file_id in decision.delete_attachments)
         ops.extend(Put("chat_users", _user_doc(u)) for u in decision.put_users)
-        ops.extend(DeleteWhere("chat_previews", {"room": r}) for r in decision.delete_previews_of_rooms)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
