@@ -127,3 +127,11 @@ def test_pdf_thumbnail_is_the_first_page_filling_the_area() -> None:
         previews.render_pdf_thumbnail(pdf(2), previews.image_options("50x50", output_format="png", fill=True))
     )
     assert thumb.size == (50, 50) and thumb.format == "PNG"
+
+
+def test_an_image_over_the_pixel_limit_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(previews, "MAX_PIXELS", 99 * 99)
+    with pytest.raises(InvalidCommand):
+        previews.check_picture(encoded((100, 100), "PNG"))
+    # A JPEG decoded at reduced size counts at that size.
+    assert previews.open_image(encoded((400, 400)), want=(50, 50)).size == (50, 50)

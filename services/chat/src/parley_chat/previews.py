@@ -151,6 +151,9 @@ def open_image(data: bytes, want: tuple[int, int] | None = None) -> Image.Image:
         opened = Image.open(io.BytesIO(data))
         if want is not None and opened.format == "JPEG":
             opened.draft("RGB", want)
+        if opened.width * opened.height > MAX_PIXELS:
+            # Pillow only refuses at twice its limit (a warning below): refuse at the limit.
+            raise InvalidCommand(f"the image has more than {MAX_PIXELS} pixels")
         image = ImageOps.exif_transpose(opened)
         image.load()
         if image is not opened:
@@ -272,6 +275,8 @@ def render_pdf_thumbnail(data: bytes, options: ImageOptions) -> Rendered:
             target = _target(options.area, max(1, round(width)), max(1, round(height)))
             # Just enough pixels to cover the area (PDF points are 1/72 inch).
             scale = min(PDF_MAX_SCALE, max(target[0] / width, target[1] / height, 0.05))
+            # A huge page (or an area of 0x0: the page's own size) never makes a bitmap over MAX_PIXELS.
+            scale = min(scale, (MAX_PIXELS / max(1.0, width * height)) ** 0.5)
             bitmap = page.render(scale=scale)
             image = bitmap.to_pil()
         finally:
