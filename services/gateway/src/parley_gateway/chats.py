@@ -180,11 +180,13 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
         "getImagePreview",
         "An image attachment scaled to fit the area (WIDTHxHEIGHT), or filling it with crop=true",
         query=(
-            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
-            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
             QueryParam("crop", bool),
         ),
-        path_types={"area": str},
+        path_types={"area": chat.PreviewArea},
         file_response="image/*",
     ),
     ChatRoute(
@@ -193,11 +195,13 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
         "getImageThumbnail",
         "An image attachment filling the area (WIDTHxHEIGHT)",
         query=(
-            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
-            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
-            QueryParam("shape", str, description="Rounded, Rectangular"),
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", chat.PreviewShape, description="Rounded, Rectangular (any case)"),
         ),
-        path_types={"area": str},
+        path_types={"area": chat.PreviewArea},
         file_response="image/*",
     ),
     ChatRoute(
@@ -205,7 +209,10 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
         "/preview/pdf/{fileId}/",
         "getPdfPreview",
         "A PDF of pages firstPage..lastPage of a PDF attachment (lastPage 0 = the last)",
-        query=(QueryParam("firstPage", int), QueryParam("lastPage", int)),
+        query=(
+            QueryParam("firstPage", chat.FirstPage, description="from 1"),
+            QueryParam("lastPage", chat.LastPage, description="0 = the last page"),
+        ),
         file_response="application/pdf",
     ),
     ChatRoute(
@@ -214,11 +221,13 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
         "getPdfThumbnail",
         "The first page of a PDF attachment as an image filling the area (WIDTHxHEIGHT)",
         query=(
-            QueryParam("quality", str, description="Lowest, Low, Medium, High, Highest"),
-            QueryParam("output_format", str, description="jpeg, png, gif (any case)"),
-            QueryParam("shape", str, description="Rounded, Rectangular"),
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", chat.PreviewShape, description="Rounded, Rectangular (any case)"),
         ),
-        path_types={"area": str},
+        path_types={"area": chat.PreviewArea},
         file_response="image/*",
     ),
 )

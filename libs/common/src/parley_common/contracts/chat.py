@@ -398,25 +398,60 @@ class StoredFile(ChatPayload, frozen=True):
     cached: bool | None = None
 
 
+# A preview's side: 0 (follows the aspect ratio) to 4096 pixels, in digits.
+_SIDE = "(?:[0-9]{1,3}|[0-3][0-9]{3}|40[0-8][0-9]|409[0-6])"
+PreviewArea = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_SIDE}x{_SIDE}$(?!\n)",
+        description="WIDTHxHEIGHT (width first), each 0..4096; 0 = follows the aspect ratio",
+    ),
+]
+# The seed's spellings in the document; any case accepted (the previewer's enums are case-insensitive).
+PREVIEW_QUALITIES = ("Lowest", "Low", "Medium", "High", "Highest")
+PREVIEW_FORMATS = ("jpeg", "png", "gif")
+PREVIEW_SHAPES = ("Rounded", "Rectangular")
+PreviewQuality = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=_choice_pattern(PREVIEW_QUALITIES), extra_json_schema={"enum": list(PREVIEW_QUALITIES)}
+    ),
+    CASE_INSENSITIVE,
+]
+PreviewFormat = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(PREVIEW_FORMATS), extra_json_schema={"enum": list(PREVIEW_FORMATS)}),
+    CASE_INSENSITIVE,
+]
+PreviewShape = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(PREVIEW_SHAPES), extra_json_schema={"enum": list(PREVIEW_SHAPES)}),
+    CASE_INSENSITIVE,
+]
+FirstPage = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+LastPage = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+
+
 class ImagePreviewQuery(ChatBody, frozen=True):
-    """`GET /preview/image/{fileId}/{area}/` (`crop`) and `.../thumbnail` (`shape`): checked by the
-    service (400: area not WIDTHxHEIGHT, an unknown quality, format or shape; any case accepted)."""
+    """`GET /preview/image/{fileId}/{area}/` (`crop`) and `.../thumbnail` (`shape`); also the PDF
+    thumbnail. The service checks the values again (previews.image_options), whoever sent them."""
 
     file_id: Uuid
-    area: str
-    quality: str | None = None
+    area: PreviewArea
+    quality: PreviewQuality | None = None
     # The seed's query name, snake_case (the previewer's).
-    output_format: str | None = msgspec.field(default=None, name="output_format")
+    output_format: PreviewFormat | None = msgspec.field(default=None, name="output_format")
     crop: bool | None = None
-    shape: str | None = None
+    shape: PreviewShape | None = None
 
 
 class PdfPreviewQuery(ChatBody, frozen=True):
-    """`GET /preview/pdf/{fileId}/`: pages firstPage..lastPage (defaults all; lastPage 0 = the last)."""
+    """`GET /preview/pdf/{fileId}/`: pages firstPage..lastPage (defaults all; lastPage 0 = the last;
+    beyond the document: 400, the service's check)."""
 
     file_id: Uuid
-    first_page: int | None = None
-    last_page: int | None = None
+    first_page: FirstPage | None = None
+    last_page: LastPage | None = None
 
 
 # ---------------------------------------------------------------- results
