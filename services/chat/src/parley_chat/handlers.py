@@ -17,6 +17,7 @@ from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
+import nats.errors
 from parley_common import errors
 from parley_common.clock import new_id, utcnow
 from parley_common.contracts import chat as api
@@ -528,9 +529,14 @@ class ChatHandlers:
         return data, mime
 
     async def _drop_upload(self, upload: str) -> None:
-        # A refused upload leaves nothing behind (deleting a missing one is fine).
-        if upload.startswith("uploads/"):
+        """The upload is kept as the picture or refused: either way it goes (a missing one is fine). A
+        failure here is logged, not raised: it must not turn a committed picture into an error."""
+        if not upload.startswith("uploads/"):
+            return
+        try:
             await self._bucket.delete(upload)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not delete a picture upload", upload=upload, error=repr(exc))
 
     @rejecting
     async def check_room_picture(
