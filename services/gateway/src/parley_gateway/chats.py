@@ -607,6 +607,7 @@ def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewa
             status=201,
             errors=(*errors, 413),
             path_types={"roomId": chat.Uuid},
+            headers=UPLOAD_HEADERS,
         ),
         Operation(
             method="GET",
@@ -621,6 +622,49 @@ def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewa
         ),
     ]
 
+
+# Header text: no control characters (they could not come back in the download's headers).
+_HEADER_TEXT = "^[^\\x00-\\x1f\\x7f]*$(?!\\n)"
+# An escaped character takes 6 (`\\uXXXX`): the header may be that much longer than the text it holds.
+_ESCAPED_MAX = 6
+_ESCAPED = "; \\uXXXX escapes (UTF-16) are decoded, a plain value is taken as it is"
+UPLOAD_HEADERS = (
+    QueryParam(
+        "fileName",
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1, max_length=_ESCAPED_MAX * chat.FILE_NAME_MAX_LENGTH, pattern=_HEADER_TEXT
+            ),
+        ],
+        required=True,
+        description=f"the file's name, at most {chat.FILE_NAME_MAX_LENGTH} characters decoded" + _ESCAPED,
+    ),
+    QueryParam("mimeType", chat.MimeType, required=True, description="the file's type/subtype"),
+    QueryParam(
+        "description",
+        Annotated[
+            str,
+            msgspec.Meta(max_length=_ESCAPED_MAX * chat.FILE_DESCRIPTION_MAX_LENGTH, pattern=_HEADER_TEXT),
+        ],
+        description="what the file is" + _ESCAPED,
+    ),
+    QueryParam(
+        "messageId",
+        Annotated[str, msgspec.Meta(max_length=256)],
+        description="the message the file belongs to (empty: none)",
+    ),
+    QueryParam(
+        "replyId",
+        Annotated[str, msgspec.Meta(max_length=256)],
+        description="the message replied to (empty: none)",
+    ),
+    QueryParam(
+        "area",
+        Annotated[str, msgspec.Meta(pattern="^(?:[0-9]+x[0-9]+)?$(?!\\n)")],
+        description="WIDTHxHEIGHT in digits, e.g. 15x20 (empty: none)",
+    ),
+)
 
 # Stands in for the file id while the headers are checked (replaced by prepareAttachment's).
 PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
@@ -724,6 +768,9 @@ def picture_upload_operation(rpc: RpcClient, files: ChatFiles, *, room: bool) ->
         ),
         tag=TAG,
         handler=handle,
+        binary_body="application/octet-stream",
         status=204,
         path_types={param: chat.Uuid},
+        # fileName and mimeType, as an attachment's (checked and documented the same way).
+        headers=UPLOAD_HEADERS[:2],
     )
