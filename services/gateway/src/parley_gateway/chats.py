@@ -623,8 +623,11 @@ def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewa
     ]
 
 
-# Header text: no control characters (they could not come back in the download's headers).
-_HEADER_TEXT = "^[^\\x00-\\x1f\\x7f]*$(?!\\n)"
+# Header text: visible ASCII and spaces only. HTTP carries header values as bytes that clients encode as
+# Latin-1 at best (any other character cannot be sent at all) and servers read as they please: anything
+# beyond ASCII travels as `\\uXXXX` escapes, as Carbonio's clients send it. No control characters either
+# (they could not come back in the download's headers).
+_HEADER_TEXT = "^[\\x20-\\x7e]*$(?!\\n)"
 # An escaped character takes 6 (`\\uXXXX`): the header may be that much longer than the text it holds.
 _ESCAPED_MAX = 6
 _ESCAPED = "; \\uXXXX escapes (UTF-16) are decoded, a plain value is taken as it is"
@@ -681,6 +684,16 @@ def _too_large(request: web.Request, max_bytes: int) -> web.StreamResponse:
     # The body was not (all) read: do not leave it for the next request on this connection.
     response.force_close()
     return response
+
+
+PICTURE_MIME_TYPE = QueryParam(
+    "mimeType",
+    Annotated[
+        str, msgspec.Meta(pattern=r"^[iI][mM][aA][gG][eE]/[A-Za-z0-9!#$&^_.+-]+$(?!\n)", max_length=255)
+    ],
+    required=True,
+    description="image/..., the declared type (the bytes must decode as an image too)",
+)
 
 
 def picture_upload_operation(rpc: RpcClient, files: ChatFiles, *, room: bool) -> Operation:
@@ -771,6 +784,6 @@ def picture_upload_operation(rpc: RpcClient, files: ChatFiles, *, room: bool) ->
         binary_body="application/octet-stream",
         status=204,
         path_types={param: chat.Uuid},
-        # fileName and mimeType, as an attachment's (checked and documented the same way).
-        headers=UPLOAD_HEADERS[:2],
+        # fileName as an attachment's; mimeType must say an image (the bytes are decoded anyway).
+        headers=(UPLOAD_HEADERS[0], PICTURE_MIME_TYPE),
     )
