@@ -96,7 +96,7 @@ async def client(rpc: Recorder) -> AsyncIterator[TestClient[web.Request, web.App
 def test_every_chat_operation_is_routed_once() -> None:
     served = Counter(route.op for route in CHAT_ROUTES)
     # createMeeting has two doors: Parley's POST /rooms/{roomId}/meeting and Carbonio's POST /meetings.
-    # admit is the conference service's; an upload's two operations are asked by its streaming handler.
+    # admit is the conference service's; an upload's operations are asked by its streaming handler.
     routed = chat.OPERATIONS.keys() - {"admit"} - STREAMED_OPERATIONS
     expected = Counter({op: 1 for op in routed} | {"createMeeting": 2})
     assert served == expected
@@ -104,6 +104,7 @@ def test_every_chat_operation_is_routed_once() -> None:
     assert len(routes) == len(set(routes))
     ids = [op.operation_id for op in chat_operations(cast(Any, Recorder()))]
     assert len(ids) == len(set(ids))
+    assert {"insertAttachment", "updateRoomPicture", "updateUserPicture"} <= set(ids)
 
 
 def test_success_statuses_follow_the_seed() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import Responders, RpcClient
@@ -48,7 +49,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                     PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),
                     RemoveFromConference: each(remove),
                     EndConference: each(end),
-                    # Bytes last: a deleted attachment's or room's objects.
+                    # Bytes last: the state no longer refers to them.
                     DeleteObject: each(files.execute),
                 },
             )
@@ -59,6 +60,8 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             SeenReportsOnStream(runtime.js),
             max_group_members=settings.max_group_members,
             files=files,
+            # Previews are CPU work (Pillow, PDFium release the GIL in their C calls): a small pool.
+            renderer=ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview"),
         )
         responders = runtime.takes_requests(Responders(runtime.nc))
         runtime.after_start(lambda: register(responders, handlers, runtime.store, runtime.js))

@@ -70,6 +70,8 @@ class Room(msgspec.Struct, frozen=True, kw_only=True):
     rank: int | None = None
     meeting_id: str | None = None
     picture_updated_at: datetime | None = None
+    # The picture's real type (decoded, not declared), set with `picture_updated_at`.
+    picture_type: str | None = None
     members: tuple[RoomMember, ...] = ()
 
     def member(self, user_id: str) -> RoomMember | None:
@@ -135,6 +137,8 @@ class DirectoryUser(msgspec.Struct, frozen=True, kw_only=True):
     type: api.UserType = "internal"
     seen_at: datetime
     picture_updated_at: datetime | None = None
+    # The picture's real type (decoded, not declared), set with `picture_updated_at`.
+    picture_type: str | None = None
     status_message: str | None = None
 
 
@@ -193,6 +197,8 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     delete_ranks_of_workspaces: tuple[str, ...] = ()
     put_meetings: tuple[RoomMeeting, ...] = ()
     delete_meetings: tuple[str, ...] = ()
+    # Directory entries written whole (a user's picture).
+    put_users: tuple[DirectoryUser, ...] = ()
     # Attachment records written / deleted by file id (a deleted room's go with it: the repository).
     put_attachments: tuple[api.Attachment, ...] = ()
     delete_attachments: tuple[str, ...] = ()
@@ -217,6 +223,7 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.delete_ranks_of_workspaces,
                 self.put_meetings,
                 self.delete_meetings,
+                self.put_users,
                 self.put_attachments,
                 self.delete_attachments,
             )
@@ -564,6 +571,8 @@ def _deletion(
 ) -> Decision[None]:
     """Delete a room with everything hanging from it: a workspace's channels first, then the room.
 
+    Its pictures' bytes go with it (its files' and their previews': the unit of work, `files_of_rooms`).
+
     For each: its meeting (MEETING_DELETED, the conference ended), every user's settings, the room with
     its memberships (ROOM_DELETED); a workspace's ranks. Events go to `recipients`.
     """
@@ -579,6 +588,7 @@ def _deletion(
     ids = tuple(target.id for target in doomed)
     return Decision(
         result=None,
+        delete_objects=(*(room_picture_object(t.id) for t in doomed if t.picture_updated_at is not None),),
         delete_rooms=ids,
         delete_settings_of_rooms=ids,
         delete_ranks_of_workspaces=(room.id,) if room.type == "workspace" else (),
@@ -1010,6 +1020,160 @@ def admits(room: Room | None, query: api.AdmissionQuery, *, workspace: Room | No
     if room is None or room.organization_id != query.organization_id or room.id != query.resource:
         return False
     return _member(effective_members(room, workspace), query.user_id) is not None
+
+
+# ---------------------------------------------------------------- pictures (issue 11)
+
+
+def room_picture_object(room_id: str) -> str:
+    return f"pictures/rooms/{room_id}"
+
+
+def user_picture_object(user_id: str) -> str:
+    return f"pictures/users/{user_id}"
+
+
+def _check_upload(size: int | None, mime_type: str, max_bytes: int) -> None:
+    """The declared size and type of a picture: over the limit 400 (the seed's status, not 413), a
+    declared type that is not `image/...` 400 (the bytes are decoded later anyway)."""
+    if size is not None and size > max_bytes:
+        raise InvalidCommand(f"the picture is larger than {max_bytes // 1024} KB")
+    if mime_type and not mime_type.lower().startswith("image/"):
+        raise InvalidCommand(f"mimeType {mime_type!r} is not an image type")
+
+
+def check_room_picture(
+    room: Room | None,
+    caller: Caller,
+    room_id: str,
+    *,
+    size: int | None,
+    mime_type: str,
+    workspace: Room | None = None,
+    capabilities: api.Capabilities = CAPABILITIES,
+) -> Room:
+    """`PUT /rooms/{id}/picture`, in the note's order: 404/403 (member)/403 (owner), not a group 400,
+    larger than maxRoomImageSizeInKb 400, declared type not an image 400."""
+    found = access(room, caller, room_id, workspace=workspace, owner=True)
+    if found.type != "group":
+        raise InvalidCommand(f"only a group has a picture, not a {found.type}")
+    _check_upload(size, mime_type, capabilities.max_room_image_size_in_kb * 1024)
+    return found
+
+
+def decide_room_picture(room: Room, picture_type: str, ctx: Context) -> Decision[None]:
+    """Set a checked, decoded picture: pictureUpdatedAt now; ROOM_PICTURE_CHANGED to the members."""
+    updated = msgspec.structs.replace(room, picture_updated_at=ctx.now, picture_type=picture_type)
+    events = _Events(ctx, room.organization_id)
+    events.add(api.RoomPictureChanged, _recipients(room.members), room_id=room.id, updated_at=ctx.now)
+    return Decision(result=None, put_rooms=(updated,), notices=tuple(events.notices))
+
+
+def room_picture(
+    room: Room | None, caller: Caller, room_id: str, *, workspace: Room | None = None
+) -> api.StoredFile:
+    """`GET /rooms/{id}/picture`: 404/403 (member); none 404."""
+    found = access(room, caller, room_id, workspace=workspace)
+    if found.picture_updated_at is None:
+        raise NotFound(f"room {room_id} has no picture")
+    return api.StoredFile(
+        object_name=room_picture_object(found.id), mime_type=found.picture_type or "image/jpeg"
+    )
+
+
+def decide_delete_room_picture(
+    room: Room | None, caller: Caller, room_id: str, ctx: Context, *, workspace: Room | None = None
+) -> Decision[None]:
+    """`DELETE /rooms/{id}/picture`: 404/403/403 (owner); none 404; ROOM_PICTURE_DELETED to members."""
+    found = access(room, caller, room_id, workspace=workspace, owner=True)
+    if found.picture_updated_at is None:
+        raise NotFound(f"room {room_id} has no picture")
+    events = _Events(ctx, found.organization_id)
+    events.add(api.RoomPictureDeleted, _recipients(found.members), room_id=found.id)
+    return Decision(
+        result=None,
+        put_rooms=(msgspec.structs.replace(found, picture_updated_at=None, picture_type=None),),
+        delete_objects=(room_picture_object(found.id),),
+        notices=tuple(events.notices),
+    )
+
+
+def check_user_picture(
+    user: DirectoryUser | None,
+    caller: Caller,
+    user_id: str,
+    *,
+    size: int | None,
+    mime_type: str,
+    capabilities: api.Capabilities = CAPABILITIES,
+) -> DirectoryUser:
+    """`PUT /users/{id}/picture`: not the caller's own 403, larger than maxUserImageSizeInKb 400,
+    declared type not an image 400 (the caller unknown to the directory: 404)."""
+    if user_id != caller.user_id:
+        raise NotAllowed("a user may only change their own picture")
+    found = _known_user(user, caller, user_id)
+    _check_upload(size, mime_type, capabilities.max_user_image_size_in_kb * 1024)
+    return found
+
+
+def _known_user(user: DirectoryUser | None, caller: Caller, user_id: str) -> DirectoryUser:
+    if user is None or user.organization_id != caller.organization_id or user.id != user_id:
+        raise NotFound(f"user {user_id} not found")
+    return user
+
+
+def _room_mates(user_id: str, rooms: Iterable[Room]) -> tuple[str, ...]:
+    """Everyone sharing a room with the user, the user first (the note's USER_PICTURE_* recipients)."""
+    mates: dict[str, None] = {user_id: None}
+    for room in rooms:
+        if _member(room.members, user_id) is not None:
+            mates.update(dict.fromkeys(room.member_ids))
+    return tuple(mates)
+
+
+def decide_user_picture(
+    user: DirectoryUser, picture_type: str, rooms: Iterable[Room], ctx: Context
+) -> Decision[None]:
+    """Set a checked, decoded picture; USER_PICTURE_CHANGED {userId, imageId, updatedAt} to room-mates."""
+    updated = msgspec.structs.replace(user, picture_updated_at=ctx.now, picture_type=picture_type)
+    events = _Events(ctx, user.organization_id)
+    events.add(
+        api.UserPictureChanged,
+        _room_mates(user.id, rooms),
+        user_id=user.id,
+        image_id=user.id,
+        updated_at=ctx.now,
+    )
+    return Decision(result=None, put_users=(updated,), notices=tuple(events.notices))
+
+
+def user_picture(user: DirectoryUser | None, caller: Caller, user_id: str) -> api.StoredFile:
+    """`GET /users/{id}/picture`: any caller of the organization; unknown user or no picture 404."""
+    found = _known_user(user, caller, user_id)
+    if found.picture_updated_at is None:
+        raise NotFound(f"user {user_id} has no picture")
+    return api.StoredFile(
+        object_name=user_picture_object(found.id), mime_type=found.picture_type or "image/jpeg"
+    )
+
+
+def decide_delete_user_picture(
+    user: DirectoryUser | None, caller: Caller, user_id: str, rooms: Iterable[Room], ctx: Context
+) -> Decision[None]:
+    """`DELETE /users/{id}/picture`: not own 403; none 404; USER_PICTURE_DELETED to room-mates."""
+    if user_id != caller.user_id:
+        raise NotAllowed("a user may only delete their own picture")
+    found = _known_user(user, caller, user_id)
+    if found.picture_updated_at is None:
+        raise NotFound(f"user {user_id} has no picture")
+    events = _Events(ctx, found.organization_id)
+    events.add(api.UserPictureDeleted, _room_mates(found.id, rooms), user_id=found.id)
+    return Decision(
+        result=None,
+        put_users=(msgspec.structs.replace(found, picture_updated_at=None, picture_type=None),),
+        delete_objects=(user_picture_object(found.id),),
+        notices=tuple(events.notices),
+    )
 
 
 # ---------------------------------------------------------------- attachments

@@ -8,7 +8,7 @@
   admission, `parley.qry.chat.admit`, also refuses them at any later join);
 - a room meeting's conference to end (`EndConference`: the room or its last member is gone);
 - an object of the chat files bucket nothing refers to any more (`DeleteObject`: a deleted attachment,
-  the files of a deleted room), after the events.
+  a deleted or replaced picture, a rendered preview, the files of a deleted room), after the events.
 """
 
 from __future__ import annotations
@@ -91,5 +91,6 @@ def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
         EndConference(organization_id=organization_id, conference_id=conference_id)
         for conference_id in decision.end_conferences
     )
+    # Last: the bytes go once the state no longer refers to them.
     effects.extend(DeleteObject(object_name=name) for name in decision.delete_objects)
     return effects

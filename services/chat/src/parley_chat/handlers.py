@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
 
+import nats.errors
 from parley_common import errors
 from parley_common.clock import new_id, utcnow
 from parley_common.contracts import chat as api
@@ -26,13 +28,14 @@ from parley_common.log import get_logger
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
 from parley_common.outbox import DeleteObject, Outbox
 
-from parley_chat import domain
+from parley_chat import domain, previews
 from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
 from parley_chat.effects import effects_of
 from parley_chat.repository import ChatRepository
 
 log = get_logger(__name__)
-rejecting = errors.rejecting(context={"room_id": "room_id"})
+# object_store: pictures and previews read and write the chat files bucket (not answering: 503).
+rejecting = errors.rejecting(context={"room_id": "room_id"}, object_store=True)
 # How long a command's answer waits for its events to be published and pushed (they stay owed after).
 EFFECTS_WAIT_SECONDS = 2.0
 
@@ -51,6 +54,14 @@ class FilesPort(Protocol):
     async def delete(self, object_name: str) -> None:
         """Delete an object (gone already is fine)."""
         ...
+
+    async def read(self, name: str, max_bytes: int) -> bytes | None:
+        """The bytes, None when not stored; InvalidCommand (400) when larger than `max_bytes`."""
+        ...
+
+    async def exists(self, name: str) -> bool: ...
+
+    async def write(self, name: str, data: bytes, mime_type: str) -> None: ...
 
 
 class SeenReports(Protocol):
@@ -77,6 +88,10 @@ class ChatUnitOfWork:
             # with it: the repository deletes their records with the room, the outbox their objects.
             files = await self.repository.files_of_rooms(organization_id, decision.delete_rooms)
             effects.extend(DeleteObject(object_name=name) for name in files)
+        if decision.delete_attachments:
+            # A deleted attachment's rendered previews go with it (their records in the same commit).
+            previews = await self.repository.previews_of_files(organization_id, decision.delete_attachments)
+            effects.extend(DeleteObject(object_name=name) for name in previews)
         owed = await self.repository.commit(organization_id, decision, effects)
         if owed is None:
             return
@@ -104,6 +119,8 @@ class ChatHandlers:
         ids: Callable[[], str] = new_id,
         max_group_members: int = domain.MAX_GROUP_MEMBERS,
         files: FilesPort | None = None,
+        renderer: Executor | None = None,
+        max_preview_source_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self._uow = uow
         self._repo = uow.repository
@@ -113,6 +130,9 @@ class ChatHandlers:
         self._ids = ids
         self._max_group_members = max_group_members
         self._files = files
+        # Rendering is CPU work: off the event loop, in this pool (None: the loop's default pool).
+        self._renderer = renderer
+        self._max_preview_source = max_preview_source_bytes
 
     def _ctx(self) -> Context:
         return Context(now=self._clock(), new_id=self._ids)
@@ -486,3 +506,211 @@ class ChatHandlers:
             decision = domain.decide_delete_attachment(attachment, room, caller, file_id, workspace=workspace)
             await self._uow.commit(caller.organization_id, decision)
         return Accepted(value=Empty())
+
+    # ---------------------------------------------------------------- pictures (issue 11)
+
+    @property
+    def _bucket(self) -> FilesPort:
+        if self._files is None:
+            raise errors.Unavailable("service unavailable: no file storage configured")
+        return self._files
+
+    async def _cpu(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._renderer, fn, *args)
+
+    async def _picture_bytes(self, upload: str, max_bytes: int) -> tuple[bytes, str]:
+        """The streamed upload, decoded (a real image, not only a declared type): bytes and real type."""
+        if not upload.startswith("uploads/"):
+            raise errors.InvalidCommand("upload must name an object under uploads/")
+        data = await self._bucket.read(upload, max_bytes)
+        if data is None:
+            raise errors.InvalidCommand(f"upload {upload} is not stored")
+        mime: str = await self._cpu(previews.check_picture, data)
+        return data, mime
+
+    async def _drop_upload(self, upload: str) -> None:
+        """The upload is kept as the picture or refused: either way it goes (a missing one is fine). A
+        failure here is logged, not raised: it must not turn a committed picture into an error."""
+        if not upload.startswith("uploads/"):
+            return
+        try:
+            await self._bucket.delete(upload)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("could not delete a picture upload", upload=upload, error=repr(exc))
+
+    @rejecting
+    async def check_room_picture(
+        self, request: Request[api.RoomPictureCheck]
+    ) -> Accepted[api.UploadAllowance]:
+        caller, body = chat_caller(request), request.body
+        room, workspace = await self._room(caller, body.room_id)
+        domain.check_room_picture(
+            room, caller, body.room_id, size=body.size, mime_type=body.mime_type, workspace=workspace
+        )
+        return Accepted(
+            value=api.UploadAllowance(max_bytes=domain.CAPABILITIES.max_room_image_size_in_kb * 1024)
+        )
+
+    @rejecting
+    async def update_room_picture(self, request: Request[api.RoomPictureUpload]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        try:
+            async with self._uow.lock:
+                room, workspace = await self._room(caller, body.room_id)
+                found = domain.check_room_picture(
+                    room, caller, body.room_id, size=body.size, mime_type=body.mime_type, workspace=workspace
+                )
+                limit = domain.CAPABILITIES.max_room_image_size_in_kb * 1024
+                data, mime = await self._picture_bytes(body.upload, limit)
+                # The bytes first: a commit then never names a picture that is not stored.
+                await self._bucket.write(domain.room_picture_object(found.id), data, mime)
+                decision = domain.decide_room_picture(found, mime, self._ctx())
+                await self._uow.commit(caller.organization_id, decision)
+        finally:
+            await self._drop_upload(body.upload)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def get_room_picture(self, request: Request[api.RoomRef]) -> Accepted[api.StoredFile]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        return Accepted(value=domain.room_picture(room, caller, room_id, workspace=workspace))
+
+    @rejecting
+    async def delete_room_picture(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
+        caller, room_id = chat_caller(request), request.body.room_id
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, room_id)
+            decision = domain.decide_delete_room_picture(
+                room, caller, room_id, self._ctx(), workspace=workspace
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def check_user_picture(
+        self, request: Request[api.UserPictureCheck]
+    ) -> Accepted[api.UploadAllowance]:
+        caller, body = chat_caller(request), request.body
+        user = (
+            await self._user(caller.organization_id, body.user_id) if body.user_id == caller.user_id else None
+        )
+        domain.check_user_picture(user, caller, body.user_id, size=body.size, mime_type=body.mime_type)
+        return Accepted(
+            value=api.UploadAllowance(max_bytes=domain.CAPABILITIES.max_user_image_size_in_kb * 1024)
+        )
+
+    @rejecting
+    async def update_user_picture(self, request: Request[api.UserPictureUpload]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        org = caller.organization_id
+        try:
+            async with self._uow.lock:
+                user = await self._user(org, body.user_id) if body.user_id == caller.user_id else None
+                found = domain.check_user_picture(
+                    user, caller, body.user_id, size=body.size, mime_type=body.mime_type
+                )
+                limit = domain.CAPABILITIES.max_user_image_size_in_kb * 1024
+                data, mime = await self._picture_bytes(body.upload, limit)
+                await self._bucket.write(domain.user_picture_object(found.id), data, mime)
+                rooms = await self._repo.rooms_of_user(org, found.id)
+                decision = domain.decide_user_picture(found, mime, rooms.rooms, self._ctx())
+                await self._uow.commit(org, decision)
+        finally:
+            await self._drop_upload(body.upload)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def get_user_picture(self, request: Request[api.UserRef]) -> Accepted[api.StoredFile]:
+        caller, user_id = chat_caller(request), request.body.user_id
+        user = await self._user(caller.organization_id, user_id)
+        return Accepted(value=domain.user_picture(user, caller, user_id))
+
+    @rejecting
+    async def delete_user_picture(self, request: Request[api.UserRef]) -> Accepted[Empty]:
+        caller, user_id = chat_caller(request), request.body.user_id
+        org = caller.organization_id
+        async with self._uow.lock:
+            user = await self._user(org, user_id) if user_id == caller.user_id else None
+            rooms = await self._repo.rooms_of_user(org, user_id) if user is not None else None
+            decision = domain.decide_delete_user_picture(
+                user, caller, user_id, rooms.rooms if rooms is not None else (), self._ctx()
+            )
+            await self._uow.commit(org, decision)
+        return Accepted(value=Empty())
+
+    # ---------------------------------------------------------------- previews (issue 11)
+
+    async def _previewable(self, caller: Caller, file_id: str) -> api.Attachment:
+        """The note's order: file unknown 404, caller not a member of its room 403."""
+        record = await self._repo.attachment(caller.organization_id, file_id)
+        if record is None:
+            raise errors.NotFound(f"file {file_id} not found")
+        room, workspace = await self._room(caller, record.room_id)
+        domain.access(room, caller, record.room_id, workspace=workspace)
+        return record
+
+    async def _preview(
+        self, caller: Caller, file_id: str, key: str, render: Callable[[bytes], previews.Rendered], mime: str
+    ) -> api.StoredFile:
+        """A rendered preview from the cache (`previews/{fileId}/{key}`), or rendered now and kept."""
+        record = await self._previewable(caller, file_id)
+        name = f"previews/{record.id}/{key}"
+        if await self._bucket.exists(name):
+            return api.StoredFile(object_name=name, mime_type=mime, cached=True)
+        source = await self._bucket.read(api.attachment_object(record.id), self._max_preview_source)
+        if source is None:
+            raise errors.NotFound(f"file {file_id} has no content")
+        rendered: previews.Rendered = await self._cpu(render, source)
+        await self._repo.record_preview(caller.organization_id, record.room_id, record.id, name)
+        await self._bucket.write(name, rendered.data, rendered.mime_type)
+        return api.StoredFile(object_name=name, mime_type=rendered.mime_type, cached=False)
+
+    async def _image(
+        self, request: Request[api.ImagePreviewQuery], *, thumbnail: bool, pdf: bool
+    ) -> Accepted[api.StoredFile]:
+        caller, body = chat_caller(request), request.body
+        options = previews.image_options(
+            body.area,
+            quality=body.quality,
+            output_format=body.output_format,
+            # A preview has no shape, a thumbnail no crop (the seed's parameters of each).
+            shape=body.shape if thumbnail else None,
+            crop=body.crop if not thumbnail else None,
+            fill=thumbnail,
+        )
+        kind = ("pdf-" if pdf else "image-") + ("thumbnail" if thumbnail else "preview")
+        render = previews.render_pdf_thumbnail if pdf else previews.render_image
+
+        def run(source: bytes) -> previews.Rendered:
+            return render(source, options)
+
+        return Accepted(
+            value=await self._preview(caller, body.file_id, options.key(kind), run, options.mime_type)
+        )
+
+    @rejecting
+    async def get_image_preview(self, request: Request[api.ImagePreviewQuery]) -> Accepted[api.StoredFile]:
+        return await self._image(request, thumbnail=False, pdf=False)
+
+    @rejecting
+    async def get_image_thumbnail(self, request: Request[api.ImagePreviewQuery]) -> Accepted[api.StoredFile]:
+        return await self._image(request, thumbnail=True, pdf=False)
+
+    @rejecting
+    async def get_pdf_thumbnail(self, request: Request[api.ImagePreviewQuery]) -> Accepted[api.StoredFile]:
+        return await self._image(request, thumbnail=True, pdf=True)
+
+    @rejecting
+    async def get_pdf_preview(self, request: Request[api.PdfPreviewQuery]) -> Accepted[api.StoredFile]:
+        caller, body = chat_caller(request), request.body
+        if body.first_page is not None and body.first_page < 1:
+            raise errors.InvalidCommand("firstPage must be at least 1")
+        if body.last_page is not None and body.last_page < 0:
+            raise errors.InvalidCommand("lastPage must be at least 0 (0 = the last page)")
+        key = f"pdf-{body.first_page or 1}-{body.last_page or 0}"
+
+        def run(source: bytes) -> previews.Rendered:
+            return previews.pdf_pages(source, body.first_page, body.last_page)
+
+        return Accepted(value=await self._preview(caller, body.file_id, key, run, "application/pdf"))

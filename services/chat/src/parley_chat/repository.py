@@ -113,7 +113,19 @@ class ChatRepository(Protocol):
         ...
 
     async def files_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
-        """The objects (chat files bucket) of these rooms' files: deleted with the rooms."""
+        """The objects (chat files bucket) of these rooms' files and of their rendered previews: deleted
+        with the rooms (their records go in the rooms' commit)."""
+        ...
+
+    async def previews_of_files(self, organization_id: str, file_ids: Sequence[str]) -> Sequence[str]:
+        """The objects of these files' rendered previews: deleted with the files."""
+        ...
+
+    async def record_preview(
+        self, organization_id: str, room_id: str, file_id: str, object_name: str
+    ) -> None:
+        """Note a rendered preview of a file of a room, before its object is written (so deleting the
+        room finds every preview's object; a record whose write then failed deletes nothing)."""
         ...
 
     # ---------------------------------------------------------------- writes

@@ -14,6 +14,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_group_members: int
     # How long a command's answer waits for its events to be out (they are carried out later otherwise).
     effects_wait_seconds: float
+    # Threads rendering previews (CPU work off the event loop).
+    preview_workers: int = 2
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -24,4 +26,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         wait = env_float("PARLEY_CHAT_EFFECTS_WAIT_SECONDS", 2.0)
         if wait < 0:
             raise ValueError(f"PARLEY_CHAT_EFFECTS_WAIT_SECONDS must not be negative, got {wait:g}")
-        return cls(common=CommonSettings.from_env(), max_group_members=max_members, effects_wait_seconds=wait)
+        workers = env_int("PARLEY_CHAT_PREVIEW_WORKERS", 2)
+        if workers < 1:
+            raise ValueError(f"PARLEY_CHAT_PREVIEW_WORKERS must be at least 1, got {workers}")
+        return cls(
+            common=CommonSettings.from_env(),
+            max_group_members=max_members,
+            effects_wait_seconds=wait,
+            preview_workers=workers,
+        )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from nats.js import JetStreamContext
 from nats.js.errors import DigestMismatchError
+from parley_common.clock import new_id
 from parley_common.config import env_int
 from parley_common.contracts import chat
 from parley_common.contracts.base import Empty
@@ -59,6 +60,10 @@ class ChatRoute:
     query: tuple[QueryParam, ...] = ()
     created: bool = False  # 201 (the seed's creations) rather than 200
     operation_id: str | None = None  # defaults to `op`; set when one op has two routes
+    # Path parameters that are not UUIDs (e.g. a preview's `area`), with their type.
+    path_types: dict[str, Any] = field(default_factory=dict)
+    # The answer is a `StoredFile`: its bytes are streamed from the chat files bucket, not JSON.
+    file_response: str | None = None
 
     @property
     def status(self) -> int:
@@ -160,9 +165,84 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
     ChatRoute(
         "DELETE", "/attachments/{fileId}", "deleteAttachment", "Delete an attachment (uploader or owner)"
     ),
+    # Pictures (the uploads are `picture_upload_operation`s) and previews: the answers are files.
+    ChatRoute(
+        "GET", "/rooms/{roomId}/picture", "getRoomPicture", "The room's picture", file_response="image/*"
+    ),
+    ChatRoute("DELETE", "/rooms/{roomId}/picture", "deleteRoomPicture", "Delete the room's picture"),
+    ChatRoute(
+        "GET", "/users/{userId}/picture", "getUserPicture", "The user's picture", file_response="image/*"
+    ),
+    ChatRoute("DELETE", "/users/{userId}/picture", "deleteUserPicture", "Delete the user's own picture"),
+    ChatRoute(
+        "GET",
+        "/preview/image/{fileId}/{area}/",
+        "getImagePreview",
+        "An image attachment scaled to fit the area (WIDTHxHEIGHT), or filling it with crop=true",
+        query=(
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
+            QueryParam("crop", bool),
+        ),
+        path_types={"area": chat.PreviewArea},
+        file_response="image/*",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/image/{fileId}/{area}/thumbnail",
+        "getImageThumbnail",
+        "An image attachment filling the area (WIDTHxHEIGHT)",
+        query=(
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", chat.PreviewShape, description="Rounded, Rectangular (any case)"),
+        ),
+        path_types={"area": chat.PreviewArea},
+        file_response="image/*",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/pdf/{fileId}/",
+        "getPdfPreview",
+        "A PDF of pages firstPage..lastPage of a PDF attachment (lastPage 0 = the last)",
+        query=(
+            QueryParam("firstPage", chat.FirstPage, description="from 1"),
+            QueryParam("lastPage", chat.LastPage, description="0 = the last page"),
+        ),
+        file_response="application/pdf",
+    ),
+    ChatRoute(
+        "GET",
+        "/preview/pdf/{fileId}/{area}/thumbnail",
+        "getPdfThumbnail",
+        "The first page of a PDF attachment as an image filling the area (WIDTHxHEIGHT)",
+        query=(
+            QueryParam(
+                "quality", chat.PreviewQuality, description="Lowest, Low, Medium, High, Highest (any case)"
+            ),
+            QueryParam("output_format", chat.PreviewFormat, description="jpeg, png, gif (any case)"),
+            QueryParam("shape", chat.PreviewShape, description="Rounded, Rectangular (any case)"),
+        ),
+        path_types={"area": chat.PreviewArea},
+        file_response="image/*",
+    ),
 )
 # Operations served by their own handlers (a streamed body), not by a `CHAT_ROUTES` row: `chat_files`.
-STREAMED_OPERATIONS = frozenset({"prepareAttachment", "insertAttachment"})
+STREAMED_OPERATIONS = frozenset(
+    {
+        "prepareAttachment",
+        "insertAttachment",
+        # `picture_upload_operation`.
+        "checkRoomPicture",
+        "updateRoomPicture",
+        "checkUserPicture",
+        "updateUserPicture",
+    }
+)
 
 
 def chat_caller(caller: Caller) -> Caller | None:
@@ -196,7 +276,51 @@ async def all_pages(
         after = page.after
 
 
-def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
+class ChatFiles:
+    """The chat files bucket, opened on first use (created if missing, as every bucket is)."""
+
+    def __init__(self, js: JetStreamContext | None) -> None:
+        self.js = js
+        self._ready = False
+
+    async def ready(self) -> JetStreamContext:
+        assert self.js is not None, "the file routes need the gateway's JetStream context"
+        if not self._ready:
+            await ensure_object_store(self.js, subjects.CHAT_FILES_BUCKET)
+            self._ready = True
+        return self.js
+
+
+async def file_response(
+    request: web.Request, files: ChatFiles, stored: chat.StoredFile
+) -> web.StreamResponse:
+    """The object `stored` names, streamed chunk by chunk (never gathered in memory), with its type."""
+    try:
+        js = await files.ready()
+        info = await objects.object_info(js, subjects.CHAT_FILES_BUCKET, stored.object_name)
+    except (nats.errors.Error, TimeoutError):
+        return error_response(request, 503, "service unavailable: object store not answering")
+    if info is None:
+        return error_response(request, 404, "the file's content is not stored")
+    response = web.StreamResponse(
+        status=200,
+        headers={
+            "Content-Type": stored.mime_type,
+            "Content-Length": str(info.size or 0),
+            "Content-Disposition": "inline",
+            "X-Content-Type-Options": "nosniff",
+            # A preview says whether it was rendered for this call (miss) or before (hit).
+            **({"X-Preview-Cache": "hit" if stored.cached else "miss"} if stored.cached is not None else {}),
+        },
+    )
+    await response.prepare(request)
+    async for chunk in objects.read_stream(js, info):
+        await response.write(chunk)
+    await response.write_eof()
+    return response
+
+
+def chat_operation(rpc: RpcClient, route: ChatRoute, files: ChatFiles | None = None) -> Operation:
     op = chat.OPERATIONS[route.op]
     subject = subjects.chat_command(route.op) if op.kind == "cmd" else subjects.chat_query(route.op)
     path_params = tuple(Operation.params_of(route.path))
@@ -229,6 +353,8 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
             reply = await all_pages(rpc, subject, known, body, op.result)
         else:
             reply = await rpc.request(subject, Request(caller=known, body=body), op.result)
+        if files is not None and isinstance(reply, Accepted) and isinstance(reply.value, chat.StoredFile):
+            return await file_response(request, files, reply.value)
         return reply_response(request, reply, status)
 
     return Operation(
@@ -239,10 +365,11 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
         tag=TAG,
         handler=handle,
         body=route.http_body,
-        response=None if status == 204 else (op.http_result or op.result),
+        response=None if status == 204 or route.file_response else (op.http_result or op.result),
+        binary_response=route.file_response,
         status=status,
         query=route.query,
-        path_types=dict.fromkeys(path_params, chat.Uuid),
+        path_types={name: route.path_types.get(name, chat.Uuid) for name in path_params},
     )
 
 
@@ -266,7 +393,17 @@ def chat_operations(
     rpc: RpcClient, js: JetStreamContext | None = None, settings: ChatGatewaySettings | None = None
 ) -> list[Operation]:
     files = chat_files(rpc, js, settings or ChatGatewaySettings.from_env())
-    return [*(chat_operation(rpc, route) for route in CHAT_ROUTES), *files, auth_token_operation()]
+    bucket = ChatFiles(js)
+    pictures = [
+        picture_upload_operation(rpc, bucket, room=True),
+        picture_upload_operation(rpc, bucket, room=False),
+    ]
+    return [
+        *(chat_operation(rpc, route, bucket) for route in CHAT_ROUTES),
+        *files,
+        *pictures,
+        auth_token_operation(),
+    ]
 
 
 # ---------------------------------------------------------------- files: streamed uploads and downloads
@@ -545,3 +682,106 @@ def _too_large(request: web.Request, max_bytes: int) -> web.StreamResponse:
     # The body was not (all) read: do not leave it for the next request on this connection.
     response.force_close()
     return response
+
+
+PICTURE_MIME_TYPE = QueryParam(
+    "mimeType",
+    Annotated[
+        str, msgspec.Meta(pattern=r"^[iI][mM][aA][gG][eE]/[A-Za-z0-9!#$&^_.+-]+$(?!\n)", max_length=255)
+    ],
+    required=True,
+    description="image/..., the declared type (the bytes must decode as an image too)",
+)
+
+
+def picture_upload_operation(rpc: RpcClient, files: ChatFiles, *, room: bool) -> Operation:
+    """`PUT /rooms/{roomId}/picture`, `PUT /users/{userId}/picture`: a raw body with the seed's headers.
+
+    Headers checked (400); the service's cheap check (the room or user rules and the declared size: 400
+    over the capabilities' KB limit, as the seed answers) before the body is read; the body streamed into
+    `uploads/{uuid}`, stopped past the limit (400, nothing kept); then the command, which decodes it (a
+    real image, or 400) and keeps it, or refuses it and drops it.
+    """
+    param = "roomId" if room else "userId"
+    check_op, update_op = (
+        ("checkRoomPicture", "updateRoomPicture") if room else ("checkUserPicture", "updateUserPicture")
+    )
+
+    async def handle(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        known = chat_caller(authenticated(caller))
+        if known is None:
+            return error_response(request, 403, NOT_A_CHAT_USER)
+        file_name = header_text(request, "fileName", required=True)
+        mime_type = request.headers.get("mimeType", "")
+        if not mime_type:
+            raise BadRequest("header mimeType is required")
+        target = {param: request.match_info[param]}
+        try:
+            check = chat.decode_params(
+                chat.OPERATIONS[check_op].body,
+                {**target, "size": request.content_length, "mimeType": mime_type},
+            )
+        except msgspec.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        allowance = await rpc.request(
+            subjects.chat_query(check_op), Request(caller=known, body=check), chat.UploadAllowance
+        )
+        if isinstance(allowance, Rejected):
+            refused = reply_response(request, allowance, 204)
+            # The body was not read: do not leave it for the next request on this connection.
+            refused.force_close()
+            return refused
+        max_bytes = allowance.value.max_bytes
+        upload = f"uploads/{new_id()}"
+        try:
+            js = await files.ready()
+            stored = await objects.put_stream(
+                js,
+                subjects.CHAT_FILES_BUCKET,
+                upload,
+                request.content.iter_chunked(READ_CHUNK),
+                max_bytes=max_bytes,
+            )
+        except objects.ObjectTooLarge:
+            too_large = error_response(request, 400, f"the picture is larger than {max_bytes // 1024} KB")
+            too_large.force_close()
+            return too_large
+        except (aiohttp.ClientError, HttpProcessingError, ConnectionError):
+            raise BadRequest("the body ended before its Content-Length") from None
+        except (nats.errors.Error, TimeoutError):
+            return error_response(request, 503, "service unavailable: object store not answering")
+        body = chat.decode_params(
+            chat.OPERATIONS[update_op].body,
+            {
+                **target,
+                "upload": upload,
+                "fileName": file_name,
+                "mimeType": mime_type,
+                "size": stored.size or 0,
+            },
+        )
+        reply = await rpc.request(subjects.chat_command(update_op), Request(caller=known, body=body), Empty)
+        if isinstance(reply, Rejected) and reply.status >= 500:
+            # The service may never have seen it (it drops the upload itself otherwise).
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await objects.delete_object(js, subjects.CHAT_FILES_BUCKET, upload)
+        return reply_response(request, reply, 204)
+
+    path = "/rooms/{roomId}/picture" if room else "/users/{userId}/picture"
+    return Operation(
+        method="PUT",
+        path=path,
+        operation_id=update_op,
+        summary=(
+            "Set the room's picture (raw body; headers fileName, mimeType, Content-Length)"
+            if room
+            else "Set the user's own picture (raw body; headers fileName, mimeType, Content-Length)"
+        ),
+        tag=TAG,
+        handler=handle,
+        binary_body="application/octet-stream",
+        status=204,
+        path_types={param: chat.Uuid},
+        # fileName as an attachment's; mimeType must say an image (the bytes are decoded anyway).
+        headers=(UPLOAD_HEADERS[0], PICTURE_MIME_TYPE),
+    )

@@ -342,6 +342,118 @@ class GetUsers(ChatBody, frozen=True):
     user_ids: tuple[Uuid, ...] = ()
 
 
+# ---------------------------------------------------------------- pictures and previews (issue 11, i11b)
+#
+# An upload is streamed by the gateway: a cheap check first (`check*Picture`: the room/user rules and the
+# declared size, before the body is read), then the body into the bucket `CHAT_FILES_BUCKET` under
+# `uploads/{uuid}` (so a refused upload never replaces the current picture), then the command
+# (`update*Picture`) naming it; the service decodes it, keeps it as `pictures/rooms/{roomId}` or
+# `pictures/users/{userId}` and drops the upload, refused or not. Reads answer a `StoredFile`: the
+# gateway streams the object to the client.
+
+
+class RoomPictureCheck(ChatBody, frozen=True):
+    room_id: Uuid
+    # The declared Content-Length (None: chunked, counted while streaming).
+    size: int | None = None
+    mime_type: str = ""
+
+
+class UserPictureCheck(ChatBody, frozen=True):
+    user_id: Uuid
+    size: int | None = None
+    mime_type: str = ""
+
+
+class UploadAllowance(ChatPayload, frozen=True):
+    """How many bytes the upload may hold (the capabilities' KB limit): the gateway stops past it."""
+
+    max_bytes: int
+
+
+class RoomPictureUpload(ChatBody, frozen=True):
+    room_id: Uuid
+    # The object the gateway streamed the body into (`uploads/{uuid}`).
+    upload: str
+    file_name: str
+    mime_type: str
+    size: int
+
+
+class UserPictureUpload(ChatBody, frozen=True):
+    user_id: Uuid
+    upload: str
+    file_name: str
+    mime_type: str
+    size: int
+
+
+class StoredFile(ChatPayload, frozen=True):
+    """Where the bytes to answer are (in `CHAT_FILES_BUCKET`) and their type."""
+
+    object_name: str
+    mime_type: str
+    name: str | None = None
+    # Previews: True when the answer was rendered before (the cache), False when rendered for this call.
+    cached: bool | None = None
+
+
+# A preview's side: 0 (follows the aspect ratio) to 4096 pixels, in digits.
+_SIDE = "(?:[0-9]{1,3}|[0-3][0-9]{3}|40[0-8][0-9]|409[0-6])"
+PreviewArea = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^{_SIDE}x{_SIDE}$(?!\n)",
+        description="WIDTHxHEIGHT (width first), each 0..4096; 0 = follows the aspect ratio",
+    ),
+]
+# The seed's spellings in the document; any case accepted (the previewer's enums are case-insensitive).
+PREVIEW_QUALITIES = ("Lowest", "Low", "Medium", "High", "Highest")
+PREVIEW_FORMATS = ("jpeg", "png", "gif")
+PREVIEW_SHAPES = ("Rounded", "Rectangular")
+PreviewQuality = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=_choice_pattern(PREVIEW_QUALITIES), extra_json_schema={"enum": list(PREVIEW_QUALITIES)}
+    ),
+    CASE_INSENSITIVE,
+]
+PreviewFormat = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(PREVIEW_FORMATS), extra_json_schema={"enum": list(PREVIEW_FORMATS)}),
+    CASE_INSENSITIVE,
+]
+PreviewShape = Annotated[
+    str,
+    msgspec.Meta(pattern=_choice_pattern(PREVIEW_SHAPES), extra_json_schema={"enum": list(PREVIEW_SHAPES)}),
+    CASE_INSENSITIVE,
+]
+FirstPage = Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
+LastPage = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]
+
+
+class ImagePreviewQuery(ChatBody, frozen=True):
+    """`GET /preview/image/{fileId}/{area}/` (`crop`) and `.../thumbnail` (`shape`); also the PDF
+    thumbnail. The service checks the values again (previews.image_options), whoever sent them."""
+
+    file_id: Uuid
+    area: PreviewArea
+    quality: PreviewQuality | None = None
+    # The seed's query name, snake_case (the previewer's).
+    output_format: PreviewFormat | None = msgspec.field(default=None, name="output_format")
+    crop: bool | None = None
+    shape: PreviewShape | None = None
+
+
+class PdfPreviewQuery(ChatBody, frozen=True):
+    """`GET /preview/pdf/{fileId}/`: pages firstPage..lastPage (defaults all; lastPage 0 = the last;
+    beyond the document: 400, the service's check)."""
+
+    file_id: Uuid
+    first_page: FirstPage | None = None
+    last_page: LastPage | None = None
+
+
 # ---------------------------------------------------------------- results
 
 
@@ -724,6 +836,19 @@ OPERATIONS: dict[str, Operation] = {
     "createMeeting": Operation("cmd", MeetingCreation, Meeting),
     # Asked by the conference service on each join of a room meeting's conference.
     "admit": Operation("qry", AdmissionQuery, Admitted),
+    # Pictures and previews (issue 11, i11b).
+    "checkRoomPicture": Operation("qry", RoomPictureCheck, UploadAllowance),
+    "updateRoomPicture": Operation("cmd", RoomPictureUpload, Empty),
+    "getRoomPicture": Operation("qry", RoomRef, StoredFile),
+    "deleteRoomPicture": Operation("cmd", RoomRef, Empty),
+    "checkUserPicture": Operation("qry", UserPictureCheck, UploadAllowance),
+    "updateUserPicture": Operation("cmd", UserPictureUpload, Empty),
+    "getUserPicture": Operation("qry", UserRef, StoredFile),
+    "deleteUserPicture": Operation("cmd", UserRef, Empty),
+    "getImagePreview": Operation("qry", ImagePreviewQuery, StoredFile),
+    "getImageThumbnail": Operation("qry", ImagePreviewQuery, StoredFile),
+    "getPdfPreview": Operation("qry", PdfPreviewQuery, StoredFile),
+    "getPdfThumbnail": Operation("qry", ImagePreviewQuery, StoredFile),
     # Attachments (issue 11). prepareAttachment: the room rules before an upload's body is read, and
     # the new file's id; insertAttachment: the record once the bytes are stored. The download
     # (`GET /attachments/{fileId}/download`) asks getAttachmentInfo, then streams the object.

@@ -170,6 +170,7 @@ class StorageChatRepository:
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
         self._attachments = collections["chat_attachments"]
+        self._previews = collections["chat_previews"]
         self._commits = collections[OUTBOX]
 
     @classmethod
@@ -183,6 +184,8 @@ class StorageChatRepository:
             "chat_users": [Index(("org", "user"))],
             # A room's attachments newest first (paging), and all of them when the room goes.
             "chat_attachments": [Index(("room", "pos"))],
+            # One per rendered preview (its object): found by room or file when they go.
+            "chat_previews": [Index(("room",)), Index(("file",))],
             OUTBOX: [Index(("committedMs",))],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
@@ -320,7 +323,20 @@ class StorageChatRepository:
         if not room_ids:
             return ()
         docs = await self._attachments.find({"org": organization_id, "room": {"$in": list(room_ids)}})
-        return [api.attachment_object(doc["_id"]) for doc in docs]
+        previews = await self._previews.find({"org": organization_id, "room": {"$in": list(room_ids)}})
+        return [*(api.attachment_object(doc["_id"]) for doc in docs), *(doc["_id"] for doc in previews)]
+
+    async def previews_of_files(self, organization_id: str, file_ids: Sequence[str]) -> Sequence[str]:
+        if not file_ids:
+            return ()
+        docs = await self._previews.find({"org": organization_id, "file": {"$in": list(file_ids)}})
+        return [doc["_id"] for doc in docs]
+
+    async def record_preview(
+        self, organization_id: str, room_id: str, file_id: str, object_name: str
+    ) -> None:
+        doc = {"_id": object_name, "org": organization_id, "room": room_id, "file": file_id}
+        await self._previews.replace(doc, upsert=True)
 
     # ---------------------------------------------------------------- writes
 
@@ -367,8 +383,9 @@ class StorageChatRepository:
         for room_id in decision.delete_rooms:
             ops.append(Delete("chat_rooms", room_id))
             ops.append(DeleteWhere("chat_members", {"room": room_id}))
-            # Its files' records (the objects: `files_of_rooms`, deleted by the outbox).
+            # Its files' records and their previews' (the objects: `files_of_rooms`, deleted by the outbox).
             ops.append(DeleteWhere("chat_attachments", {"room": room_id}))
+            ops.append(DeleteWhere("chat_previews", {"room": room_id}))
         ops.extend(Put("chat_settings", _settings_doc(s)) for s in decision.put_settings)
         ops.extend(Delete("chat_settings", key(k.room_id, k.user_id)) for k in decision.delete_settings)
         ops.extend(DeleteWhere("chat_settings", {"room": r}) for r in decision.delete_settings_of_rooms)
@@ -381,6 +398,8 @@ class StorageChatRepository:
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
         ops.extend(Put("chat_attachments", _attachment_doc(org, a)) for a in decision.put_attachments)
         ops.extend(Delete("chat_attachments", file_id) for file_id in decision.delete_attachments)
+        ops.extend(DeleteWhere("chat_previews", {"file": file_id}) for file_id in decision.delete_attachments)
+        ops.extend(Put("chat_users", _user_doc(u)) for u in decision.put_users)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
