@@ -87,6 +87,7 @@ class ChatHandlers:
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
         max_group_members: int = domain.MAX_GROUP_MEMBERS,
+        message_limits: domain.MessageLimits = domain.DEFAULT_MESSAGE_LIMITS,
     ) -> None:
         self._uow = uow
         self._repo = uow.repository
@@ -95,6 +96,8 @@ class ChatHandlers:
         self._clock = clock
         self._ids = ids
         self._max_group_members = max_group_members
+        self._message_limits = message_limits
+        self._capabilities = message_limits.capabilities()
 
     def _ctx(self) -> Context:
         return Context(now=self._clock(), new_id=self._ids)
@@ -342,7 +345,7 @@ class ChatHandlers:
     @rejecting
     async def get_capabilities(self, request: Request[Empty]) -> Accepted[api.Capabilities]:
         chat_caller(request)
-        return Accepted(value=domain.CAPABILITIES)
+        return Accepted(value=self._capabilities)
 
     async def record_seen(self, seen: api.UserSeen) -> None:
         """A gateway's `UserSeen` report: upsert the directory entry (fed by the PARLEY_USERS consumer)."""
@@ -394,3 +397,78 @@ class ChatHandlers:
             organization_id=query.organization_id, user_id=user_id, resource=room_id
         )
         return Accepted(value=api.Admitted(admitted=domain.admits(room, normalised, workspace=workspace)))
+
+    # ---------------------------------------------------------------- messages and forwarding
+
+    @rejecting
+    async def send_message(self, request: Request[api.SendMessage]) -> Accepted[api.Message]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            replied = None
+            if body.reply_id is not None:
+                replied = await self._repo.message(caller.organization_id, body.reply_id)
+            decision = domain.decide_send_message(
+                room, caller, body, self._ctx(), workspace=workspace, replied=replied
+            )
+            # Durable once answered: the commit (message + its events) is written before the answer.
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def list_messages(self, request: Request[api.ListMessages]) -> Accepted[api.MessagesPage]:
+        caller, body = chat_caller(request), request.body
+        room, workspace = await self._room(caller, body.room_id)
+        domain.access(room, caller, body.room_id, workspace=workspace)  # before reading any message
+        settings = await self._repo.settings(body.room_id, caller.user_id)
+        # One more than asked: whether an older page exists.
+        page = await self._repo.messages(body.room_id, before=body.before, limit=body.limit + 1)
+        view = domain.list_messages(room, caller, body, page, workspace=workspace, settings=settings)
+        return Accepted(value=view)
+
+    @rejecting
+    async def edit_message(self, request: Request[api.EditMessage]) -> Accepted[api.Message]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            message = await self._repo.message(caller.organization_id, body.message_id)
+            decision = domain.decide_edit_message(
+                room, caller, body, message, self._ctx(), workspace=workspace, limits=self._message_limits
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def delete_message(self, request: Request[api.MessageRef]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            message = await self._repo.message(caller.organization_id, body.message_id)
+            decision = domain.decide_delete_message(
+                room, caller, body, message, self._ctx(), workspace=workspace, limits=self._message_limits
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def forward_messages(self, request: Request[api.ForwardMessages]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        org = caller.organization_id
+        async with self._uow.lock:
+            room, workspace = await self._room(caller, body.room_id)
+            domain.access(room, caller, body.room_id, workspace=workspace)  # before reading the originals
+            originals: dict[str, domain.Original] = {}
+            for item in body.messages:
+                message_id = api.canonical_uuid(item.original_message)
+                if message_id is None or message_id in originals:
+                    continue
+                message = await self._repo.message(org, message_id)
+                origin, origin_workspace = (
+                    await self._room(caller, message.room_id) if message is not None else (None, None)
+                )
+                originals[message_id] = domain.Original(message, origin, origin_workspace)
+            decision = domain.decide_forward(
+                room, caller, body, self._ctx(), originals=originals, workspace=workspace
+            )
+            await self._uow.commit(org, decision)
+        return Accepted(value=Empty())

@@ -18,6 +18,7 @@ from parley_chat.domain import (
     DirectoryUser,
     Room,
     RoomMeeting,
+    StoredMessage,
     UserRooms,
     UserSettings,
     WorkspaceRank,
@@ -78,6 +79,17 @@ class ChatRepository(Protocol):
     # ---------------------------------------------------------------- meetings
 
     async def meeting(self, organization_id: str, meeting_id: str) -> RoomMeeting | None: ...
+
+    # ---------------------------------------------------------------- messages
+
+    async def message(self, organization_id: str, message_id: str) -> StoredMessage | None:
+        """One message, or None when unknown in this organization."""
+        ...
+
+    async def messages(self, room_id: str, *, before: str | None, limit: int) -> Sequence[StoredMessage]:
+        """Up to `limit` messages of a room, newest first, older than the cursor `before` (a
+        `domain.message_order` key) when given."""
+        ...
 
     # ---------------------------------------------------------------- users directory
 

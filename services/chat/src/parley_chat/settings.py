@@ -14,6 +14,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_group_members: int
     # How long a command's answer waits for its events to be out (they are carried out later otherwise).
     effects_wait_seconds: float
+    # How long after sending a message its sender may still edit / delete it (the capabilities' limits).
+    edit_message_seconds: float = 600.0
+    delete_message_seconds: float = 600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -24,4 +27,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         wait = env_float("PARLEY_CHAT_EFFECTS_WAIT_SECONDS", 2.0)
         if wait < 0:
             raise ValueError(f"PARLEY_CHAT_EFFECTS_WAIT_SECONDS must not be negative, got {wait:g}")
-        return cls(common=CommonSettings.from_env(), max_group_members=max_members, effects_wait_seconds=wait)
+        limits = {
+            name: env_float(f"PARLEY_CHAT_{name.upper()}", 600.0)
+            for name in ("edit_message_seconds", "delete_message_seconds")
+        }
+        for name, value in limits.items():
+            if value <= 0:
+                raise ValueError(f"PARLEY_CHAT_{name.upper()} must be positive, got {value:g}")
+        return cls(
+            common=CommonSettings.from_env(),
+            max_group_members=max_members,
+            effects_wait_seconds=wait,
+            **limits,
+        )

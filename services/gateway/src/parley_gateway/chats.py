@@ -130,6 +130,45 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
     ),
     ChatRoute("GET", "/users/capabilities", "getCapabilities", "What the user may do"),
     ChatRoute("GET", "/users/{userId}", "getUser", "One user"),
+    # Messages and forwarding (issue 11): Parley serves messages itself (Carbonio hands them to XMPP).
+    ChatRoute(
+        "GET",
+        "/rooms/{roomId}/messages",
+        "listMessages",
+        "The room's messages, newest first, without those the caller cleared",
+        query=(
+            QueryParam(
+                "limit",
+                chat.PageLimit,
+                description=f"at most {chat.MESSAGES_PAGE_MAX}, {chat.MESSAGES_PAGE_DEFAULT} by default",
+            ),
+            QueryParam("before", chat.MessagesCursor, description="the previous page's `before`"),
+        ),
+    ),
+    ChatRoute(
+        "POST", "/rooms/{roomId}/messages", "sendMessage", "Send a message", chat.MessageFields, created=True
+    ),
+    ChatRoute(
+        "PUT",
+        "/rooms/{roomId}/messages/{messageId}",
+        "editMessage",
+        "Edit one's own message (within the edit time limit)",
+        chat.MessageEdit,
+    ),
+    ChatRoute(
+        "DELETE",
+        "/rooms/{roomId}/messages/{messageId}",
+        "deleteMessage",
+        "Delete one's own message (within the delete time limit)",
+    ),
+    ChatRoute(
+        "POST",
+        "/rooms/{roomId}/forward",
+        "forwardMessages",
+        "Forward messages into the room",
+        chat.ForwardMessagesList,
+        body_field="messages",
+    ),
 )
 
 
@@ -186,7 +225,11 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
         for param in route.query:
             value = param.raw_value(request)
             if value is not None:
-                params[param.name] = value
+                # A query value is text: its declared type (e.g. a number) is taken from it here.
+                try:
+                    params[param.name] = msgspec.convert(value, param.type, strict=False)
+                except msgspec.ValidationError as exc:
+                    raise BadRequest(f"{param.name}: {exc}") from None
         try:
             body = chat.decode_params(op.body, params)
         except msgspec.ValidationError as exc:

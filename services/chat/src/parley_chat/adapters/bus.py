@@ -49,6 +49,11 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "getMeetingByRoomId": handlers.get_meeting_by_room_id,
         "createMeeting": handlers.create_meeting,
         "admit": handlers.admit,
+        "sendMessage": handlers.send_message,
+        "listMessages": handlers.list_messages,
+        "editMessage": handlers.edit_message,
+        "deleteMessage": handlers.delete_message,
+        "forwardMessages": handlers.forward_messages,
     }
 
 

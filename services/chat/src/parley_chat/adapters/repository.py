@@ -2,7 +2,8 @@
 
 Collections: `chat_rooms` (a room without its members), `chat_members` (one document per (room, user): the
 port cannot query inside arrays), `chat_settings` (per (room, user)), `chat_ranks` (per (user, workspace)),
-`chat_meetings`, `chat_users` (the directory, per (organization, user)) and `chat_commits`.
+`chat_meetings`, `chat_users` (the directory, per (organization, user)), `chat_messages` (per message,
+paged by (room, order)) and `chat_commits`.
 
 Atomicity. The port has no transactions, so a commit is ONE document, as the snapshot service's record
 holding its effects and the conference's event are: the insert of a `chat_commits` document is the commit
@@ -35,9 +36,11 @@ from parley_chat.domain import (
     Room,
     RoomMeeting,
     RoomMember,
+    StoredMessage,
     UserRooms,
     UserSettings,
     WorkspaceRank,
+    message_order,
 )
 from parley_chat.effects import Effect
 
@@ -126,6 +129,17 @@ def _meeting_doc(meeting: RoomMeeting) -> dict[str, Any]:
     }
 
 
+def _message_doc(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "_id": message.id,
+        "org": message.organization_id,
+        "room": message.room_id,
+        # Pages are read by (room, order): newest first, ties broken by id.
+        "order": message_order(message),
+        "state": as_document(message),
+    }
+
+
 def _user_doc(user: DirectoryUser) -> dict[str, Any]:
     return {
         "_id": key(user.organization_id, user.id),
@@ -148,6 +162,7 @@ class StorageChatRepository:
         self._ranks = collections["chat_ranks"]
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
+        self._messages = collections["chat_messages"]
         self._commits = collections[OUTBOX]
 
     @classmethod
@@ -159,6 +174,7 @@ class StorageChatRepository:
             "chat_ranks": [Index(("org", "user")), Index(("workspace",))],
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
+            "chat_messages": [Index(("room", "order"))],
             OUTBOX: [Index(("committedMs",))],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
@@ -257,6 +273,21 @@ class StorageChatRepository:
             return None
         return msgspec.convert(doc["state"], RoomMeeting)
 
+    # ---------------------------------------------------------------- messages
+
+    async def message(self, organization_id: str, message_id: str) -> StoredMessage | None:
+        doc = await self._messages.get(message_id)
+        if doc is None or doc["org"] != organization_id:
+            return None
+        return msgspec.convert(doc["state"], StoredMessage)
+
+    async def messages(self, room_id: str, *, before: str | None, limit: int) -> Sequence[StoredMessage]:
+        where: dict[str, Any] = {"room": room_id}
+        if before is not None:
+            where["order"] = {"$lt": before}
+        docs = await self._messages.find(where, sort=[("order", -1)], limit=limit)
+        return [msgspec.convert(doc["state"], StoredMessage) for doc in docs]
+
     # ---------------------------------------------------------------- users
 
     async def user(self, organization_id: str, user_id: str) -> DirectoryUser | None:
@@ -330,6 +361,9 @@ class StorageChatRepository:
         ops.extend(DeleteWhere("chat_ranks", {"workspace": w}) for w in decision.delete_ranks_of_workspaces)
         ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
+        ops.extend(Put("chat_messages", _message_doc(m)) for m in decision.put_messages)
+        ops.extend(Delete("chat_messages", m) for m in decision.delete_messages)
+        ops.extend(DeleteWhere("chat_messages", {"room": r}) for r in decision.delete_messages_of_rooms)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
