@@ -331,3 +331,36 @@ async def test_deleting_a_room_deletes_its_messages(
         assert await messages.count({"room": kept}) == 1
     finally:
         await store.close()
+
+
+async def test_a_live_socket_follows_the_rooms_its_user_joins_and_leaves(
+    chat_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """A room's messages are stored once on the room's subject: each socket reads the subjects of its
+    user's rooms and re-reads the list when they change, without losing or repeating a frame."""
+    alice, bob, carol, dave = await new_users(session, chat_stack, 4)
+    async with live(bob) as b, live(dave) as d:
+        room = await group(alice, bob, carol)  # bob's socket learns of the room from ROOM_CREATED
+        first = await send(alice, room, "first")
+        added = await alice.call(
+            "POST", f"/rooms/{room}/members", {"userId": dave.id, "owner": False, "historyCleared": False}
+        )
+        assert added.status == 201
+        second = await send(carol, room, "second")
+        assert (await alice.call("DELETE", f"/rooms/{room}/members/{bob.id}")).status == 204
+        third = await send(alice, room, "third")
+        bob_frames = await frames(b)
+        dave_frames = await frames(d)
+    assert [(e["type"], e.get("message", {}).get("id")) for e in bob_frames] == [
+        ("ROOM_CREATED", None),
+        ("ROOM_MESSAGE_SENT", first["id"]),
+        ("ROOM_MEMBER_ADDED", None),
+        ("ROOM_MESSAGE_SENT", second["id"]),
+        ("ROOM_MEMBER_REMOVED", None),
+    ]
+    assert [(e["type"], e.get("message", {}).get("id")) for e in dave_frames] == [
+        ("ROOM_MEMBER_ADDED", None),
+        ("ROOM_MESSAGE_SENT", second["id"]),
+        ("ROOM_MEMBER_REMOVED", None),
+        ("ROOM_MESSAGE_SENT", third["id"]),
+    ]

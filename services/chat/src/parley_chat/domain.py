@@ -181,10 +181,15 @@ class Context:
 
 
 class Notice(msgspec.Struct, frozen=True):
-    """An event and the users it is pushed to (in this order); it also goes once to the PARLEY_CHAT stream."""
+    """An event and the users it is pushed to (in this order); it also goes once to the PARLEY_CHAT stream.
+
+    `room`: pushed once on that room's subject, which every member's socket reads, rather than a copy per
+    recipient (a message to 128 members is one stored copy, not 128).
+    """
 
     event: api.AnyChatEvent
     recipients: tuple[str, ...]
+    room: str | None = None
 
 
 class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
@@ -285,11 +290,19 @@ class _Events:
         self._organization_id = organization_id
         self.notices: list[Notice] = []
 
-    def add(self, event_type: type[api.ChatEvent], recipients: Iterable[str], **fields: object) -> None:
+    def add(
+        self,
+        event_type: type[api.ChatEvent],
+        recipients: Iterable[str],
+        *,
+        to_room: str | None = None,
+        **fields: object,
+    ) -> None:
         event = event_type(
             id=self._ctx.new_id(), sent_date=self._ctx.now, organization_id=self._organization_id, **fields
         )
-        self.notices.append(Notice(event=event, recipients=tuple(recipients)))  # type: ignore[arg-type]
+        notice = Notice(event=event, recipients=tuple(recipients), room=to_room)  # type: ignore[arg-type]
+        self.notices.append(notice)
 
 
 # ---------------------------------------------------------------- views
@@ -1078,7 +1091,9 @@ def _posted(
         reply_id=reply_id,
         forwarded=forwarded,
     )
-    events.add(api.RoomMessageSent, recipients, room_id=found.id, message=message_view(message))
+    events.add(
+        api.RoomMessageSent, recipients, to_room=found.id, room_id=found.id, message=message_view(message)
+    )
     return message
 
 
@@ -1182,6 +1197,7 @@ def decide_edit_message(
     events.add(
         api.RoomMessageEdited,
         _recipients(effective_members(found, workspace)),
+        to_room=found.id,
         room_id=found.id,
         message_id=own.id,
         text=body.text,
@@ -1209,6 +1225,7 @@ def decide_delete_message(
     events.add(
         api.RoomMessageDeleted,
         _recipients(effective_members(found, workspace)),
+        to_room=found.id,
         room_id=found.id,
         message_id=own.id,
     )

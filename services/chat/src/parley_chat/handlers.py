@@ -472,3 +472,12 @@ class ChatHandlers:
             )
             await self._uow.commit(org, decision)
         return Accepted(value=Empty())
+
+    @rejecting
+    async def list_push_rooms(self, request: Request[Empty]) -> Accepted[api.PushRooms]:
+        """The gateway's question for a push socket: which rooms' messages it reads."""
+        caller = chat_caller(request)
+        rooms = await self._repo.rooms_of_user(caller.organization_id, caller.user_id)
+        views = domain.list_rooms(caller, rooms)
+        ids = [room_id for view in views for room_id in (view.id, *(c.id for c in view.children or ()))]
+        return Accepted(value=api.PushRooms(room_ids=tuple(ids)))

@@ -657,6 +657,17 @@ class MessagesPage(ChatPayload, frozen=True):
     before: str | None = None
 
 
+class PushRooms(ChatPayload, frozen=True):
+    """The rooms whose messages the caller's push socket reads (member rooms and their workspaces'
+    channels): asked by the gateway when a socket opens and when the caller's rooms change."""
+
+    room_ids: tuple[str, ...] = ()
+
+
+# Events after which the gateway asks `listPushRooms` again for the socket that received them.
+PUSH_ROOMS_CHANGE = frozenset({"ROOM_CREATED", "ROOM_DELETED", "ROOM_MEMBER_ADDED", "ROOM_MEMBER_REMOVED"})
+
+
 class RoomMessageSent(ChatEvent, tag="ROOM_MESSAGE_SENT", frozen=True, kw_only=True):
     room_id: str
     message: Message
@@ -759,4 +770,6 @@ OPERATIONS: dict[str, Operation] = {
     "editMessage": Operation("cmd", EditMessage, Message),
     "deleteMessage": Operation("cmd", MessageRef, Empty),
     "forwardMessages": Operation("cmd", ForwardMessages, Empty),
+    # Asked by the gateway for a push socket (no HTTP route).
+    "listPushRooms": Operation("qry", Empty, PushRooms),
 }

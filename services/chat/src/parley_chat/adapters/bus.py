@@ -54,6 +54,7 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "editMessage": handlers.edit_message,
         "deleteMessage": handlers.delete_message,
         "forwardMessages": handlers.forward_messages,
+        "listPushRooms": handlers.list_push_rooms,
     }
 
 
