@@ -12,7 +12,9 @@ A chat caller is known by their token's `sub`, which must be a UUID (403 otherwi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -23,7 +25,7 @@ from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
-from parley_common.outbox import Outbox
+from parley_common.outbox import Outbox, Owed
 
 from parley_chat import domain
 from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
@@ -50,7 +52,12 @@ class SeenReports(Protocol):
 
 
 class ChatUnitOfWork:
-    """The repository, the outbox and the command lock: a commit writes state + effects, then hands over."""
+    """The repository, the outbox and the command lock: a commit writes state + effects, then hands over.
+
+    `deciding()` holds the lock while a use case reads, decides and commits, and waits for the commits'
+    events AFTER releasing it: the next command's decision need not wait for this one's publishes (the
+    outbox carries them out in commit order all the same), so commands pipeline.
+    """
 
     def __init__(
         self, repository: ChatRepository, outbox: Outbox, *, wait_seconds: float = EFFECTS_WAIT_SECONDS
@@ -59,15 +66,32 @@ class ChatUnitOfWork:
         self.outbox = outbox
         self.lock = asyncio.Lock()
         self._wait = wait_seconds
+        self._owed: contextvars.ContextVar[list[Owed] | None] = contextvars.ContextVar("owed", default=None)
+
+    @contextlib.asynccontextmanager
+    async def deciding(self) -> AsyncIterator[None]:
+        owed: list[Owed] = []
+        token = self._owed.set(owed)
+        try:
+            async with self.lock:
+                yield
+        finally:
+            self._owed.reset(token)
+        # The answer leaves once the events are out (a client hears its own change first), or after the
+        # wait: they stay owed and the outbox carries them out later.
+        for each in owed:
+            await self.outbox.carried_out(each, self._wait)
 
     async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
         owed = await self.repository.commit(organization_id, decision, effects_of(organization_id, decision))
         if owed is None:
             return
         self.outbox.committed(owed)
-        # The answer leaves once the events are out (a client hears its own change first), or after the
-        # wait: they stay owed and the outbox carries them out later.
-        await self.outbox.carried_out(owed, self._wait)
+        pending = self._owed.get()
+        if pending is not None:
+            pending.append(owed)  # waited for once the lock is released
+        else:
+            await self.outbox.carried_out(owed, self._wait)
 
 
 def chat_caller(request: Request[Any]) -> Caller:
@@ -149,7 +173,7 @@ class ChatHandlers:
     @rejecting
     async def insert_room(self, request: Request[api.RoomCreationFields]) -> Accepted[api.Room]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             org = caller.organization_id
             known = {u.id for u in await self._users(org, body.members_ids)}
             one_to_one = None
@@ -180,7 +204,7 @@ class ChatHandlers:
     @rejecting
     async def update_room(self, request: Request[api.UpdateRoom]) -> Accepted[api.Room]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_update_room(room, caller, body, self._ctx(), workspace=workspace)
             await self._uow.commit(caller.organization_id, decision)
@@ -189,7 +213,7 @@ class ChatHandlers:
     @rejecting
     async def delete_room(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
             decision = domain.decide_delete_room(
@@ -201,7 +225,7 @@ class ChatHandlers:
     @rejecting
     async def update_workspaces_rank(self, request: Request[api.UpdateWorkspacesRank]) -> Accepted[Empty]:
         caller = chat_caller(request)
-        async with self._uow.lock:
+        async with self._uow.deciding():
             workspaces = await self._repo.workspaces_of_user(caller.organization_id, caller.user_id)
             decision = domain.decide_workspaces_rank(caller, request.body, workspaces)
             await self._uow.commit(caller.organization_id, decision)
@@ -210,7 +234,7 @@ class ChatHandlers:
     @rejecting
     async def update_channels_rank(self, request: Request[api.UpdateChannelsRank]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             workspace = await self._repo.room(caller.organization_id, body.workspace_id)
             channels = await self._channels(caller, workspace)
             decision = domain.decide_channels_rank(workspace, caller, body, channels)
@@ -219,7 +243,7 @@ class ChatHandlers:
 
     async def _mute(self, request: Request[api.RoomRef], *, muted: bool) -> Accepted[Empty]:
         caller, room_id = chat_caller(request), request.body.room_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, room_id)
             settings = await self._repo.settings(room_id, caller.user_id)
             decision = domain.decide_mute(
@@ -239,7 +263,7 @@ class ChatHandlers:
     @rejecting
     async def clear_room_history(self, request: Request[api.RoomRef]) -> Accepted[api.ClearedDate]:
         caller, room_id = chat_caller(request), request.body.room_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, room_id)
             settings = await self._repo.settings(room_id, caller.user_id)
             decision = domain.decide_clear(room, caller, room_id, settings, self._ctx(), workspace=workspace)
@@ -260,7 +284,7 @@ class ChatHandlers:
     ) -> Accepted[api.MemberInserted]:
         caller, body = chat_caller(request), request.body
         org = caller.organization_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             user = await self._user(org, body.user_id)
             room, workspace = await self._room(caller, body.room_id)
             highest = 0
@@ -282,7 +306,7 @@ class ChatHandlers:
     @rejecting
     async def delete_room_member(self, request: Request[api.MemberRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
             decision = domain.decide_remove_member(
@@ -293,7 +317,7 @@ class ChatHandlers:
 
     async def _owner(self, request: Request[api.MemberRef], *, promote: bool) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_owner(
                 room, caller, body, self._ctx(), promote=promote, workspace=workspace
@@ -372,7 +396,7 @@ class ChatHandlers:
     @rejecting
     async def create_meeting(self, request: Request[api.MeetingCreation]) -> Accepted[api.Meeting]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_create_meeting(room, caller, body, self._ctx(), workspace=workspace)
             meeting = decision.result
@@ -403,7 +427,7 @@ class ChatHandlers:
     @rejecting
     async def send_message(self, request: Request[api.SendMessage]) -> Accepted[api.Message]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             replied = None
             if body.reply_id is not None:
@@ -429,7 +453,7 @@ class ChatHandlers:
     @rejecting
     async def edit_message(self, request: Request[api.EditMessage]) -> Accepted[api.Message]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             message = await self._repo.message(caller.organization_id, body.message_id)
             decision = domain.decide_edit_message(
@@ -441,7 +465,7 @@ class ChatHandlers:
     @rejecting
     async def delete_message(self, request: Request[api.MessageRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             message = await self._repo.message(caller.organization_id, body.message_id)
             decision = domain.decide_delete_message(
@@ -454,7 +478,7 @@ class ChatHandlers:
     async def forward_messages(self, request: Request[api.ForwardMessages]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
         org = caller.organization_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             domain.access(room, caller, body.room_id, workspace=workspace)  # before reading the originals
             originals: dict[str, domain.Original] = {}
