@@ -7,8 +7,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from parley_chat.adapters.repository import StorageChatRepository
 from parley_chat.domain import Decision, Room, RoomMember, WorkspaceRank
+from parley_common.contracts import chat as api
 from parley_common.storage import Collection, SqliteStore
 
 ORG = "org"
@@ -76,3 +78,46 @@ async def test_rooms_of_user_takes_the_same_queries_for_3_or_60_rooms(tmp_path: 
     many, many_ranks = await _queries_for(tmp_path, groups=50, workspaces=10)
     assert (few_ranks, many_ranks) == (1, 10)
     assert few == many <= 6
+
+
+async def test_attachments_page_newest_first_ties_by_id_and_go_with_their_room(tmp_path: Path) -> None:
+    """(createdAt, id) descending, even for files created in the same microsecond (one paging key)."""
+    store = SqliteStore(str(tmp_path / "attachments.sqlite3"))
+    await store.start()
+    try:
+        repository = await StorageChatRepository.open(store)
+        room, other = _room("group", ("a", "b", "c")), _room("group", ("a", "b", "c"))
+        times = [datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, 0, 0, 0, 1, tzinfo=UTC)]
+        files = [
+            api.Attachment(
+                id=str(uuid.uuid4()),
+                name=f"f{i}",
+                size=i,
+                mime_type="text/plain",
+                user_id="a",
+                room_id=room.id,
+                created_at=times[i % 2],
+            )
+            for i in range(7)
+        ]
+        elsewhere = msgspec.structs.replace(files[0], id=str(uuid.uuid4()), room_id=other.id)
+        await repository.commit(
+            ORG, Decision(result=None, put_rooms=(room, other), put_attachments=(*files, elsewhere))
+        )
+        expected = sorted(files, key=lambda f: (f.created_at, f.id), reverse=True)
+        walked: list[api.Attachment] = []
+        before = None
+        while page := await repository.room_attachments(ORG, room.id, before=before, limit=3):
+            walked += page
+            before = (page[-1].created_at, page[-1].id)
+        assert walked == expected
+        assert await repository.attachment("another-org", files[0].id) is None
+        assert await repository.attachment(ORG, files[0].id) == files[0]
+        names = await repository.files_of_rooms(ORG, [room.id])
+        assert sorted(names) == sorted(api.attachment_object(f.id) for f in files)
+        await repository.commit(ORG, Decision(result=None, delete_rooms=(room.id,)))
+        assert await repository.attachment(ORG, files[0].id) is None
+        assert await repository.files_of_rooms(ORG, [room.id]) == []
+        assert await repository.attachment(ORG, elsewhere.id) == elsewhere
+    finally:
+        await store.close()

@@ -8,12 +8,13 @@ from datetime import timedelta
 
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.outbox import Outbox, Publisher, PublishEvent, each
+from parley_common.outbox import DeleteObject, Outbox, Publisher, PublishEvent, each
 from parley_common.service import Runtime, run_service, serve
 
 from parley_chat.adapters.bus import register
 from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
+from parley_chat.adapters.files import ChatFiles
 from parley_chat.adapters.repository import StorageChatRepository
 from parley_chat.domain import MessageLimits
 from parley_chat.effects import EndConference, RemoveFromConference
@@ -33,6 +34,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             log.info("landed the writes of interrupted commits", commits=landed)
         rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
         conferences = ConferenceClient(rpc)
+        files = ChatFiles(runtime.js)
 
         async def remove(effect: RemoveFromConference) -> None:
             await conferences.remove_participant(effect.organization_id, effect.conference_id, effect.user_id)
@@ -48,6 +50,8 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                     PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),
                     RemoveFromConference: each(remove),
                     EndConference: each(end),
+                    # Bytes last: a deleted attachment's or room's objects.
+                    DeleteObject: each(files.execute),
                 },
             )
         )
@@ -60,6 +64,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                 edit=timedelta(seconds=settings.edit_message_seconds),
                 delete=timedelta(seconds=settings.delete_message_seconds),
             ),
+            files=files,
         )
         responders = runtime.takes_requests(Responders(runtime.nc))
         runtime.after_start(lambda: register(responders, handlers, runtime.store, runtime.js))

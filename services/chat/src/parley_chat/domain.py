@@ -14,6 +14,7 @@ ids each must be pushed to. The handler commits a decision in one write. Reads (
 
 from __future__ import annotations
 
+import base64
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -216,6 +217,11 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     delete_messages: tuple[str, ...] = ()
     # Every message of these rooms.
     delete_messages_of_rooms: tuple[str, ...] = ()
+    # Attachment records written / deleted by file id (a deleted room's go with it: the repository).
+    put_attachments: tuple[api.Attachment, ...] = ()
+    delete_attachments: tuple[str, ...] = ()
+    # Objects of the chat files bucket no committed state refers to any more (an outbox effect).
+    delete_objects: tuple[str, ...] = ()
     # Effects after the commit (retried until done): conferences to end, users to drop from one.
     end_conferences: tuple[str, ...] = ()
     remove_from_conferences: tuple[ConferenceMember, ...] = ()
@@ -238,6 +244,8 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.put_messages,
                 self.delete_messages,
                 self.delete_messages_of_rooms,
+                self.put_attachments,
+                self.delete_attachments,
             )
         )
 
@@ -1209,7 +1217,7 @@ def decide_edit_message(
 def decide_delete_message(
     room: Room | None,
     caller: Caller,
-    body: api.MessageRef,
+    body: api.RoomMessageRef,
     message: StoredMessage | None,
     ctx: Context,
     *,
@@ -1284,3 +1292,134 @@ def decide_forward(
             _posted(found, caller, ctx, events, members, text, forwarded=forwarded, index=len(posted))
         )
     return Decision(result=None, put_messages=tuple(posted), notices=tuple(events.notices))
+
+
+# ---------------------------------------------------------------- attachments
+
+# Rooms that take no attachments (Carbonio's rule: a workspace or a channel is no conversation of files).
+_NO_ATTACHMENTS = frozenset({"workspace", "channel"})
+
+
+def check_attachment_room(
+    room: Room | None, caller: Caller, room_id: str, *, workspace: Room | None = None
+) -> Room:
+    """Where an attachment may be uploaded: unknown 404, not a member 403, a workspace or channel 400.
+
+    Checked twice for an upload: before its body is read (`prepareAttachment`) and when it is recorded.
+    """
+    found = access(room, caller, room_id, workspace=workspace)
+    if found.type in _NO_ATTACHMENTS:
+        raise InvalidCommand(f"a {found.type} room takes no attachments")
+    return found
+
+
+def decide_insert_attachment(
+    room: Room | None,
+    caller: Caller,
+    body: api.InsertAttachment,
+    ctx: Context,
+    *,
+    workspace: Room | None = None,
+    existing: api.Attachment | None = None,
+) -> Decision[api.Id]:
+    """`POST /rooms/{id}/attachments` once its bytes are stored: the room rules again (the room may have
+    changed while the body streamed), then the record. No event (the real backend sends none over REST).
+    `existing`: a record already holding this file id (a retried command) is answered as it is."""
+    found = check_attachment_room(room, caller, body.room_id, workspace=workspace)
+    if existing is not None:
+        if existing.room_id != found.id or existing.user_id != caller.user_id:
+            raise Conflict(f"file {body.file_id} is already recorded")
+        return Decision(result=api.Id(id=existing.id))
+    record = api.Attachment(
+        id=body.file_id,
+        name=body.name,
+        size=body.size,
+        mime_type=body.mime_type,
+        user_id=caller.user_id,
+        room_id=found.id,
+        created_at=ctx.now,
+        description=body.description,
+        message_id=body.message_id,
+        reply_id=body.reply_id,
+        area=body.area,
+    )
+    return Decision(result=api.Id(id=record.id), put_attachments=(record,))
+
+
+def _attachment_found(attachment: api.Attachment | None, file_id: str) -> api.Attachment:
+    if attachment is None:
+        raise NotFound(f"attachment {file_id} not found")
+    return attachment
+
+
+def attachment_view(
+    attachment: api.Attachment | None,
+    room: Room | None,
+    caller: Caller,
+    file_id: str,
+    *,
+    workspace: Room | None = None,
+) -> api.Attachment:
+    """`GET /attachments/{id}` (and its download): unknown 404 (another organization's too: the
+    repository does not find it), not a member of its room 403."""
+    found = _attachment_found(attachment, file_id)
+    access(room, caller, found.room_id, workspace=workspace)
+    return found
+
+
+def decide_delete_attachment(
+    attachment: api.Attachment | None,
+    room: Room | None,
+    caller: Caller,
+    file_id: str,
+    *,
+    workspace: Room | None = None,
+) -> Decision[None]:
+    """`DELETE /attachments/{id}`: unknown 404, not a member 403, neither its uploader nor an owner of
+    its room 403. The record goes at once, the bytes through the outbox."""
+    found = _attachment_found(attachment, file_id)
+    room_found = access(room, caller, found.room_id, workspace=workspace)
+    me = _member(effective_members(room_found, workspace), caller.user_id)
+    if found.user_id != caller.user_id and not (me is not None and me.owner):
+        raise NotAllowed(f"only its uploader or an owner of the room may delete attachment {file_id}")
+    return Decision(
+        result=None,
+        delete_attachments=(found.id,),
+        delete_objects=(api.attachment_object(found.id),),
+    )
+
+
+class AttachmentCursor(msgspec.Struct, frozen=True, rename="camel"):
+    """Where a page of attachments ends: Carbonio's `filter`, the base64 of this JSON."""
+
+    id: str
+    created_at: datetime
+
+
+_cursor_decoder = msgspec.json.Decoder(AttachmentCursor)
+
+
+def encode_attachment_cursor(last: api.Attachment) -> str:
+    return base64.b64encode(msgspec.json.encode(AttachmentCursor(last.id, last.created_at))).decode()
+
+
+def decode_attachment_cursor(value: str | None) -> AttachmentCursor | None:
+    """The cursor a client sent back, or None for the first page; anything else undecodable is a 400."""
+    if value is None:
+        return None
+    try:
+        cursor = _cursor_decoder.decode(base64.b64decode(value, validate=True))
+    except (ValueError, msgspec.DecodeError):
+        raise InvalidCommand("filter: not a cursor this API gave") from None
+    if cursor.created_at.tzinfo is None:
+        raise InvalidCommand("filter: not a cursor this API gave")
+    return cursor
+
+
+def attachments_page(found: Sequence[api.Attachment], items_number: int) -> api.AttachmentsPagination:
+    """A page from up to `items_number + 1` records, newest first: the extra one says more exist."""
+    page = tuple(found[:items_number])
+    more = len(found) > items_number
+    return api.AttachmentsPagination(
+        attachments=page, filter=encode_attachment_cursor(page[-1]) if more and page else None
+    )

@@ -8,7 +8,9 @@
   `Nats-Msg-Id` the event id), which each member's socket reads (the gateway's `user_push`);
 - a member removed from a room leaves its meeting's conference at once (`RemoveFromConference`; the
   admission, `parley.qry.chat.admit`, also refuses them at any later join);
-- a room meeting's conference to end (`EndConference`: the room or its last member is gone).
+- a room meeting's conference to end (`EndConference`: the room or its last member is gone);
+- an object of the chat files bucket nothing refers to any more (`DeleteObject`: a deleted attachment,
+  the files of a deleted room), after the events.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import msgspec
 from parley_common.contracts.chat import AnyChatEvent
 from parley_common.messaging import subjects
 from parley_common.messaging.streams import CHAT_STREAM, USER_PUSH_STREAM
-from parley_common.outbox import PublishEvent
+from parley_common.outbox import DeleteObject, PublishEvent
 
 from parley_chat.domain import Decision
 
@@ -40,7 +42,7 @@ class RemoveFromConference(msgspec.Struct, frozen=True, tag="removeFromConferenc
 
 
 # The effect kinds a chat commit stores (tagged: a stored list decodes back to its types).
-Effect = PublishEvent | RemoveFromConference | EndConference
+Effect = PublishEvent | RemoveFromConference | EndConference | DeleteObject
 
 
 def _document(value: object) -> Any:
@@ -56,7 +58,7 @@ def client_view(event: AnyChatEvent) -> dict[str, Any]:
 
 def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
     """Events first (the stream, then each recipient), then users to drop from conferences, then
-    conferences to end."""
+    conferences to end, then objects to delete."""
     effects: list[Effect] = []
     for notice in decision.notices:
         event = notice.event
@@ -102,4 +104,5 @@ def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
         EndConference(organization_id=organization_id, conference_id=conference_id)
         for conference_id in decision.end_conferences
     )
+    effects.extend(DeleteObject(object_name=name) for name in decision.delete_objects)
     return effects

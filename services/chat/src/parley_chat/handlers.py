@@ -24,14 +24,16 @@ from parley_common.contracts import chat as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
+from parley_common.log import get_logger
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
-from parley_common.outbox import Outbox, Owed
+from parley_common.outbox import DeleteObject, Outbox, Owed
 
 from parley_chat import domain
 from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
 from parley_chat.effects import effects_of
 from parley_chat.repository import ChatRepository
 
+log = get_logger(__name__)
 rejecting = errors.rejecting(context={"room_id": "room_id"})
 # How long a command's answer waits for its events to be published and pushed (they stay owed after).
 EFFECTS_WAIT_SECONDS = 2.0
@@ -43,6 +45,14 @@ class ConferencePort(Protocol):
     ) -> None: ...
 
     async def live(self, organization_id: str, conference_id: str) -> Any: ...
+
+
+class FilesPort(Protocol):
+    """The chat files bucket (`subjects.CHAT_FILES_BUCKET`), as far as the use cases touch it."""
+
+    async def delete(self, object_name: str) -> None:
+        """Delete an object (gone already is fine)."""
+        ...
 
 
 class SeenReports(Protocol):
@@ -83,7 +93,13 @@ class ChatUnitOfWork:
             await self.outbox.carried_out(each, self._wait)
 
     async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
-        owed = await self.repository.commit(organization_id, decision, effects_of(organization_id, decision))
+        effects = effects_of(organization_id, decision)
+        if decision.delete_rooms:
+            # However a room goes (deleted, its last member gone, its workspace deleted), its files go
+            # with it: the repository deletes their records with the room, the outbox their objects.
+            files = await self.repository.files_of_rooms(organization_id, decision.delete_rooms)
+            effects.extend(DeleteObject(object_name=name) for name in files)
+        owed = await self.repository.commit(organization_id, decision, effects)
         if owed is None:
             return
         self.outbox.committed(owed)
@@ -112,6 +128,7 @@ class ChatHandlers:
         ids: Callable[[], str] = new_id,
         max_group_members: int = domain.MAX_GROUP_MEMBERS,
         message_limits: domain.MessageLimits = domain.DEFAULT_MESSAGE_LIMITS,
+        files: FilesPort | None = None,
     ) -> None:
         self._uow = uow
         self._repo = uow.repository
@@ -122,6 +139,7 @@ class ChatHandlers:
         self._max_group_members = max_group_members
         self._message_limits = message_limits
         self._capabilities = message_limits.capabilities()
+        self._files = files
 
     def _ctx(self) -> Context:
         return Context(now=self._clock(), new_id=self._ids)
@@ -463,7 +481,7 @@ class ChatHandlers:
         return Accepted(value=decision.result)
 
     @rejecting
-    async def delete_message(self, request: Request[api.MessageRef]) -> Accepted[Empty]:
+    async def delete_message(self, request: Request[api.RoomMessageRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
         async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
@@ -505,3 +523,77 @@ class ChatHandlers:
         views = domain.list_rooms(caller, rooms)
         ids = [room_id for view in views for room_id in (view.id, *(c.id for c in view.children or ()))]
         return Accepted(value=api.PushRooms(room_ids=tuple(ids)))
+
+    # ---------------------------------------------------------------- attachments
+
+    @rejecting
+    async def prepare_attachment(self, request: Request[api.RoomRef]) -> Accepted[api.Id]:
+        """Before an upload's body is read: may the caller upload into this room? Answers the new file's id
+        (nothing is written: an upload that never comes leaves nothing behind)."""
+        caller, room_id = chat_caller(request), request.body.room_id
+        room, workspace = await self._room(caller, room_id)
+        domain.check_attachment_room(room, caller, room_id, workspace=workspace)
+        return Accepted(value=api.Id(id=self._ids()))
+
+    @rejecting
+    async def insert_attachment(self, request: Request[api.InsertAttachment]) -> Accepted[api.Id]:
+        """The bytes are stored: record them, or, refused, delete them (nothing stays on a refusal)."""
+        caller, body = chat_caller(request), request.body
+        try:
+            async with self._uow.deciding():
+                room, workspace = await self._room(caller, body.room_id)
+                existing = await self._repo.attachment(caller.organization_id, body.file_id)
+                decision = domain.decide_insert_attachment(
+                    room, caller, body, self._ctx(), workspace=workspace, existing=existing
+                )
+                await self._uow.commit(caller.organization_id, decision)
+        except (errors.NotFound, errors.NotAllowed, errors.InvalidCommand):
+            # Not a Conflict: a record already holding this file id owns the object.
+            if self._files is not None:
+                try:
+                    await self._files.delete(api.attachment_object(body.file_id))
+                except Exception:
+                    # The refusal stands; the bytes stay behind unreferenced (logged, to be swept).
+                    log.exception("a refused attachment's bytes could not be deleted", file_id=body.file_id)
+            raise
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def list_room_attachment_info(
+        self, request: Request[api.ListAttachments]
+    ) -> Accepted[api.AttachmentsPagination]:
+        caller, body = chat_caller(request), request.body
+        room, workspace = await self._room(caller, body.room_id)
+        domain.access(room, caller, body.room_id, workspace=workspace)
+        cursor = domain.decode_attachment_cursor(body.filter)
+        found = await self._repo.room_attachments(
+            caller.organization_id,
+            body.room_id,
+            before=None if cursor is None else (cursor.created_at, cursor.id),
+            limit=body.items_number + 1,
+        )
+        return Accepted(value=domain.attachments_page(found, body.items_number))
+
+    async def _attachment(
+        self, caller: Caller, file_id: str
+    ) -> tuple[api.Attachment | None, Room | None, Room | None]:
+        attachment = await self._repo.attachment(caller.organization_id, file_id)
+        if attachment is None:
+            return None, None, None
+        room, workspace = await self._room(caller, attachment.room_id)
+        return attachment, room, workspace
+
+    @rejecting
+    async def get_attachment_info(self, request: Request[api.FileRef]) -> Accepted[api.Attachment]:
+        caller, file_id = chat_caller(request), request.body.file_id
+        attachment, room, workspace = await self._attachment(caller, file_id)
+        return Accepted(value=domain.attachment_view(attachment, room, caller, file_id, workspace=workspace))
+
+    @rejecting
+    async def delete_attachment(self, request: Request[api.FileRef]) -> Accepted[Empty]:
+        caller, file_id = chat_caller(request), request.body.file_id
+        async with self._uow.deciding():
+            attachment, room, workspace = await self._attachment(caller, file_id)
+            decision = domain.decide_delete_attachment(attachment, room, caller, file_id, workspace=workspace)
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())

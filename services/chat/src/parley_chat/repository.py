@@ -9,8 +9,10 @@ is stored whole), so no read needs a query per room.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
+from parley_common.contracts import chat as api
 from parley_common.outbox import Owed
 
 from parley_chat.domain import (
@@ -109,6 +111,23 @@ class ChatRepository(Protocol):
         """Insert or replace a directory entry (from a `UserSeen` report)."""
         ...
 
+    # ---------------------------------------------------------------- attachments
+
+    async def attachment(self, organization_id: str, file_id: str) -> api.Attachment | None:
+        """One attachment's record, or None when unknown in this organization."""
+        ...
+
+    async def room_attachments(
+        self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[api.Attachment]:
+        """A room's attachments newest first (createdAt, then id, descending), those strictly older than
+        `before` (the (createdAt, id) of the previous page's last one), at most `limit`."""
+        ...
+
+    async def files_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        """The objects (chat files bucket) of these rooms' files: deleted with the rooms."""
+        ...
+
     # ---------------------------------------------------------------- writes
 
     async def commit(
@@ -116,10 +135,11 @@ class ChatRepository(Protocol):
     ) -> Owed | None:
         """Write everything a decision says, atomically, with the effects it owes (for the outbox).
 
-        Puts (rooms whole, settings, workspace ranks, meetings) and deletes (rooms with their memberships,
-        one user's settings or every user's of a room, one user's rank or every user's of a workspace,
-        meetings) all land or none does; the effects (the events for PARLEY_CHAT and each recipient's
-        push subject, conferences to end) are written in the same commit, so an acknowledged command
-        never loses an event or an effect. Returns what the commit owes (None: nothing was written).
+        Puts (rooms whole, settings, workspace ranks, meetings, attachments) and deletes (rooms with their
+        memberships and attachment records, one user's settings or every user's of a room, one user's
+        rank or every user's of a workspace, meetings, attachments) all land or none does; the effects
+        (the events for PARLEY_CHAT and each recipient's push subject, conferences to end, objects to
+        delete) are written in the same commit, so an acknowledged command never loses an event or an
+        effect. Returns what the commit owes (None: nothing was written).
         """
         ...

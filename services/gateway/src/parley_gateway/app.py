@@ -27,7 +27,7 @@ from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.service import run_service
 
-from parley_gateway.chats import TOKEN, chat_operations
+from parley_gateway.chats import TOKEN, ChatGatewaySettings, chat_operations
 from parley_gateway.conferences import conference_operations
 from parley_gateway.demo import add_demo_routes
 from parley_gateway.health import HealthCheck
@@ -217,7 +217,7 @@ class Gateway:
                     request_timeout=settings.common.request_timeout, port=settings.port
                 ),
             ),
-            *chat_operations(rpc),
+            *chat_operations(rpc, js, ChatGatewaySettings.from_env()),
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env(), rpc)),
             token_operation(issuer, clients),

@@ -8,20 +8,32 @@ body goes to `parley.cmd.chat.<op>` / `parley.qry.chat.<op>` as `Request[Body]`.
 
 from __future__ import annotations
 
+import contextlib
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import quote
 
+import aiohttp
 import msgspec
+import nats.errors
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from nats.js import JetStreamContext
+from nats.js.errors import DigestMismatchError
+from parley_common.config import env_int
 from parley_common.contracts import chat
 from parley_common.contracts.base import Empty
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
-from parley_common.messaging import subjects
+from parley_common.log import get_logger
+from parley_common.messaging import objects, subjects
 from parley_common.messaging.rpc import RpcClient
+from parley_common.messaging.streams import ensure_object_store
 
 from parley_gateway.http import BadRequest, error_response, json_response
 from parley_gateway.operations import Operation, QueryParam, authenticated, reply_response
 
+log = get_logger(__name__)
 TAG = "Chats"
 # The raw token the caller authenticated with (set by the route wrapper), for `GET /auth/token`.
 TOKEN = web.RequestKey("token", str)
@@ -169,7 +181,27 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
         chat.ForwardMessagesList,
         body_field="messages",
     ),
+    ChatRoute(
+        "GET",
+        "/rooms/{roomId}/attachments",
+        "listRoomAttachmentInfo",
+        "The room's attachments, newest first, a page at a time",
+        query=(
+            QueryParam(
+                "itemsNumber",
+                chat.ItemsNumber,
+                description=f"how many (default {chat.ATTACHMENTS_PAGE_DEFAULT})",
+            ),
+            QueryParam("filter", str, description="the previous page's `filter`, for the next page (opaque)"),
+        ),
+    ),
+    ChatRoute("GET", "/attachments/{fileId}", "getAttachmentInfo", "One attachment's metadata"),
+    ChatRoute(
+        "DELETE", "/attachments/{fileId}", "deleteAttachment", "Delete an attachment (uploader or owner)"
+    ),
 )
+# Operations served by their own handlers (a streamed body), not by a `CHAT_ROUTES` row: `chat_files`.
+STREAMED_OPERATIONS = frozenset({"prepareAttachment", "insertAttachment"})
 
 
 def chat_caller(caller: Caller) -> Caller | None:
@@ -230,6 +262,9 @@ def chat_operation(rpc: RpcClient, route: ChatRoute) -> Operation:
                     params[param.name] = msgspec.convert(value, param.type, strict=False)
                 except msgspec.ValidationError as exc:
                     raise BadRequest(f"{param.name}: {exc}") from None
+                # A query string holds text: "5" becomes the int its type says (checked already, 400),
+                # before the strict conversion of the body (where a JSON "5" is no int).
+                params[param.name] = msgspec.convert(value, param.type, strict=False)
         try:
             body = chat.decode_params(op.body, params)
         except msgspec.ValidationError as exc:
@@ -271,5 +306,285 @@ def auth_token_operation() -> Operation:
     )
 
 
-def chat_operations(rpc: RpcClient) -> list[Operation]:
-    return [*(chat_operation(rpc, route) for route in CHAT_ROUTES), auth_token_operation()]
+def chat_operations(
+    rpc: RpcClient, js: JetStreamContext | None = None, settings: ChatGatewaySettings | None = None
+) -> list[Operation]:
+    files = chat_files(rpc, js, settings or ChatGatewaySettings.from_env())
+    return [*(chat_operation(rpc, route) for route in CHAT_ROUTES), *files, auth_token_operation()]
+
+
+# ---------------------------------------------------------------- files: streamed uploads and downloads
+
+
+class ChatGatewaySettings(msgspec.Struct, frozen=True, kw_only=True):
+    # Most bytes of one attachment: a bigger Content-Length is 413 before the body is read.
+    max_attachment_bytes: int
+
+    @classmethod
+    def from_env(cls) -> ChatGatewaySettings:
+        limit = env_int("PARLEY_CHAT_MAX_ATTACHMENT_BYTES", chat.MAX_ATTACHMENT_BYTES)
+        if limit < 1:
+            raise ValueError(f"PARLEY_CHAT_MAX_ATTACHMENT_BYTES must be positive, got {limit}")
+        return cls(max_attachment_bytes=limit)
+
+
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+# Control characters: never in a file name or description (they would break the download's headers).
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def header_text(request: web.Request, name: str, *, required: bool = False) -> str | None:
+    """A text header as Carbonio's clients send it: every character as a Java `\\uXXXX` escape (UTF-16,
+    so a pair of escapes for a character beyond the BMP), decoded; a plain value is taken as it is.
+    Absent or empty: None (400 when `required`). A lone surrogate or a control character is a 400."""
+    raw = request.headers.get(name)
+    if not raw:
+        if required:
+            raise BadRequest(f"header {name} is required")
+        return None
+    # Escapes become UTF-16 code units; surrogatepass lets a pair of them join into one character.
+    units = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), raw)
+    try:
+        text = units.encode("utf-16-le", "surrogatepass").decode("utf-16-le")
+    except UnicodeDecodeError:
+        raise BadRequest(f"header {name}: not a valid \\uXXXX-escaped text") from None
+    if _CONTROL.search(text):
+        raise BadRequest(f"header {name}: control characters are not accepted")
+    return text
+
+
+def content_disposition(disposition: str, file_name: str) -> str:
+    """`disposition; filename="<ASCII fallback>"; filename*=UTF-8''<percent-encoded>` (RFC 6266, 5987):
+    every client gets a safe name, those that read `filename*` the exact one."""
+    fallback = "".join(c if 0x20 <= ord(c) < 0x7F and c not in '"\\%' else "_" for c in file_name)
+    return f"{disposition}; filename=\"{fallback}\"; filename*=UTF-8''{quote(file_name, safe='')}"
+
+
+# Raw request bodies are read in pieces of this size (the object store stores 128 KiB chunks).
+READ_CHUNK = 64 * 1024
+
+
+def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewaySettings) -> list[Operation]:
+    """`POST /rooms/{roomId}/attachments` (streamed in) and `GET /attachments/{fileId}/download` (out).
+
+    An upload, in order: its headers (400), its Content-Length over the limit (413, the body never read),
+    `prepareAttachment` (404/403/400 room rules, before the body is read; the file id), the body streamed
+    into the object store (past the limit without a Content-Length: 413, nothing kept), then
+    `insertAttachment` (the rules again; refused, the service deletes the object). A 503 from it deletes
+    the object here too: the client is told it failed, so the file must not exist.
+    """
+    max_bytes = settings.max_attachment_bytes
+    bucket_ready = False
+
+    async def bucket() -> JetStreamContext:
+        nonlocal bucket_ready
+        assert js is not None, "the file routes need the gateway's JetStream context"
+        if not bucket_ready:
+            await ensure_object_store(js, subjects.CHAT_FILES_BUCKET)
+            bucket_ready = True
+        return js
+
+    async def upload(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        known = chat_caller(authenticated(caller))
+        if known is None:
+            return error_response(request, 403, NOT_A_CHAT_USER)
+        room_id = request.match_info["roomId"]
+        # Every header checked before anything else (the size stands in for the real one until stored).
+        try:
+            body = chat.decode_params(
+                chat.InsertAttachment,
+                {
+                    "roomId": room_id,
+                    "fileId": PLACEHOLDER_ID,
+                    "size": 0,
+                    "name": header_text(request, "fileName", required=True),
+                    "mimeType": request.headers.get("mimeType") or None,
+                    "description": header_text(request, "description"),
+                    # Carbonio's clients send "" for none.
+                    "messageId": request.headers.get("messageId") or None,
+                    "replyId": request.headers.get("replyId") or None,
+                    "area": request.headers.get("area") or None,
+                },
+            )
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"header {_header_of(str(exc))}") from None
+        if request.content_length is not None and request.content_length > max_bytes:
+            return _too_large(request, max_bytes)
+        prepared = await rpc.request(
+            subjects.chat_query("prepareAttachment"),
+            Request(caller=known, body=chat.RoomRef(room_id=body.room_id)),
+            chat.Id,
+        )
+        if isinstance(prepared, Rejected):
+            return reply_response(request, prepared, 201)
+        file_id = prepared.value.id
+        object_name = chat.attachment_object(file_id)
+        try:
+            stored = await objects.put_stream(
+                await bucket(),
+                subjects.CHAT_FILES_BUCKET,
+                object_name,
+                request.content.iter_chunked(READ_CHUNK),
+                max_bytes=max_bytes,
+            )
+        except objects.ObjectTooLarge:
+            return _too_large(request, max_bytes)
+        except (nats.errors.Error, TimeoutError) as exc:
+            log.warning("attachment upload failed", error=repr(exc))
+            return error_response(request, 503, "service unavailable: object store not answering")
+        except (aiohttp.ClientError, HttpProcessingError, ConnectionError):
+            # The client stopped sending before its Content-Length: nothing was kept.
+            raise BadRequest("the body ended before its Content-Length") from None
+        reply = await rpc.request(
+            subjects.chat_command("insertAttachment"),
+            Request(
+                caller=known,
+                body=msgspec.structs.replace(body, file_id=file_id, size=int(stored.size or 0)),
+            ),
+            chat.Id,
+        )
+        if isinstance(reply, Rejected) and reply.status >= 500:
+            with contextlib.suppress(nats.errors.Error, TimeoutError):
+                await objects.delete_object(await bucket(), subjects.CHAT_FILES_BUCKET, object_name)
+        return reply_response(request, reply, 201)
+
+    async def download(request: web.Request, caller: Caller | None, _: Any) -> web.StreamResponse:
+        known = chat_caller(authenticated(caller))
+        if known is None:
+            return error_response(request, 403, NOT_A_CHAT_USER)
+        try:
+            ref = chat.decode_params(chat.FileRef, {"fileId": request.match_info["fileId"]})
+        except msgspec.ValidationError as exc:
+            raise BadRequest(str(exc)) from None
+        reply = await rpc.request(
+            subjects.chat_query("getAttachmentInfo"), Request(caller=known, body=ref), chat.Attachment
+        )
+        if isinstance(reply, Rejected):
+            return reply_response(request, reply, 200)
+        attachment = reply.value
+        try:
+            stream = await bucket()
+            info = await objects.object_info(
+                stream, subjects.CHAT_FILES_BUCKET, chat.attachment_object(ref.file_id)
+            )
+        except (nats.errors.Error, TimeoutError):
+            return error_response(request, 503, "service unavailable: object store not answering")
+        if info is None:
+            return error_response(request, 404, f"attachment {ref.file_id} has no content")
+        response = web.StreamResponse(
+            headers={
+                "Content-Type": attachment.mime_type,
+                # Inline, as the real backend answers; the declared type is the uploader's word, so the
+                # browser must not sniff another and a document served from here runs sandboxed.
+                "Content-Disposition": content_disposition("inline", attachment.name),
+                "X-Content-Type-Options": "nosniff",
+                "Content-Security-Policy": "sandbox",
+                "Cache-Control": "private, no-store",
+            }
+        )
+        response.content_length = int(info.size or 0)
+        await response.prepare(request)
+        try:
+            async for chunk in objects.read_stream(stream, info):
+                await response.write(chunk)
+        except (nats.errors.Error, TimeoutError, DigestMismatchError) as exc:
+            # The status is sent already: cut the connection, so the client sees a short body.
+            log.warning("attachment download failed", file_id=ref.file_id, error=repr(exc))
+            if request.transport is not None:
+                request.transport.close()
+            return response
+        await response.write_eof()
+        return response
+
+    errors = (400, 401, 403, 404, 503)
+    return [
+        Operation(
+            method="POST",
+            path="/rooms/{roomId}/attachments",
+            operation_id="insertAttachment",
+            summary=(
+                "Upload an attachment: the raw body, with headers fileName and mimeType (required), "
+                "description, messageId, replyId, area (WIDTHxHEIGHT); fileName and description may be "
+                "\\uXXXX-escaped"
+            ),
+            tag=TAG,
+            handler=upload,
+            binary_body="application/octet-stream",
+            response=chat.Id,
+            status=201,
+            errors=(*errors, 413),
+            path_types={"roomId": chat.Uuid},
+            headers=UPLOAD_HEADERS,
+        ),
+        Operation(
+            method="GET",
+            path="/attachments/{fileId}/download",
+            operation_id="getAttachment",
+            summary="An attachment's bytes, with its type and its name in Content-Disposition",
+            tag=TAG,
+            handler=download,
+            binary_response="application/octet-stream",
+            errors=errors,
+            path_types={"fileId": chat.Uuid},
+        ),
+    ]
+
+
+# Header text: no control characters (they could not come back in the download's headers).
+_HEADER_TEXT = "^[^\\x00-\\x1f\\x7f]*$(?!\\n)"
+# An escaped character takes 6 (`\\uXXXX`): the header may be that much longer than the text it holds.
+_ESCAPED_MAX = 6
+_ESCAPED = "; \\uXXXX escapes (UTF-16) are decoded, a plain value is taken as it is"
+UPLOAD_HEADERS = (
+    QueryParam(
+        "fileName",
+        Annotated[
+            str,
+            msgspec.Meta(
+                min_length=1, max_length=_ESCAPED_MAX * chat.FILE_NAME_MAX_LENGTH, pattern=_HEADER_TEXT
+            ),
+        ],
+        required=True,
+        description=f"the file's name, at most {chat.FILE_NAME_MAX_LENGTH} characters decoded" + _ESCAPED,
+    ),
+    QueryParam("mimeType", chat.MimeType, required=True, description="the file's type/subtype"),
+    QueryParam(
+        "description",
+        Annotated[
+            str,
+            msgspec.Meta(max_length=_ESCAPED_MAX * chat.FILE_DESCRIPTION_MAX_LENGTH, pattern=_HEADER_TEXT),
+        ],
+        description="what the file is" + _ESCAPED,
+    ),
+    QueryParam(
+        "messageId",
+        Annotated[str, msgspec.Meta(max_length=256)],
+        description="the message the file belongs to (empty: none)",
+    ),
+    QueryParam(
+        "replyId",
+        Annotated[str, msgspec.Meta(max_length=256)],
+        description="the message replied to (empty: none)",
+    ),
+    QueryParam(
+        "area",
+        Annotated[str, msgspec.Meta(pattern="^(?:[0-9]+x[0-9]+)?$(?!\\n)")],
+        description="WIDTHxHEIGHT in digits, e.g. 15x20 (empty: none)",
+    ),
+)
+
+# Stands in for the file id while the headers are checked (replaced by prepareAttachment's).
+PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
+
+
+def _header_of(message: str) -> str:
+    """msgspec's message about a field, with the header's name instead of the field's (`$.name` is the
+    `fileName` header)."""
+    return message.replace("`$.name`", "`fileName`").replace("`$.", "`")
+
+
+def _too_large(request: web.Request, max_bytes: int) -> web.StreamResponse:
+    response = error_response(request, 413, f"the file is larger than {max_bytes} bytes")
+    # The body was not (all) read: do not leave it for the next request on this connection.
+    response.force_close()
+    return response

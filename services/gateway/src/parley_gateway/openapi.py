@@ -22,7 +22,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
     for op in operations:
         types.extend(t for t in (op.body, op.form, op.response, op.extra_response_body) if t is not None)
         types.extend(op.path_type(name) for name in op.path_params)
-        types.extend(q.type for q in op.query)
+        types.extend(q.type for q in (*op.query, *op.headers))
     schemas, components = msgspec.json.schema_components(types, ref_template=REF)
     # Free-form JSON fields refer to the one rule they all obey (parley_common.jsonlimits), and the
     # gateway holds every integer of every body to int64 whatever field it is in: the document says so.
@@ -48,6 +48,16 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
             }
             for q in op.query
         ]
+        parameters += [
+            {
+                "name": h.name,
+                "in": "header",
+                "required": h.required,
+                "description": h.description,
+                "schema": schema_of[id(h.type)],
+            }
+            for h in op.headers
+        ]
         if parameters:
             document["parameters"] = parameters
         if op.body is not None:
@@ -62,6 +72,13 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
                 "content": {
                     media: {"schema": _form_schema(schema_of[id(op.form)], media)}
                     for media in op.form_media_types
+                },
+            }
+        if op.binary_body is not None:
+            document["requestBody"] = {
+                "required": True,
+                "content": {
+                    op.binary_body: {"schema": {"type": "string", "contentMediaType": op.binary_body}}
                 },
             }
         success: dict[str, Any] = {"description": HTTPStatus(op.status).phrase}
@@ -140,7 +157,14 @@ def _error_statuses(op: Operation) -> list[int]:
     statuses = set(op.errors)
     if not op.public:
         statuses.add(401)
-    if op.path_params or op.query or op.body is not None or op.form is not None:
+    if (
+        op.path_params
+        or op.query
+        or op.headers
+        or op.body is not None
+        or op.form is not None
+        or op.binary_body
+    ):
         statuses.add(400)
     return sorted(statuses - set(op.extra_responses))
 

@@ -64,12 +64,17 @@ class Operation:
     # media types it comes in.
     form: Any = None
     form_media_types: tuple[str, ...] = ("multipart/form-data",)
+    # A raw body of this media type the handler streams itself (never read whole by the route wrapper).
+    binary_body: str | None = None
     response: Any = None  # the msgspec type of the 200 body; None with status 204
     status: int = 200
     public: bool = False
     # WebSockets from browsers cannot send headers: such operations also take `?access_token=`.
     token_in_query: bool = False
     query: tuple[QueryParam, ...] = ()
+    # Request headers the operation reads (e.g. an upload's file name), checked and documented like the
+    # query parameters.
+    headers: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 503)
     content_type: str = "application/json"
     # A success body that is a file of this media type (e.g. "video/webm"), not JSON.
@@ -105,6 +110,13 @@ class Operation:
                     raise BadRequest(f"query parameter {param.name} is required")
                 continue
             _convert("query", param.name, raw, param.type)
+        for param in self.headers:
+            value = request.headers.get(param.name)
+            if value is None:
+                if param.required:
+                    raise BadRequest(f"header {param.name} is required")
+                continue
+            _convert("header", param.name, value, param.type)
 
 
 def _convert(where: str, name: str, raw: Any, type_: Any) -> None:

@@ -617,7 +617,7 @@ class EditMessage(ChatBody, frozen=True):
     text: MessageText
 
 
-class MessageRef(ChatBody, frozen=True):
+class RoomMessageRef(ChatBody, frozen=True):
     room_id: Uuid
     message_id: Uuid
 
@@ -711,6 +711,103 @@ AnyChatEvent = (
 CHAT_EVENT_TYPES: tuple[str, ...] = tuple(str(cls.__struct_config__.tag) for cls in get_args(AnyChatEvent))
 
 
+# ---------------------------------------------------------------- attachments (issue 11)
+#
+# An attachment's bytes are the object `attachment_object(fileId)` of `subjects.CHAT_FILES_BUCKET`, streamed
+# there by the gateway; the chat service keeps its record (`Attachment`, collection `chat_attachments`).
+# An upload is two operations around the stream: `prepareAttachment` (the room rules, before the body is
+# read; answers the file id) and `insertAttachment` (the rules again, then the record; refused: the object
+# is deleted, so nothing is stored).
+
+# Most bytes of one attachment by default (the gateway's PARLEY_CHAT_MAX_ATTACHMENT_BYTES).
+MAX_ATTACHMENT_BYTES = 100 * 1024 * 1024
+ATTACHMENTS_PAGE_DEFAULT = 10
+# A page is one NATS reply: this many items of at most ~6 KB each stay well within it.
+ATTACHMENTS_PAGE_MAX = 100
+FILE_NAME_MAX_LENGTH = 1024
+FILE_DESCRIPTION_MAX_LENGTH = 4096
+# `WIDTHxHEIGHT` in digits (Carbonio's check), e.g. `15x20`.
+AREA_PATTERN = r"^[0-9]+x[0-9]+$(?!\n)"
+_MIME_TOKEN = r"[A-Za-z0-9!#$&^_.+-]+"
+# `type/subtype` with optional parameters: it is sent back as the download's Content-Type, so it must be
+# a header value HTTP can carry.
+MIME_TYPE_PATTERN = (
+    rf"^{_MIME_TOKEN}/{_MIME_TOKEN}(?:[ \t]*;[ \t]*{_MIME_TOKEN}=(?:{_MIME_TOKEN}|\"[^\"\\\r\n]*\"))*$(?!\n)"
+)
+Area = Annotated[str, msgspec.Meta(pattern=AREA_PATTERN, description="WIDTHxHEIGHT, e.g. 15x20")]
+MimeType = Annotated[str, msgspec.Meta(pattern=MIME_TYPE_PATTERN, max_length=255)]
+FileName = Annotated[str, msgspec.Meta(min_length=1, max_length=FILE_NAME_MAX_LENGTH)]
+FileDescription = Annotated[str, msgspec.Meta(max_length=FILE_DESCRIPTION_MAX_LENGTH)]
+# A message id as clients send it (Carbonio's are XMPP stanza ids, not UUIDs).
+MessageRef = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+ItemsNumber = Annotated[int, msgspec.Meta(ge=1, le=ATTACHMENTS_PAGE_MAX)]
+
+
+def attachment_object(file_id: str) -> str:
+    """The object name of an attachment's bytes in `subjects.CHAT_FILES_BUCKET`."""
+    return f"attachments/{file_id}"
+
+
+class Id(ChatPayload, frozen=True):
+    """The seed's `Id`: what a creation answers (`POST /rooms/{roomId}/attachments`)."""
+
+    id: str
+
+
+class Attachment(ChatPayload, frozen=True, kw_only=True):
+    """The seed's Attachment (AttachmentDto); also the chat service's record of one."""
+
+    id: str
+    name: str
+    size: int
+    mime_type: str
+    user_id: str
+    room_id: str
+    created_at: datetime
+    description: str | None = None
+    message_id: str | None = None
+    reply_id: str | None = None
+    area: str | None = None
+
+
+class AttachmentsPagination(ChatPayload, frozen=True):
+    # No default: an empty page still carries its (empty) list.
+    attachments: tuple[Attachment, ...]
+    # The next page's cursor; absent on the last page.
+    filter: str | None = None
+
+
+class FileRef(ChatBody, frozen=True):
+    """getAttachmentInfo (also behind the download), deleteAttachment."""
+
+    file_id: Uuid
+
+
+class ListAttachments(ChatBody, frozen=True):
+    """`GET /rooms/{roomId}/attachments?itemsNumber=&filter=`: newest first; `filter` is the previous
+    page's opaque cursor."""
+
+    room_id: Uuid
+    items_number: ItemsNumber = ATTACHMENTS_PAGE_DEFAULT
+    filter: Annotated[str, msgspec.Meta(max_length=1024)] | None = None
+
+
+class InsertAttachment(ChatBody, frozen=True, kw_only=True):
+    """The record of an attachment whose bytes the gateway has stored as `attachment_object(file_id)`."""
+
+    room_id: Uuid
+    # The id `prepareAttachment` answered.
+    file_id: Uuid
+    name: FileName
+    mime_type: MimeType
+    # The bytes actually stored (not the Content-Length a client claimed).
+    size: Annotated[int, msgspec.Meta(ge=0)]
+    description: FileDescription | None = None
+    message_id: MessageRef | None = None
+    reply_id: MessageRef | None = None
+    area: Area | None = None
+
+
 # ---------------------------------------------------------------- operations
 
 
@@ -768,8 +865,16 @@ OPERATIONS: dict[str, Operation] = {
     "sendMessage": Operation("cmd", SendMessage, Message),
     "listMessages": Operation("qry", ListMessages, MessagesPage),
     "editMessage": Operation("cmd", EditMessage, Message),
-    "deleteMessage": Operation("cmd", MessageRef, Empty),
+    "deleteMessage": Operation("cmd", RoomMessageRef, Empty),
     "forwardMessages": Operation("cmd", ForwardMessages, Empty),
     # Asked by the gateway for a push socket (no HTTP route).
     "listPushRooms": Operation("qry", Empty, PushRooms),
+    # Attachments (issue 11). prepareAttachment: the room rules before an upload's body is read, and
+    # the new file's id; insertAttachment: the record once the bytes are stored. The download
+    # (`GET /attachments/{fileId}/download`) asks getAttachmentInfo, then streams the object.
+    "prepareAttachment": Operation("qry", RoomRef, Id),
+    "insertAttachment": Operation("cmd", InsertAttachment, Id),
+    "listRoomAttachmentInfo": Operation("qry", ListAttachments, AttachmentsPagination),
+    "getAttachmentInfo": Operation("qry", FileRef, Attachment),
+    "deleteAttachment": Operation("cmd", FileRef, Empty),
 }

@@ -55,6 +55,11 @@ def use_cases(handlers: ChatHandlers) -> dict[str, Callable[[Any], Awaitable[Any
         "deleteMessage": handlers.delete_message,
         "forwardMessages": handlers.forward_messages,
         "listPushRooms": handlers.list_push_rooms,
+        "prepareAttachment": handlers.prepare_attachment,
+        "insertAttachment": handlers.insert_attachment,
+        "listRoomAttachmentInfo": handlers.list_room_attachment_info,
+        "getAttachmentInfo": handlers.get_attachment_info,
+        "deleteAttachment": handlers.delete_attachment,
     }
 
 

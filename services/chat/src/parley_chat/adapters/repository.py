@@ -3,7 +3,9 @@
 Collections: `chat_rooms` (a room without its members), `chat_members` (one document per (room, user): the
 port cannot query inside arrays), `chat_settings` (per (room, user)), `chat_ranks` (per (user, workspace)),
 `chat_meetings`, `chat_users` (the directory, per (organization, user)), `chat_messages` (per message,
-paged by (room, order)) and `chat_commits`.
+paged by (room, order)), `chat_attachments` (one record
+per file, `pos` its newest-first paging key) and `chat_commits`. A deleted room's attachment records go
+with it; their objects are deleted by the outbox (`files_of_rooms`).
 
 Atomicity. The port has no transactions, so a commit is ONE document, as the snapshot service's record
 holding its effects and the conference's event are: the insert of a `chat_commits` document is the commit
@@ -27,6 +29,7 @@ from typing import Any
 
 import msgspec
 from parley_common.clock import utcnow
+from parley_common.contracts import chat as api
 from parley_common.outbox import Owed
 from parley_common.storage import Collection, DocumentStore, Index
 
@@ -47,6 +50,7 @@ from parley_chat.effects import Effect
 OUTBOX = "chat_commits"
 # A commit not yet marked applied this recently may still be applying in its process: recovery waits.
 APPLY_GRACE = timedelta(seconds=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def key(*parts: str) -> str:
@@ -140,6 +144,23 @@ def _message_doc(message: StoredMessage) -> dict[str, Any]:
     }
 
 
+def _attachment_pos(created_at: datetime, file_id: str) -> str:
+    """The paging key of an attachment: (createdAt, id) as one string that sorts like the pair (the port
+    has no `$or` to page on two fields). Microseconds since the epoch, zero-padded."""
+    micros = (created_at - _EPOCH) // timedelta(microseconds=1)
+    return f"{micros:020d}:{file_id}"
+
+
+def _attachment_doc(organization_id: str, attachment: api.Attachment) -> dict[str, Any]:
+    return {
+        "_id": attachment.id,
+        "org": organization_id,
+        "room": attachment.room_id,
+        "pos": _attachment_pos(attachment.created_at, attachment.id),
+        "state": as_document(attachment),
+    }
+
+
 def _user_doc(user: DirectoryUser) -> dict[str, Any]:
     return {
         "_id": key(user.organization_id, user.id),
@@ -163,6 +184,7 @@ class StorageChatRepository:
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
         self._messages = collections["chat_messages"]
+        self._attachments = collections["chat_attachments"]
         self._commits = collections[OUTBOX]
 
     @classmethod
@@ -175,6 +197,8 @@ class StorageChatRepository:
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
             "chat_messages": [Index(("room", "order"))],
+            # A room's attachments newest first (paging), and all of them when the room goes.
+            "chat_attachments": [Index(("room", "pos"))],
             OUTBOX: [Index(("committedMs",))],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
@@ -306,6 +330,29 @@ class StorageChatRepository:
     async def save_user(self, user: DirectoryUser) -> None:
         await self._users.replace(_user_doc(user), upsert=True)
 
+    # ---------------------------------------------------------------- attachments
+
+    async def attachment(self, organization_id: str, file_id: str) -> api.Attachment | None:
+        doc = await self._attachments.get(file_id)
+        if doc is None or doc["org"] != organization_id:
+            return None
+        return msgspec.convert(doc["state"], api.Attachment)
+
+    async def room_attachments(
+        self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
+    ) -> Sequence[api.Attachment]:
+        where: dict[str, Any] = {"org": organization_id, "room": room_id}
+        if before is not None:
+            where["pos"] = {"$lt": _attachment_pos(*before)}
+        docs = await self._attachments.find(where, sort=[("pos", -1)], limit=limit)
+        return [msgspec.convert(doc["state"], api.Attachment) for doc in docs]
+
+    async def files_of_rooms(self, organization_id: str, room_ids: Sequence[str]) -> Sequence[str]:
+        if not room_ids:
+            return ()
+        docs = await self._attachments.find({"org": organization_id, "room": {"$in": list(room_ids)}})
+        return [api.attachment_object(doc["_id"]) for doc in docs]
+
     # ---------------------------------------------------------------- writes
 
     async def commit(
@@ -351,6 +398,8 @@ class StorageChatRepository:
         for room_id in decision.delete_rooms:
             ops.append(Delete("chat_rooms", room_id))
             ops.append(DeleteWhere("chat_members", {"room": room_id}))
+            # Its files' records (the objects: `files_of_rooms`, deleted by the outbox).
+            ops.append(DeleteWhere("chat_attachments", {"room": room_id}))
         ops.extend(Put("chat_settings", _settings_doc(s)) for s in decision.put_settings)
         ops.extend(Delete("chat_settings", key(k.room_id, k.user_id)) for k in decision.delete_settings)
         ops.extend(DeleteWhere("chat_settings", {"room": r}) for r in decision.delete_settings_of_rooms)
@@ -364,6 +413,8 @@ class StorageChatRepository:
         ops.extend(Put("chat_messages", _message_doc(m)) for m in decision.put_messages)
         ops.extend(Delete("chat_messages", m) for m in decision.delete_messages)
         ops.extend(DeleteWhere("chat_messages", {"room": r}) for r in decision.delete_messages_of_rooms)
+        ops.extend(Put("chat_attachments", _attachment_doc(org, a)) for a in decision.put_attachments)
+        ops.extend(Delete("chat_attachments", file_id) for file_id in decision.delete_attachments)
         return ops
 
     async def _membership_changes(self, room: Room) -> list[Operation]:
