@@ -24,6 +24,7 @@ from parley_common.storage import SqliteStore
 
 from tests.integration.helpers import Api, Stack
 from tests.integration.test_chat_api import OTHER_ORG, User, error, group, new_users
+from tests.integration.test_chat_attachments import upload
 
 LIMIT_SECONDS = 4.0
 
@@ -364,3 +365,35 @@ async def test_a_live_socket_follows_the_rooms_its_user_joins_and_leaves(
         ("ROOM_MEMBER_REMOVED", None),
         ("ROOM_MESSAGE_SENT", third["id"]),
     ]
+
+
+async def test_a_message_lists_its_attachments_and_a_forward_copies_them(
+    chat_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    alice, bob, carol, dave = await new_users(session, chat_stack, 4)
+    source = await group(alice, bob, carol)
+    target = await group(bob, carol, dave)
+    original = await send(alice, source, "see the file")
+    data = bytes(range(256)) * 1000
+    uploaded = await upload(alice, source, data, "report.bin", messageId=original["id"])
+    assert uploaded.status == 201, uploaded
+    file_id = uploaded.body["id"]
+    (listed,) = (await bob.call("GET", f"/rooms/{source}/messages")).body["messages"]
+    assert listed["attachments"] == [file_id]
+
+    forwarded = await bob.call("POST", f"/rooms/{target}/forward", [{"originalMessage": original["id"]}])
+    assert forwarded.status == 204, forwarded
+    (copy_message,) = (await dave.call("GET", f"/rooms/{target}/messages")).body["messages"]
+    (copy_id,) = copy_message["attachments"]
+    assert copy_id != file_id
+    info = await dave.call("GET", f"/attachments/{copy_id}")
+    assert info.status == 200, info
+    assert (info.body["roomId"], info.body["userId"], info.body["name"]) == (target, bob.id, "report.bin")
+    assert info.body["messageId"] == copy_message["id"] and info.body["size"] == len(data)
+    async with session.get(
+        f"{chat_stack.url}/attachments/{copy_id}/download",
+        headers={"Authorization": f"Bearer {dave.api.bearer}"},
+    ) as response:
+        assert response.status == 200 and await response.read() == data
+    # The original stays the source room's: dave (not a member there) still cannot read it.
+    error(await dave.call("GET", f"/attachments/{file_id}"), 403)

@@ -1058,8 +1058,10 @@ def message_order(message: StoredMessage) -> str:
     return f"{micros:0{api.MESSAGE_ORDER_DIGITS}d}-{message.id}"
 
 
-def message_view(message: StoredMessage) -> api.Message:
+def message_view(message: StoredMessage, attachments: Sequence[str] | None = None) -> api.Message:
+    """`attachments`: the ids of the files that belong to the message (left out when it has none)."""
     return api.Message(
+        attachments=tuple(attachments) if attachments else None,
         id=message.id,
         room_id=message.room_id,
         user_id=message.user_id,
@@ -1087,6 +1089,7 @@ def _posted(
     reply_id: str | None = None,
     forwarded: api.Forwarded | None = None,
     index: int = 0,
+    files: Sequence[str] = (),
 ) -> StoredMessage:
     message = StoredMessage(
         id=ctx.new_id(),
@@ -1100,7 +1103,11 @@ def _posted(
         forwarded=forwarded,
     )
     events.add(
-        api.RoomMessageSent, recipients, to_room=found.id, room_id=found.id, message=message_view(message)
+        api.RoomMessageSent,
+        recipients,
+        to_room=found.id,
+        room_id=found.id,
+        message=message_view(message, files),
     )
     return message
 
@@ -1137,6 +1144,7 @@ def list_messages(
     *,
     workspace: Room | None = None,
     settings: UserSettings | None = None,
+    attachments: Sequence[api.Attachment] = (),
 ) -> api.MessagesPage:
     """`GET /rooms/{id}/messages`: 404/403 (member). `page`: up to `limit + 1` messages older than the
     cursor, newest first; what the caller cleared (sent at or before their `clearedAt`) is hidden."""
@@ -1145,8 +1153,13 @@ def list_messages(
     visible = [m for m in page if m.room_id == found.id and (cleared_at is None or m.sent_at > cleared_at)]
     more = len(visible) > body.limit
     shown = visible[: body.limit]
+    files: dict[str, list[str]] = {}
+    for attachment in attachments:
+        if attachment.room_id == found.id and attachment.message_id is not None:
+            files.setdefault(attachment.message_id, []).append(attachment.id)
     return api.MessagesPage(
-        messages=tuple(message_view(m) for m in shown), before=message_order(shown[-1]) if more else None
+        messages=tuple(message_view(m, files.get(m.id)) for m in shown),
+        before=message_order(shown[-1]) if more else None,
     )
 
 
@@ -1241,11 +1254,20 @@ def decide_delete_message(
 
 
 class Original(msgspec.Struct, frozen=True):
-    """A Parley message a forward names, with its room (and that room's workspace, for a channel)."""
+    """A Parley message a forward names, with its room (and that room's workspace, for a channel), and
+    the attachments that belong to it."""
 
     message: StoredMessage | None
     room: Room | None = None
     workspace: Room | None = None
+    attachments: tuple[api.Attachment, ...] = ()
+
+
+class FileCopy(msgspec.Struct, frozen=True):
+    """An attachment's bytes to copy (object names) before a forward commits the copy's record."""
+
+    source: str
+    target: str
 
 
 def decide_forward(
@@ -1256,22 +1278,28 @@ def decide_forward(
     *,
     originals: Mapping[str, Original],
     workspace: Room | None = None,
-) -> Decision[None]:
+) -> Decision[tuple[FileCopy, ...]]:
     """`POST /rooms/{id}/forward`: 404/403 (member); each ForwardMessage becomes a new message of the
     caller, in order, with `forwarded` {originalMessage, originalMessageSentAt, description}.
 
     An `originalMessage` that is a message id (a UUID) names a Parley message: unknown (or another
     organization's) 404, the caller not a member of its room 403; its text is forwarded and, when not
-    given, its sent time. Any other string is forwarded as the text. ROOM_MESSAGE_SENT for each.
-    `originals`: the message each UUID names, looked up by the handler.
+    given, its sent time; its attachments are copied into the room (a new record of the caller's, the
+    new message's; the bytes copied by the handler first: the decision's `result`), as the real backend
+    does; a room that takes no attachments (workspace, channel) 400. Any other string is forwarded as
+    the text. ROOM_MESSAGE_SENT for each. `originals`: the message each UUID names, looked up by the
+    handler.
     """
     found = access(room, caller, body.room_id, workspace=workspace)
     events = _Events(ctx, caller.organization_id)
     members = _recipients(effective_members(found, workspace))
     posted: list[StoredMessage] = []
+    copies: list[FileCopy] = []
+    records: list[api.Attachment] = []
     for item in body.messages:
         text = item.original_message
         sent_at = item.original_message_sent_at
+        carried: tuple[api.Attachment, ...] = ()
         message_id = api.canonical_uuid(item.original_message)
         if message_id is not None:
             original = originals.get(message_id)
@@ -1282,16 +1310,39 @@ def decide_forward(
             access(original.room, caller, stored.room_id, workspace=original.workspace)
             text = stored.text
             sent_at = sent_at or stored.sent_at
+            carried = original.attachments
+            if carried and found.type in _NO_ATTACHMENTS:
+                raise InvalidCommand(f"a {found.type} room takes no attachments")
         _check_text(text)
         forwarded = api.Forwarded(
             original_message=item.original_message,
             original_message_sent_at=sent_at,
             description=item.description,
         )
-        posted.append(
-            _posted(found, caller, ctx, events, members, text, forwarded=forwarded, index=len(posted))
+        new_ids = [ctx.new_id() for _ in carried]
+        message = _posted(
+            found, caller, ctx, events, members, text, forwarded=forwarded, index=len(posted), files=new_ids
         )
-    return Decision(result=None, put_messages=tuple(posted), notices=tuple(events.notices))
+        posted.append(message)
+        for attachment, file_id in zip(carried, new_ids, strict=True):
+            copies.append(FileCopy(api.attachment_object(attachment.id), api.attachment_object(file_id)))
+            records.append(
+                msgspec.structs.replace(
+                    attachment,
+                    id=file_id,
+                    user_id=caller.user_id,
+                    room_id=found.id,
+                    created_at=ctx.now,
+                    message_id=message.id,
+                    reply_id=None,
+                )
+            )
+    return Decision(
+        result=tuple(copies),
+        put_messages=tuple(posted),
+        put_attachments=tuple(records),
+        notices=tuple(events.notices),
+    )
 
 
 # ---------------------------------------------------------------- attachments

@@ -54,6 +54,10 @@ class FilesPort(Protocol):
         """Delete an object (gone already is fine)."""
         ...
 
+    async def copy(self, source: str, target: str) -> bool:
+        """Copy an object's bytes (a forwarded attachment); False when the source is not stored."""
+        ...
+
 
 class SeenReports(Protocol):
     """The latest `UserSeen` report of a user on PARLEY_USERS (the directory's source)."""
@@ -465,7 +469,12 @@ class ChatHandlers:
         settings = await self._repo.settings(body.room_id, caller.user_id)
         # One more than asked: whether an older page exists.
         page = await self._repo.messages(body.room_id, before=body.before, limit=body.limit + 1)
-        view = domain.list_messages(room, caller, body, page, workspace=workspace, settings=settings)
+        files = await self._repo.attachments_of_messages(
+            caller.organization_id, body.room_id, [m.id for m in page]
+        )
+        view = domain.list_messages(
+            room, caller, body, page, workspace=workspace, settings=settings, attachments=files
+        )
         return Accepted(value=view)
 
     @rejecting
@@ -505,14 +514,33 @@ class ChatHandlers:
                 if message_id is None or message_id in originals:
                     continue
                 message = await self._repo.message(org, message_id)
-                origin, origin_workspace = (
-                    await self._room(caller, message.room_id) if message is not None else (None, None)
-                )
-                originals[message_id] = domain.Original(message, origin, origin_workspace)
+                if message is None:
+                    originals[message_id] = domain.Original(None)
+                    continue
+                origin, origin_workspace = await self._room(caller, message.room_id)
+                carried = await self._repo.attachments_of_messages(org, message.room_id, [message.id])
+                originals[message_id] = domain.Original(message, origin, origin_workspace, tuple(carried))
             decision = domain.decide_forward(
                 room, caller, body, self._ctx(), originals=originals, workspace=workspace
             )
-            await self._uow.commit(org, decision)
+            # The bytes first, then the records: a copy that fails leaves no record; a refusal after a
+            # copy (the commit failing) deletes the copies, so nothing unreferenced stays.
+            store = self._files
+            copied: list[str] = []
+            try:
+                for copy in decision.result:
+                    if store is None or not await store.copy(copy.source, copy.target):
+                        raise errors.NotFound(f"the bytes of {copy.source} are gone")
+                    copied.append(copy.target)
+                await self._uow.commit(org, decision)
+            except Exception:
+                for target in copied:
+                    assert store is not None  # copied only through it
+                    try:
+                        await store.delete(target)
+                    except Exception:
+                        log.exception("a forwarded attachment's copy could not be deleted", target=target)
+                raise
         return Accepted(value=Empty())
 
     @rejecting

@@ -93,6 +93,12 @@ class ChatRepository(Protocol):
         `domain.message_order` key) when given."""
         ...
 
+    async def attachments_of_messages(
+        self, organization_id: str, room_id: str, message_ids: Sequence[str]
+    ) -> Sequence[api.Attachment]:
+        """The attachments of a room uploaded with (or forwarded along with) these messages, oldest first."""
+        ...
+
     # ---------------------------------------------------------------- users directory
 
     async def user(self, organization_id: str, user_id: str) -> DirectoryUser | None:

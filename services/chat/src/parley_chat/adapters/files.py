@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from parley_common.messaging import subjects
-from parley_common.messaging.objects import delete_object
+from parley_common.messaging.objects import delete_object, object_info, put_stream, read_stream
 from parley_common.messaging.streams import ensure_object_store
 from parley_common.outbox import DeleteObject
 
@@ -27,6 +27,17 @@ class ChatFiles:
             await ensure_object_store(self._js, BUCKET)
             self._ready = True
         await delete_object(self._js, BUCKET, object_name)
+
+    async def copy(self, source: str, target: str) -> bool:
+        """Copy an object's bytes, streamed chunk by chunk (a forwarded attachment); False: no source."""
+        if not self._ready:
+            await ensure_object_store(self._js, BUCKET)
+            self._ready = True
+        info = await object_info(self._js, BUCKET, source)
+        if info is None:
+            return False
+        await put_stream(self._js, BUCKET, target, read_stream(self._js, info))
+        return True
 
     async def execute(self, effect: DeleteObject) -> None:
         await self.delete(effect.object_name)

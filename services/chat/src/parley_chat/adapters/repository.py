@@ -338,6 +338,17 @@ class StorageChatRepository:
             return None
         return msgspec.convert(doc["state"], api.Attachment)
 
+    async def attachments_of_messages(
+        self, organization_id: str, room_id: str, message_ids: Sequence[str]
+    ) -> Sequence[api.Attachment]:
+        if not message_ids:
+            return ()
+        docs = await self._attachments.find(
+            {"room": room_id, "org": organization_id, "state.messageId": {"$in": list(message_ids)}},
+            sort=[("pos", 1)],
+        )
+        return [msgspec.convert(doc["state"], api.Attachment) for doc in docs]
+
     async def room_attachments(
         self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
     ) -> Sequence[api.Attachment]:
