@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +23,14 @@ from parley_common.messaging.codec import encode
 from parley_common.messaging.streams import USERS_STREAM
 
 from tests.integration.helpers import ORG, Stack, token
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    """Two gateways and the chat service: a socket asks it which rooms' messages it reads."""
+    running = Stack(tmp_path_factory.mktemp("chat-push"), gateways=2, chat=True).start()
+    yield running
+    running.stop()
 
 
 @pytest.fixture

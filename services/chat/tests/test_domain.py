@@ -1445,3 +1445,57 @@ def test_events_round_trip_through_the_wire_union() -> None:
     for notice in insert(creation("group", BOB, CAROL, name="g")).notices:
         again = msgspec.json.decode(msgspec.json.encode(notice.event), type=api.AnyChatEvent)
         assert again == notice.event
+
+
+# ---------------------------------------------------------------- messages
+
+
+def stored(
+    message_id: str, *, user_id: str = ALICE, sent_at: datetime = NOW, room_id: str = ROOM
+) -> domain.StoredMessage:
+    return domain.StoredMessage(
+        id=message_id, organization_id=ORG, room_id=room_id, user_id=user_id, text="t", sent_at=sent_at
+    )
+
+
+def test_a_message_goes_once_to_the_room_subject_for_every_member() -> None:
+    decision = domain.decide_send_message(room(), me(), api.SendMessage(room_id=ROOM, text="hi"), ctx())
+    (notice,) = decision.notices
+    assert notice.room == ROOM and notice.recipients == (ALICE, BOB, CAROL)
+    assert decision.put_messages[0].text == "hi" and decision.result.user_id == ALICE
+
+
+def test_the_edit_limit_is_inclusive_and_then_refused() -> None:
+    limits = domain.MessageLimits(edit=timedelta(minutes=10))
+    body = api.EditMessage(room_id=ROOM, message_id=uid(500), text="new")
+    at_limit = stored(uid(500), sent_at=NOW - timedelta(minutes=10))
+    assert domain.decide_edit_message(room(), me(), body, at_limit, ctx(), limits=limits).result.text == "new"
+    late = stored(uid(500), sent_at=NOW - timedelta(minutes=10, microseconds=1))
+    with pytest.raises(DomainError) as refused:
+        domain.decide_edit_message(room(), me(), body, late, ctx(), limits=limits)
+    assert refused.value.status == 403
+
+
+def test_the_page_hides_what_the_caller_cleared_and_gives_a_cursor_only_when_more_exist() -> None:
+    page = [
+        stored(uid(503), sent_at=NOW),
+        stored(uid(502), sent_at=EARLIER),
+        stored(uid(501), sent_at=EARLIER),
+    ]
+    cleared = UserSettings(room_id=ROOM, user_id=BOB, cleared_at=EARLIER)
+    body = api.ListMessages(room_id=ROOM, limit=2)
+    assert [m.id for m in domain.list_messages(room(), me(BOB), body, page, settings=cleared).messages] == [
+        uid(503)
+    ]
+    everything = domain.list_messages(room(), me(), body, page)
+    assert [m.id for m in everything.messages] == [uid(503), uid(502)]
+    assert everything.before == domain.message_order(page[1])
+
+
+def test_forwarded_messages_keep_their_order() -> None:
+    body = api.ForwardMessages(
+        room_id=ROOM, messages=tuple(api.ForwardMessage(original_message=f"m{n}") for n in range(3))
+    )
+    decision = domain.decide_forward(room(), me(), body, ctx(), originals={})
+    orders = [domain.message_order(m) for m in decision.put_messages]
+    assert orders == sorted(orders) and len(set(orders)) == 3

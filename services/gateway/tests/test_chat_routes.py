@@ -70,7 +70,7 @@ class Published:
 def chat_app(rpc: Recorder, seen: SeenReporter | None = None) -> web.Application:
     operations = [
         *chat_operations(cast(Any, rpc)),
-        user_push_operation(UserPushChannels(cast(Any, None), cast(Any, _Limits()))),
+        user_push_operation(UserPushChannels(cast(Any, None), cast(Any, _Limits()), cast(Any, rpc))),
     ]
     return build_app(operations, TokenVerifier(secret=SECRET), Settings.from_env(), seen)
 
@@ -96,8 +96,9 @@ async def client(rpc: Recorder) -> AsyncIterator[TestClient[web.Request, web.App
 def test_every_chat_operation_is_routed_once() -> None:
     served = Counter(route.op for route in CHAT_ROUTES)
     # createMeeting has two doors: Parley's POST /rooms/{roomId}/meeting and Carbonio's POST /meetings.
-    # admit is the conference service's; an upload's operations are asked by its streaming handler.
-    routed = chat.OPERATIONS.keys() - {"admit"} - STREAMED_OPERATIONS
+    # admit is the conference service's; an upload's two operations are asked by its streaming handler;
+    # listPushRooms by the push channel `/events/ws`.
+    routed = chat.OPERATIONS.keys() - {"admit", "listPushRooms"} - STREAMED_OPERATIONS
     expected = Counter({op: 1 for op in routed} | {"createMeeting": 2})
     assert served == expected
     routes = [(route.method, route.path) for route in CHAT_ROUTES]

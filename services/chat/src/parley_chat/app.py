@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import Responders, RpcClient
@@ -16,6 +17,7 @@ from parley_chat.adapters.conferences import ConferenceClient
 from parley_chat.adapters.directory import DirectoryFeed, SeenReportsOnStream
 from parley_chat.adapters.files import ChatFiles
 from parley_chat.adapters.repository import StorageChatRepository
+from parley_chat.domain import MessageLimits
 from parley_chat.effects import EndConference, RemoveFromConference
 from parley_chat.handlers import ChatHandlers, ChatUnitOfWork
 from parley_chat.settings import Settings
@@ -59,6 +61,10 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             conferences,
             SeenReportsOnStream(runtime.js),
             max_group_members=settings.max_group_members,
+            message_limits=MessageLimits(
+                edit=timedelta(seconds=settings.edit_message_seconds),
+                delete=timedelta(seconds=settings.delete_message_seconds),
+            ),
             files=files,
             # Previews are CPU work (Pillow, PDFium release the GIL in their C calls): a small pool.
             renderer=ThreadPoolExecutor(settings.preview_workers, thread_name_prefix="preview"),

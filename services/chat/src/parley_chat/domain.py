@@ -15,9 +15,10 @@ ids each must be pushed to. The handler commits a decision in one write. Reads (
 from __future__ import annotations
 
 import base64
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
 import msgspec
@@ -127,6 +128,20 @@ class RoomMeeting(msgspec.Struct, frozen=True, kw_only=True):
     created_at: datetime
 
 
+class StoredMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message of a room, as stored (the API's `Message` plus its organization)."""
+
+    id: str
+    organization_id: str
+    room_id: str
+    user_id: str
+    text: str
+    sent_at: datetime
+    reply_id: str | None = None
+    edited_at: datetime | None = None
+    forwarded: api.Forwarded | None = None
+
+
 class DirectoryUser(msgspec.Struct, frozen=True, kw_only=True):
     """A user as the gateway last reported them (known from their first authenticated request)."""
 
@@ -171,10 +186,15 @@ class Context:
 
 
 class Notice(msgspec.Struct, frozen=True):
-    """An event and the users it is pushed to (in this order); it also goes once to the PARLEY_CHAT stream."""
+    """An event and the users it is pushed to (in this order); it also goes once to the PARLEY_CHAT stream.
+
+    `room`: pushed once on that room's subject, which every member's socket reads, rather than a copy per
+    recipient (a message to 128 members is one stored copy, not 128).
+    """
 
     event: api.AnyChatEvent
     recipients: tuple[str, ...]
+    room: str | None = None
 
 
 class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
@@ -199,6 +219,10 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
     delete_meetings: tuple[str, ...] = ()
     # Directory entries written whole (a user's picture).
     put_users: tuple[DirectoryUser, ...] = ()
+    put_messages: tuple[StoredMessage, ...] = ()
+    delete_messages: tuple[str, ...] = ()
+    # Every message of these rooms.
+    delete_messages_of_rooms: tuple[str, ...] = ()
     # Attachment records written / deleted by file id (a deleted room's go with it: the repository).
     put_attachments: tuple[api.Attachment, ...] = ()
     delete_attachments: tuple[str, ...] = ()
@@ -224,6 +248,9 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.put_meetings,
                 self.delete_meetings,
                 self.put_users,
+                self.put_messages,
+                self.delete_messages,
+                self.delete_messages_of_rooms,
                 self.put_attachments,
                 self.delete_attachments,
             )
@@ -278,11 +305,19 @@ class _Events:
         self._organization_id = organization_id
         self.notices: list[Notice] = []
 
-    def add(self, event_type: type[api.ChatEvent], recipients: Iterable[str], **fields: object) -> None:
+    def add(
+        self,
+        event_type: type[api.ChatEvent],
+        recipients: Iterable[str],
+        *,
+        to_room: str | None = None,
+        **fields: object,
+    ) -> None:
         event = event_type(
             id=self._ctx.new_id(), sent_date=self._ctx.now, organization_id=self._organization_id, **fields
         )
-        self.notices.append(Notice(event=event, recipients=tuple(recipients)))  # type: ignore[arg-type]
+        notice = Notice(event=event, recipients=tuple(recipients), room=to_room)  # type: ignore[arg-type]
+        self.notices.append(notice)
 
 
 # ---------------------------------------------------------------- views
@@ -593,6 +628,7 @@ def _deletion(
         delete_settings_of_rooms=ids,
         delete_ranks_of_workspaces=(room.id,) if room.type == "workspace" else (),
         delete_meetings=tuple(meetings),
+        delete_messages_of_rooms=ids,
         end_conferences=tuple(meetings),
         notices=tuple(events.notices),
     )
@@ -1172,6 +1208,303 @@ def decide_delete_user_picture(
         result=None,
         put_users=(msgspec.structs.replace(found, picture_updated_at=None, picture_type=None),),
         delete_objects=(user_picture_object(found.id),),
+        notices=tuple(events.notices),
+    )
+
+
+# ---------------------------------------------------------------- messages and forwarding
+
+
+def message_order(message: StoredMessage) -> str:
+    """The key messages are paged by: sent time (microseconds since the epoch), then id; also the
+    opaque `before` cursor (a message deleted since still marks its place)."""
+    micros = int(message.sent_at.timestamp() * 1_000_000)
+    return f"{micros:0{api.MESSAGE_ORDER_DIGITS}d}-{message.id}"
+
+
+def message_view(message: StoredMessage, attachments: Sequence[str] | None = None) -> api.Message:
+    """`attachments`: the ids of the files that belong to the message (left out when it has none)."""
+    return api.Message(
+        attachments=tuple(attachments) if attachments else None,
+        id=message.id,
+        room_id=message.room_id,
+        user_id=message.user_id,
+        text=message.text,
+        sent_at=message.sent_at,
+        reply_id=message.reply_id,
+        edited_at=message.edited_at,
+        forwarded=message.forwarded,
+    )
+
+
+def _check_text(text: str) -> None:
+    if not text.strip():
+        raise InvalidCommand("a message needs some text")
+
+
+def _posted(
+    found: Room,
+    caller: Caller,
+    ctx: Context,
+    events: _Events,
+    recipients: tuple[str, ...],
+    text: str,
+    *,
+    reply_id: str | None = None,
+    forwarded: api.Forwarded | None = None,
+    index: int = 0,
+    files: Sequence[str] = (),
+) -> StoredMessage:
+    message = StoredMessage(
+        id=ctx.new_id(),
+        organization_id=caller.organization_id,
+        room_id=found.id,
+        user_id=caller.user_id,
+        text=text,
+        # Several messages of one command (a forward) keep their order: a microsecond apart.
+        sent_at=ctx.now + timedelta(microseconds=index),
+        reply_id=reply_id,
+        forwarded=forwarded,
+    )
+    events.add(
+        api.RoomMessageSent,
+        recipients,
+        to_room=found.id,
+        room_id=found.id,
+        message=message_view(message, files),
+    )
+    return message
+
+
+def decide_send_message(
+    room: Room | None,
+    caller: Caller,
+    body: api.SendMessage,
+    ctx: Context,
+    *,
+    workspace: Room | None = None,
+    replied: StoredMessage | None = None,
+) -> Decision[api.Message]:
+    """`POST /rooms/{id}/messages`: 404/403 (member); blank text 400; a `replyId` that is not a message
+    of this room 400. ROOM_MESSAGE_SENT {roomId, message} to every member, the sender included (their
+    other devices). `replied`: the message `replyId` names, if found."""
+    found = access(room, caller, body.room_id, workspace=workspace)
+    _check_text(body.text)
+    if body.reply_id is not None and (
+        replied is None or replied.room_id != found.id or replied.organization_id != caller.organization_id
+    ):
+        raise InvalidCommand(f"replyId {body.reply_id} is not a message of room {found.id}")
+    events = _Events(ctx, caller.organization_id)
+    members = _recipients(effective_members(found, workspace))
+    message = _posted(found, caller, ctx, events, members, body.text, reply_id=body.reply_id)
+    return Decision(result=message_view(message), put_messages=(message,), notices=tuple(events.notices))
+
+
+def list_messages(
+    room: Room | None,
+    caller: Caller,
+    body: api.ListMessages,
+    page: Sequence[StoredMessage],
+    *,
+    workspace: Room | None = None,
+    settings: UserSettings | None = None,
+    attachments: Sequence[api.Attachment] = (),
+) -> api.MessagesPage:
+    """`GET /rooms/{id}/messages`: 404/403 (member). `page`: up to `limit + 1` messages older than the
+    cursor, newest first; what the caller cleared (sent at or before their `clearedAt`) is hidden."""
+    found = access(room, caller, body.room_id, workspace=workspace)
+    cleared_at = settings.cleared_at if settings is not None and settings.user_id == caller.user_id else None
+    visible = [m for m in page if m.room_id == found.id and (cleared_at is None or m.sent_at > cleared_at)]
+    more = len(visible) > body.limit
+    shown = visible[: body.limit]
+    files: dict[str, list[str]] = {}
+    for attachment in attachments:
+        if attachment.room_id == found.id and attachment.message_id is not None:
+            files.setdefault(attachment.message_id, []).append(attachment.id)
+    return api.MessagesPage(
+        messages=tuple(message_view(m, files.get(m.id)) for m in shown),
+        before=message_order(shown[-1]) if more else None,
+    )
+
+
+def _own_message(
+    found: Room, caller: Caller, message_id: str, message: StoredMessage | None
+) -> StoredMessage:
+    if message is None or message.room_id != found.id or message.organization_id != caller.organization_id:
+        raise NotFound(f"message {message_id} not found in room {found.id}")
+    if message.user_id != caller.user_id:
+        raise NotAllowed(f"message {message_id} is not yours")
+    return message
+
+
+class MessageLimits(msgspec.Struct, frozen=True):
+    """How long after sending it a sender may edit / delete a message (the service's settings)."""
+
+    edit: timedelta = timedelta(minutes=CAPABILITIES.edit_message_time_limit_in_minutes)
+    delete: timedelta = timedelta(minutes=CAPABILITIES.delete_message_time_limit_in_minutes)
+
+    def capabilities(self, base: api.Capabilities = CAPABILITIES) -> api.Capabilities:
+        """The capabilities stating these limits, in whole minutes (a limit under a minute says 1)."""
+        return msgspec.structs.replace(
+            base,
+            edit_message_time_limit_in_minutes=max(1, math.ceil(self.edit.total_seconds() / 60)),
+            delete_message_time_limit_in_minutes=max(1, math.ceil(self.delete.total_seconds() / 60)),
+        )
+
+
+DEFAULT_MESSAGE_LIMITS = MessageLimits()
+
+
+def _within(message: StoredMessage, ctx: Context, limit: timedelta, what: str) -> None:
+    if ctx.now - message.sent_at > limit:
+        raise NotAllowed(f"a message can be {what} only within {limit.total_seconds():g} s of sending it")
+
+
+def decide_edit_message(
+    room: Room | None,
+    caller: Caller,
+    body: api.EditMessage,
+    message: StoredMessage | None,
+    ctx: Context,
+    *,
+    workspace: Room | None = None,
+    limits: MessageLimits = DEFAULT_MESSAGE_LIMITS,
+) -> Decision[api.Message]:
+    """`PUT /rooms/{id}/messages/{messageId}`: 404/403 (member); message unknown (or of another room)
+    404; not the caller's 403; past the capabilities' edit limit 403; blank text 400.
+    ROOM_MESSAGE_EDITED to every member."""
+    found = access(room, caller, body.room_id, workspace=workspace)
+    own = _own_message(found, caller, body.message_id, message)
+    _within(own, ctx, limits.edit, "edited")
+    _check_text(body.text)
+    edited = msgspec.structs.replace(own, text=body.text, edited_at=ctx.now)
+    events = _Events(ctx, caller.organization_id)
+    events.add(
+        api.RoomMessageEdited,
+        _recipients(effective_members(found, workspace)),
+        to_room=found.id,
+        room_id=found.id,
+        message_id=own.id,
+        text=body.text,
+        edited_at=ctx.now,
+    )
+    return Decision(result=message_view(edited), put_messages=(edited,), notices=tuple(events.notices))
+
+
+def decide_delete_message(
+    room: Room | None,
+    caller: Caller,
+    body: api.RoomMessageRef,
+    message: StoredMessage | None,
+    ctx: Context,
+    *,
+    workspace: Room | None = None,
+    limits: MessageLimits = DEFAULT_MESSAGE_LIMITS,
+) -> Decision[None]:
+    """`DELETE /rooms/{id}/messages/{messageId}`: as an edit, with the delete limit.
+    ROOM_MESSAGE_DELETED to every member."""
+    found = access(room, caller, body.room_id, workspace=workspace)
+    own = _own_message(found, caller, body.message_id, message)
+    _within(own, ctx, limits.delete, "deleted")
+    events = _Events(ctx, caller.organization_id)
+    events.add(
+        api.RoomMessageDeleted,
+        _recipients(effective_members(found, workspace)),
+        to_room=found.id,
+        room_id=found.id,
+        message_id=own.id,
+    )
+    return Decision(result=None, delete_messages=(own.id,), notices=tuple(events.notices))
+
+
+class Original(msgspec.Struct, frozen=True):
+    """A Parley message a forward names, with its room (and that room's workspace, for a channel), and
+    the attachments that belong to it."""
+
+    message: StoredMessage | None
+    room: Room | None = None
+    workspace: Room | None = None
+    attachments: tuple[api.Attachment, ...] = ()
+
+
+class FileCopy(msgspec.Struct, frozen=True):
+    """An attachment's bytes to copy (object names) before a forward commits the copy's record."""
+
+    source: str
+    target: str
+
+
+def decide_forward(
+    room: Room | None,
+    caller: Caller,
+    body: api.ForwardMessages,
+    ctx: Context,
+    *,
+    originals: Mapping[str, Original],
+    workspace: Room | None = None,
+) -> Decision[tuple[FileCopy, ...]]:
+    """`POST /rooms/{id}/forward`: 404/403 (member); each ForwardMessage becomes a new message of the
+    caller, in order, with `forwarded` {originalMessage, originalMessageSentAt, description}.
+
+    An `originalMessage` that is a message id (a UUID) names a Parley message: unknown (or another
+    organization's) 404, the caller not a member of its room 403; its text is forwarded and, when not
+    given, its sent time; its attachments are copied into the room (a new record of the caller's, the
+    new message's; the bytes copied by the handler first: the decision's `result`), as the real backend
+    does; a room that takes no attachments (workspace, channel) 400. Any other string is forwarded as
+    the text. ROOM_MESSAGE_SENT for each. `originals`: the message each UUID names, looked up by the
+    handler.
+    """
+    found = access(room, caller, body.room_id, workspace=workspace)
+    events = _Events(ctx, caller.organization_id)
+    members = _recipients(effective_members(found, workspace))
+    posted: list[StoredMessage] = []
+    copies: list[FileCopy] = []
+    records: list[api.Attachment] = []
+    for item in body.messages:
+        text = item.original_message
+        sent_at = item.original_message_sent_at
+        carried: tuple[api.Attachment, ...] = ()
+        message_id = api.canonical_uuid(item.original_message)
+        if message_id is not None:
+            original = originals.get(message_id)
+            stored = original.message if original is not None else None
+            if stored is None or stored.organization_id != caller.organization_id:
+                raise NotFound(f"message {message_id} not found")
+            assert original is not None
+            access(original.room, caller, stored.room_id, workspace=original.workspace)
+            text = stored.text
+            sent_at = sent_at or stored.sent_at
+            carried = original.attachments
+            if carried and found.type in _NO_ATTACHMENTS:
+                raise InvalidCommand(f"a {found.type} room takes no attachments")
+        _check_text(text)
+        forwarded = api.Forwarded(
+            original_message=item.original_message,
+            original_message_sent_at=sent_at,
+            description=item.description,
+        )
+        new_ids = [ctx.new_id() for _ in carried]
+        message = _posted(
+            found, caller, ctx, events, members, text, forwarded=forwarded, index=len(posted), files=new_ids
+        )
+        posted.append(message)
+        for attachment, file_id in zip(carried, new_ids, strict=True):
+            copies.append(FileCopy(api.attachment_object(attachment.id), api.attachment_object(file_id)))
+            records.append(
+                msgspec.structs.replace(
+                    attachment,
+                    id=file_id,
+                    user_id=caller.user_id,
+                    room_id=found.id,
+                    created_at=ctx.now,
+                    message_id=message.id,
+                    reply_id=None,
+                )
+            )
+    return Decision(
+        result=tuple(copies),
+        put_messages=tuple(posted),
+        put_attachments=tuple(records),
         notices=tuple(events.notices),
     )
 

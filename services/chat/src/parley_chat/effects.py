@@ -3,7 +3,9 @@
 - every event once on `parley.events.chat.<TYPE>` (PARLEY_CHAT, `Nats-Msg-Id` = the event id), as the
   other services read it (with its organizationId);
 - a copy for each recipient on `parley.push.user.<org>.<user>` (PARLEY_USER_PUSH, `Nats-Msg-Id`
-  `<eventId>.<userId>`), the JSON the client sees: `{id, type, sentDate, ...fields}`;
+  `<eventId>.<userId>`), the JSON the client sees: `{id, type, sentDate, ...fields}`; a room's
+  messages instead go ONCE on the room's subject `parley.push.user.<org>.room.<room>` (same stream,
+  `Nats-Msg-Id` the event id), which each member's socket reads (the gateway's `user_push`);
 - a member removed from a room leaves its meeting's conference at once (`RemoveFromConference`; the
   admission, `parley.qry.chat.admit`, also refuses them at any later join);
 - a room meeting's conference to end (`EndConference`: the room or its last member is gone);
@@ -71,6 +73,17 @@ def effects_of(organization_id: str, decision: Decision[Any]) -> list[Effect]:
             )
         )
         view = client_view(event)
+        if notice.room is not None:
+            effects.append(
+                PublishEvent(
+                    subject=subjects.room_push(event.organization_id, notice.room),
+                    msg_id=event.id,
+                    event=view,
+                    stream=USER_PUSH_STREAM,
+                    committed_at=event.sent_date,
+                )
+            )
+            continue
         for user_id in dict.fromkeys(notice.recipients):
             effects.append(
                 PublishEvent(

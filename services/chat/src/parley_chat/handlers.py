@@ -12,7 +12,9 @@ A chat caller is known by their token's `sub`, which must be a UUID (403 otherwi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
 from typing import Any, Protocol
@@ -26,7 +28,7 @@ from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import NotAllowed
 from parley_common.log import get_logger
 from parley_common.messaging.rpc import REPLY_BUDGET_BYTES, fit_reply
-from parley_common.outbox import DeleteObject, Outbox
+from parley_common.outbox import DeleteObject, Outbox, Owed
 
 from parley_chat import domain, previews
 from parley_chat.domain import Caller, Context, Decision, DirectoryUser, Room
@@ -63,6 +65,10 @@ class FilesPort(Protocol):
 
     async def write(self, name: str, data: bytes, mime_type: str) -> None: ...
 
+    async def copy(self, source: str, target: str) -> bool:
+        """Copy an object's bytes (a forwarded attachment); False when the source is not stored."""
+        ...
+
 
 class SeenReports(Protocol):
     """The latest `UserSeen` report of a user on PARLEY_USERS (the directory's source)."""
@@ -71,7 +77,12 @@ class SeenReports(Protocol):
 
 
 class ChatUnitOfWork:
-    """The repository, the outbox and the command lock: a commit writes state + effects, then hands over."""
+    """The repository, the outbox and the command lock: a commit writes state + effects, then hands over.
+
+    `deciding()` holds the lock while a use case reads, decides and commits, and waits for the commits'
+    events AFTER releasing it: the next command's decision need not wait for this one's publishes (the
+    outbox carries them out in commit order all the same), so commands pipeline.
+    """
 
     def __init__(
         self, repository: ChatRepository, outbox: Outbox, *, wait_seconds: float = EFFECTS_WAIT_SECONDS
@@ -80,6 +91,21 @@ class ChatUnitOfWork:
         self.outbox = outbox
         self.lock = asyncio.Lock()
         self._wait = wait_seconds
+        self._owed: contextvars.ContextVar[list[Owed] | None] = contextvars.ContextVar("owed", default=None)
+
+    @contextlib.asynccontextmanager
+    async def deciding(self) -> AsyncIterator[None]:
+        owed: list[Owed] = []
+        token = self._owed.set(owed)
+        try:
+            async with self.lock:
+                yield
+        finally:
+            self._owed.reset(token)
+        # The answer leaves once the events are out (a client hears its own change first), or after the
+        # wait: they stay owed and the outbox carries them out later.
+        for each in owed:
+            await self.outbox.carried_out(each, self._wait)
 
     async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
         effects = effects_of(organization_id, decision)
@@ -96,9 +122,11 @@ class ChatUnitOfWork:
         if owed is None:
             return
         self.outbox.committed(owed)
-        # The answer leaves once the events are out (a client hears its own change first), or after the
-        # wait: they stay owed and the outbox carries them out later.
-        await self.outbox.carried_out(owed, self._wait)
+        pending = self._owed.get()
+        if pending is not None:
+            pending.append(owed)  # waited for once the lock is released
+        else:
+            await self.outbox.carried_out(owed, self._wait)
 
 
 def chat_caller(request: Request[Any]) -> Caller:
@@ -118,6 +146,7 @@ class ChatHandlers:
         clock: Callable[[], datetime] = utcnow,
         ids: Callable[[], str] = new_id,
         max_group_members: int = domain.MAX_GROUP_MEMBERS,
+        message_limits: domain.MessageLimits = domain.DEFAULT_MESSAGE_LIMITS,
         files: FilesPort | None = None,
         renderer: Executor | None = None,
         max_preview_source_bytes: int = 64 * 1024 * 1024,
@@ -129,6 +158,8 @@ class ChatHandlers:
         self._clock = clock
         self._ids = ids
         self._max_group_members = max_group_members
+        self._message_limits = message_limits
+        self._capabilities = message_limits.capabilities()
         self._files = files
         # Rendering is CPU work: off the event loop, in this pool (None: the loop's default pool).
         self._renderer = renderer
@@ -184,7 +215,7 @@ class ChatHandlers:
     @rejecting
     async def insert_room(self, request: Request[api.RoomCreationFields]) -> Accepted[api.Room]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             org = caller.organization_id
             known = {u.id for u in await self._users(org, body.members_ids)}
             one_to_one = None
@@ -215,7 +246,7 @@ class ChatHandlers:
     @rejecting
     async def update_room(self, request: Request[api.UpdateRoom]) -> Accepted[api.Room]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_update_room(room, caller, body, self._ctx(), workspace=workspace)
             await self._uow.commit(caller.organization_id, decision)
@@ -224,7 +255,7 @@ class ChatHandlers:
     @rejecting
     async def delete_room(self, request: Request[api.RoomRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
             decision = domain.decide_delete_room(
@@ -236,7 +267,7 @@ class ChatHandlers:
     @rejecting
     async def update_workspaces_rank(self, request: Request[api.UpdateWorkspacesRank]) -> Accepted[Empty]:
         caller = chat_caller(request)
-        async with self._uow.lock:
+        async with self._uow.deciding():
             workspaces = await self._repo.workspaces_of_user(caller.organization_id, caller.user_id)
             decision = domain.decide_workspaces_rank(caller, request.body, workspaces)
             await self._uow.commit(caller.organization_id, decision)
@@ -245,7 +276,7 @@ class ChatHandlers:
     @rejecting
     async def update_channels_rank(self, request: Request[api.UpdateChannelsRank]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             workspace = await self._repo.room(caller.organization_id, body.workspace_id)
             channels = await self._channels(caller, workspace)
             decision = domain.decide_channels_rank(workspace, caller, body, channels)
@@ -254,7 +285,7 @@ class ChatHandlers:
 
     async def _mute(self, request: Request[api.RoomRef], *, muted: bool) -> Accepted[Empty]:
         caller, room_id = chat_caller(request), request.body.room_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, room_id)
             settings = await self._repo.settings(room_id, caller.user_id)
             decision = domain.decide_mute(
@@ -274,7 +305,7 @@ class ChatHandlers:
     @rejecting
     async def clear_room_history(self, request: Request[api.RoomRef]) -> Accepted[api.ClearedDate]:
         caller, room_id = chat_caller(request), request.body.room_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, room_id)
             settings = await self._repo.settings(room_id, caller.user_id)
             decision = domain.decide_clear(room, caller, room_id, settings, self._ctx(), workspace=workspace)
@@ -295,7 +326,7 @@ class ChatHandlers:
     ) -> Accepted[api.MemberInserted]:
         caller, body = chat_caller(request), request.body
         org = caller.organization_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             user = await self._user(org, body.user_id)
             room, workspace = await self._room(caller, body.room_id)
             highest = 0
@@ -317,7 +348,7 @@ class ChatHandlers:
     @rejecting
     async def delete_room_member(self, request: Request[api.MemberRef]) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             channels = await self._channels(caller, room)
             decision = domain.decide_remove_member(
@@ -328,7 +359,7 @@ class ChatHandlers:
 
     async def _owner(self, request: Request[api.MemberRef], *, promote: bool) -> Accepted[Empty]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_owner(
                 room, caller, body, self._ctx(), promote=promote, workspace=workspace
@@ -380,7 +411,7 @@ class ChatHandlers:
     @rejecting
     async def get_capabilities(self, request: Request[Empty]) -> Accepted[api.Capabilities]:
         chat_caller(request)
-        return Accepted(value=domain.CAPABILITIES)
+        return Accepted(value=self._capabilities)
 
     async def record_seen(self, seen: api.UserSeen) -> None:
         """A gateway's `UserSeen` report: upsert the directory entry (fed by the PARLEY_USERS consumer)."""
@@ -407,7 +438,7 @@ class ChatHandlers:
     @rejecting
     async def create_meeting(self, request: Request[api.MeetingCreation]) -> Accepted[api.Meeting]:
         caller, body = chat_caller(request), request.body
-        async with self._uow.lock:
+        async with self._uow.deciding():
             room, workspace = await self._room(caller, body.room_id)
             decision = domain.decide_create_meeting(room, caller, body, self._ctx(), workspace=workspace)
             meeting = decision.result
@@ -433,6 +464,114 @@ class ChatHandlers:
         )
         return Accepted(value=api.Admitted(admitted=domain.admits(room, normalised, workspace=workspace)))
 
+    # ---------------------------------------------------------------- messages and forwarding
+
+    @rejecting
+    async def send_message(self, request: Request[api.SendMessage]) -> Accepted[api.Message]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.deciding():
+            room, workspace = await self._room(caller, body.room_id)
+            replied = None
+            if body.reply_id is not None:
+                replied = await self._repo.message(caller.organization_id, body.reply_id)
+            decision = domain.decide_send_message(
+                room, caller, body, self._ctx(), workspace=workspace, replied=replied
+            )
+            # Durable once answered: the commit (message + its events) is written before the answer.
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def list_messages(self, request: Request[api.ListMessages]) -> Accepted[api.MessagesPage]:
+        caller, body = chat_caller(request), request.body
+        room, workspace = await self._room(caller, body.room_id)
+        domain.access(room, caller, body.room_id, workspace=workspace)  # before reading any message
+        settings = await self._repo.settings(body.room_id, caller.user_id)
+        # One more than asked: whether an older page exists.
+        page = await self._repo.messages(body.room_id, before=body.before, limit=body.limit + 1)
+        files = await self._repo.attachments_of_messages(
+            caller.organization_id, body.room_id, [m.id for m in page]
+        )
+        view = domain.list_messages(
+            room, caller, body, page, workspace=workspace, settings=settings, attachments=files
+        )
+        return Accepted(value=view)
+
+    @rejecting
+    async def edit_message(self, request: Request[api.EditMessage]) -> Accepted[api.Message]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.deciding():
+            room, workspace = await self._room(caller, body.room_id)
+            message = await self._repo.message(caller.organization_id, body.message_id)
+            decision = domain.decide_edit_message(
+                room, caller, body, message, self._ctx(), workspace=workspace, limits=self._message_limits
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=decision.result)
+
+    @rejecting
+    async def delete_message(self, request: Request[api.RoomMessageRef]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        async with self._uow.deciding():
+            room, workspace = await self._room(caller, body.room_id)
+            message = await self._repo.message(caller.organization_id, body.message_id)
+            decision = domain.decide_delete_message(
+                room, caller, body, message, self._ctx(), workspace=workspace, limits=self._message_limits
+            )
+            await self._uow.commit(caller.organization_id, decision)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def forward_messages(self, request: Request[api.ForwardMessages]) -> Accepted[Empty]:
+        caller, body = chat_caller(request), request.body
+        org = caller.organization_id
+        async with self._uow.deciding():
+            room, workspace = await self._room(caller, body.room_id)
+            domain.access(room, caller, body.room_id, workspace=workspace)  # before reading the originals
+            originals: dict[str, domain.Original] = {}
+            for item in body.messages:
+                message_id = api.canonical_uuid(item.original_message)
+                if message_id is None or message_id in originals:
+                    continue
+                message = await self._repo.message(org, message_id)
+                if message is None:
+                    originals[message_id] = domain.Original(None)
+                    continue
+                origin, origin_workspace = await self._room(caller, message.room_id)
+                carried = await self._repo.attachments_of_messages(org, message.room_id, [message.id])
+                originals[message_id] = domain.Original(message, origin, origin_workspace, tuple(carried))
+            decision = domain.decide_forward(
+                room, caller, body, self._ctx(), originals=originals, workspace=workspace
+            )
+            # The bytes first, then the records: a copy that fails leaves no record; a refusal after a
+            # copy (the commit failing) deletes the copies, so nothing unreferenced stays.
+            store = self._files
+            copied: list[str] = []
+            try:
+                for copy in decision.result:
+                    if store is None or not await store.copy(copy.source, copy.target):
+                        raise errors.NotFound(f"the bytes of {copy.source} are gone")
+                    copied.append(copy.target)
+                await self._uow.commit(org, decision)
+            except Exception:
+                for target in copied:
+                    assert store is not None  # copied only through it
+                    try:
+                        await store.delete(target)
+                    except Exception:
+                        log.exception("a forwarded attachment's copy could not be deleted", target=target)
+                raise
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def list_push_rooms(self, request: Request[Empty]) -> Accepted[api.PushRooms]:
+        """The gateway's question for a push socket: which rooms' messages it reads."""
+        caller = chat_caller(request)
+        rooms = await self._repo.rooms_of_user(caller.organization_id, caller.user_id)
+        views = domain.list_rooms(caller, rooms)
+        ids = [room_id for view in views for room_id in (view.id, *(c.id for c in view.children or ()))]
+        return Accepted(value=api.PushRooms(room_ids=tuple(ids)))
+
     # ---------------------------------------------------------------- attachments
 
     @rejecting
@@ -449,7 +588,7 @@ class ChatHandlers:
         """The bytes are stored: record them, or, refused, delete them (nothing stays on a refusal)."""
         caller, body = chat_caller(request), request.body
         try:
-            async with self._uow.lock:
+            async with self._uow.deciding():
                 room, workspace = await self._room(caller, body.room_id)
                 existing = await self._repo.attachment(caller.organization_id, body.file_id)
                 decision = domain.decide_insert_attachment(
@@ -501,7 +640,7 @@ class ChatHandlers:
     @rejecting
     async def delete_attachment(self, request: Request[api.FileRef]) -> Accepted[Empty]:
         caller, file_id = chat_caller(request), request.body.file_id
-        async with self._uow.lock:
+        async with self._uow.deciding():
             attachment, room, workspace = await self._attachment(caller, file_id)
             decision = domain.decide_delete_attachment(attachment, room, caller, file_id, workspace=workspace)
             await self._uow.commit(caller.organization_id, decision)

@@ -20,6 +20,7 @@ from parley_chat.domain import (
     DirectoryUser,
     Room,
     RoomMeeting,
+    StoredMessage,
     UserRooms,
     UserSettings,
     WorkspaceRank,
@@ -80,6 +81,23 @@ class ChatRepository(Protocol):
     # ---------------------------------------------------------------- meetings
 
     async def meeting(self, organization_id: str, meeting_id: str) -> RoomMeeting | None: ...
+
+    # ---------------------------------------------------------------- messages
+
+    async def message(self, organization_id: str, message_id: str) -> StoredMessage | None:
+        """One message, or None when unknown in this organization."""
+        ...
+
+    async def messages(self, room_id: str, *, before: str | None, limit: int) -> Sequence[StoredMessage]:
+        """Up to `limit` messages of a room, newest first, older than the cursor `before` (a
+        `domain.message_order` key) when given."""
+        ...
+
+    async def attachments_of_messages(
+        self, organization_id: str, room_id: str, message_ids: Sequence[str]
+    ) -> Sequence[api.Attachment]:
+        """The attachments of a room uploaded with (or forwarded along with) these messages, oldest first."""
+        ...
 
     # ---------------------------------------------------------------- users directory
 

@@ -16,6 +16,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     effects_wait_seconds: float
     # Threads rendering previews (CPU work off the event loop).
     preview_workers: int = 2
+    # How long after sending a message its sender may still edit / delete it (the capabilities' limits).
+    edit_message_seconds: float = 600.0
+    delete_message_seconds: float = 600.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -29,9 +32,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         workers = env_int("PARLEY_CHAT_PREVIEW_WORKERS", 2)
         if workers < 1:
             raise ValueError(f"PARLEY_CHAT_PREVIEW_WORKERS must be at least 1, got {workers}")
+        limits = {
+            name: env_float(f"PARLEY_CHAT_{name.upper()}", 600.0)
+            for name in ("edit_message_seconds", "delete_message_seconds")
+        }
+        for name, value in limits.items():
+            if value <= 0:
+                raise ValueError(f"PARLEY_CHAT_{name.upper()} must be positive, got {value:g}")
         return cls(
             common=CommonSettings.from_env(),
             max_group_members=max_members,
             effects_wait_seconds=wait,
             preview_workers=workers,
+            **limits,
         )

@@ -219,7 +219,7 @@ class Gateway:
             ),
             *chat_operations(rpc, js, ChatGatewaySettings.from_env()),
             push_operation(rpc, hub),
-            user_push_operation(UserPushChannels(js, PushLimits.from_env())),
+            user_push_operation(UserPushChannels(js, PushLimits.from_env(), rpc)),
             token_operation(issuer, clients),
             *health.operations(),
         ]

@@ -147,6 +147,45 @@ CHAT_ROUTES: tuple[ChatRoute, ...] = (
     ),
     ChatRoute("GET", "/users/capabilities", "getCapabilities", "What the user may do"),
     ChatRoute("GET", "/users/{userId}", "getUser", "One user"),
+    # Messages and forwarding (issue 11): Parley serves messages itself (Carbonio hands them to XMPP).
+    ChatRoute(
+        "GET",
+        "/rooms/{roomId}/messages",
+        "listMessages",
+        "The room's messages, newest first, without those the caller cleared",
+        query=(
+            QueryParam(
+                "limit",
+                chat.PageLimit,
+                description=f"at most {chat.MESSAGES_PAGE_MAX}, {chat.MESSAGES_PAGE_DEFAULT} by default",
+            ),
+            QueryParam("before", chat.MessagesCursor, description="the previous page's `before`"),
+        ),
+    ),
+    ChatRoute(
+        "POST", "/rooms/{roomId}/messages", "sendMessage", "Send a message", chat.MessageFields, created=True
+    ),
+    ChatRoute(
+        "PUT",
+        "/rooms/{roomId}/messages/{messageId}",
+        "editMessage",
+        "Edit one's own message (within the edit time limit)",
+        chat.MessageEdit,
+    ),
+    ChatRoute(
+        "DELETE",
+        "/rooms/{roomId}/messages/{messageId}",
+        "deleteMessage",
+        "Delete one's own message (within the delete time limit)",
+    ),
+    ChatRoute(
+        "POST",
+        "/rooms/{roomId}/forward",
+        "forwardMessages",
+        "Forward messages into the room",
+        chat.ForwardMessagesList,
+        body_field="messages",
+    ),
     ChatRoute(
         "GET",
         "/rooms/{roomId}/attachments",
@@ -342,6 +381,11 @@ def chat_operation(rpc: RpcClient, route: ChatRoute, files: ChatFiles | None = N
         for param in route.query:
             value = param.raw_value(request)
             if value is not None:
+                # A query value is text: its declared type (e.g. a number) is taken from it here.
+                try:
+                    params[param.name] = msgspec.convert(value, param.type, strict=False)
+                except msgspec.ValidationError as exc:
+                    raise BadRequest(f"{param.name}: {exc}") from None
                 # A query string holds text: "5" becomes the int its type says (checked already, 400),
                 # before the strict conversion of the body (where a JSON "5" is no int).
                 params[param.name] = msgspec.convert(value, param.type, strict=False)

@@ -663,6 +663,140 @@ class MeetingDeleted(ChatEvent, tag="MEETING_DELETED", frozen=True, kw_only=True
     meeting_id: str
 
 
+# ---------------------------------------------------------------- messages and forwarding (issue 11, i11c)
+# Carbonio hands messages to an XMPP server; Parley serves them itself (the issue's decisions).
+
+# Most characters of a message's text (Parley's bound: the seed is silent; a NATS message stays small).
+MESSAGE_MAX_LENGTH = 4096
+# Messages per page of `GET /rooms/{roomId}/messages` by default, and at most.
+MESSAGES_PAGE_DEFAULT = 20
+MESSAGES_PAGE_MAX = 100
+MessageText = Annotated[str, msgspec.Meta(max_length=MESSAGE_MAX_LENGTH)]
+# The paging cursor: a message's sent time in microseconds (zero-padded), a dash, its id.
+MESSAGE_ORDER_DIGITS = 17
+MessagesCursor = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=rf"^[0-9]{{{MESSAGE_ORDER_DIGITS}}}-{UUID_PATTERN[1:]}",
+        description="the previous page's `before`",
+    ),
+]
+PageLimit = Annotated[int, msgspec.Meta(ge=1, le=MESSAGES_PAGE_MAX)]
+
+
+class MessageFields(ChatBody, frozen=True):
+    """`POST /rooms/{roomId}/messages`'s body. Empty (or blank) text is a rule (400), in the domain."""
+
+    text: MessageText
+    reply_id: Uuid | None = None
+
+
+class MessageEdit(ChatBody, frozen=True):
+    """`PUT /rooms/{roomId}/messages/{messageId}`'s body."""
+
+    text: MessageText
+
+
+class ForwardMessage(ChatBody, frozen=True):
+    """One item of the seed's ForwardMessagesList. `originalMessage`: the id of a Parley message (its
+    text and attachments are forwarded), or any other string, forwarded as the text itself."""
+
+    original_message: Annotated[str, msgspec.Meta(min_length=1, max_length=MESSAGE_MAX_LENGTH)]
+    original_message_sent_at: Instant | None = None
+    description: Annotated[str, msgspec.Meta(max_length=DESCRIPTION_MAX_LENGTH)] | None = None
+
+
+ForwardMessagesList = tuple[ForwardMessage, ...]
+
+
+class SendMessage(ChatBody, frozen=True):
+    room_id: Uuid
+    text: MessageText
+    reply_id: Uuid | None = None
+
+
+class ListMessages(ChatBody, frozen=True):
+    """`GET /rooms/{roomId}/messages?limit=&before=`: `before` is the previous page's opaque cursor."""
+
+    room_id: Uuid
+    limit: PageLimit = MESSAGES_PAGE_DEFAULT
+    before: MessagesCursor | None = None
+
+
+class EditMessage(ChatBody, frozen=True):
+    room_id: Uuid
+    message_id: Uuid
+    text: MessageText
+
+
+class RoomMessageRef(ChatBody, frozen=True):
+    room_id: Uuid
+    message_id: Uuid
+
+
+class ForwardMessages(ChatBody, frozen=True):
+    room_id: Uuid
+    messages: tuple[ForwardMessage, ...]
+
+
+class Forwarded(ChatPayload, frozen=True):
+    """Where a forwarded message came from (the ForwardMessage it was posted from)."""
+
+    original_message: str
+    original_message_sent_at: datetime | None = None
+    description: str | None = None
+
+
+class Message(ChatPayload, frozen=True):
+    """A message as the API shows it. `attachments`: the ids of the files uploaded with its id as
+    `messageId` (and of those a forward copied along)."""
+
+    id: str
+    room_id: str
+    user_id: str
+    text: str
+    sent_at: datetime
+    reply_id: str | None = None
+    edited_at: datetime | None = None
+    forwarded: Forwarded | None = None
+    attachments: tuple[str, ...] | None = None
+
+
+class MessagesPage(ChatPayload, frozen=True):
+    """One page, newest first; `before`: ask again with it for older ones (absent on the last page)."""
+
+    messages: tuple[Message, ...]
+    before: str | None = None
+
+
+class PushRooms(ChatPayload, frozen=True):
+    """The rooms whose messages the caller's push socket reads (member rooms and their workspaces'
+    channels): asked by the gateway when a socket opens and when the caller's rooms change."""
+
+    room_ids: tuple[str, ...] = ()
+
+
+# Events after which the gateway asks `listPushRooms` again for the socket that received them.
+PUSH_ROOMS_CHANGE = frozenset({"ROOM_CREATED", "ROOM_DELETED", "ROOM_MEMBER_ADDED", "ROOM_MEMBER_REMOVED"})
+
+
+class RoomMessageSent(ChatEvent, tag="ROOM_MESSAGE_SENT", frozen=True, kw_only=True):
+    room_id: str
+    message: Message
+
+
+class RoomMessageEdited(ChatEvent, tag="ROOM_MESSAGE_EDITED", frozen=True, kw_only=True):
+    room_id: str
+    message_id: str
+    text: str
+    edited_at: datetime
+
+
+class RoomMessageDeleted(ChatEvent, tag="ROOM_MESSAGE_DELETED", frozen=True, kw_only=True):
+    room_id: str
+    message_id: str
+
+
 AnyChatEvent = (
     RoomCreated
     | RoomUpdated
@@ -680,6 +814,9 @@ AnyChatEvent = (
     | UserPictureDeleted
     | MeetingCreated
     | MeetingDeleted
+    | RoomMessageSent
+    | RoomMessageEdited
+    | RoomMessageDeleted
 )
 
 # Every event `type`, e.g. for the subjects `parley.events.chat.<TYPE>`.
@@ -849,6 +986,14 @@ OPERATIONS: dict[str, Operation] = {
     "getImageThumbnail": Operation("qry", ImagePreviewQuery, StoredFile),
     "getPdfPreview": Operation("qry", PdfPreviewQuery, StoredFile),
     "getPdfThumbnail": Operation("qry", ImagePreviewQuery, StoredFile),
+    # Messages and forwarding (issue 11, i11c).
+    "sendMessage": Operation("cmd", SendMessage, Message),
+    "listMessages": Operation("qry", ListMessages, MessagesPage),
+    "editMessage": Operation("cmd", EditMessage, Message),
+    "deleteMessage": Operation("cmd", RoomMessageRef, Empty),
+    "forwardMessages": Operation("cmd", ForwardMessages, Empty),
+    # Asked by the gateway for a push socket (no HTTP route).
+    "listPushRooms": Operation("qry", Empty, PushRooms),
     # Attachments (issue 11). prepareAttachment: the room rules before an upload's body is read, and
     # the new file's id; insertAttachment: the record once the bytes are stored. The download
     # (`GET /attachments/{fileId}/download`) asks getAttachmentInfo, then streams the object.

@@ -54,6 +54,10 @@ CHAT_EVENTS = "parley.events.chat.{type}"
 CHAT_EVENTS_ALL = "parley.events.chat.>"
 USER_PUSH = "parley.push.user.{org}.{user}"
 USER_PUSH_ALL = "parley.push.user.>"
+# A room's messages, stored ONCE (not a copy per member) in the same stream, so that a socket's one
+# ordered consumer (filter: its user subject + its rooms' subjects) reads both in stream order. Four
+# tokens: no user subject (three) can match it.
+ROOM_PUSH = "parley.push.user.{org}.room.{room}"
 # The gateway's report of an authenticated user; stream PARLEY_USERS keeps the latest one per user.
 USERS_SEEN = "parley.users.seen.{org}.{user}"
 USERS_SEEN_ALL = "parley.users.seen.>"
@@ -159,6 +163,11 @@ def subject_token(value: str) -> str:
 def user_push(organization_id: str, user_id: str) -> str:
     """The push subject of one user: every chat event that concerns them, from every room."""
     return USER_PUSH.format(org=subject_token(organization_id), user=subject_token(user_id))
+
+
+def room_push(organization_id: str, room_id: str) -> str:
+    """The push subject of one room's messages (sent, edited, deleted), read by each member's socket."""
+    return ROOM_PUSH.format(org=subject_token(organization_id), room=subject_token(room_id))
 
 
 def users_seen(organization_id: str, user_id: str) -> str:

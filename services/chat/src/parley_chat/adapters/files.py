@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from nats.js import JetStreamContext
 from parley_common.errors import InvalidCommand
 from parley_common.messaging import objects, subjects
+from parley_common.messaging.objects import object_info, put_stream, read_stream
 from parley_common.messaging.streams import ensure_object_store
 from parley_common.outbox import DeleteObject
 
@@ -38,6 +39,17 @@ class ChatFiles:
         """Delete an object; gone already is fine. NATS errors propagate (the outbox retries)."""
         await self._bucket()
         await objects.delete_object(self._js, BUCKET, object_name)
+
+    async def copy(self, source: str, target: str) -> bool:
+        """Copy an object's bytes, streamed chunk by chunk (a forwarded attachment); False: no source."""
+        if not self._ready:
+            await ensure_object_store(self._js, BUCKET)
+            self._ready = True
+        info = await object_info(self._js, BUCKET, source)
+        if info is None:
+            return False
+        await put_stream(self._js, BUCKET, target, read_stream(self._js, info))
+        return True
 
     async def execute(self, effect: DeleteObject) -> None:
         await self.delete(effect.object_name)

@@ -2,7 +2,8 @@
 
 Collections: `chat_rooms` (a room without its members), `chat_members` (one document per (room, user): the
 port cannot query inside arrays), `chat_settings` (per (room, user)), `chat_ranks` (per (user, workspace)),
-`chat_meetings`, `chat_users` (the directory, per (organization, user)), `chat_attachments` (one record
+`chat_meetings`, `chat_users` (the directory, per (organization, user)), `chat_messages` (per message,
+paged by (room, order)), `chat_attachments` (one record
 per file, `pos` its newest-first paging key) and `chat_commits`. A deleted room's attachment records go
 with it; their objects are deleted by the outbox (`files_of_rooms`).
 
@@ -38,9 +39,11 @@ from parley_chat.domain import (
     Room,
     RoomMeeting,
     RoomMember,
+    StoredMessage,
     UserRooms,
     UserSettings,
     WorkspaceRank,
+    message_order,
 )
 from parley_chat.effects import Effect
 
@@ -130,6 +133,17 @@ def _meeting_doc(meeting: RoomMeeting) -> dict[str, Any]:
     }
 
 
+def _message_doc(message: StoredMessage) -> dict[str, Any]:
+    return {
+        "_id": message.id,
+        "org": message.organization_id,
+        "room": message.room_id,
+        # Pages are read by (room, order): newest first, ties broken by id.
+        "order": message_order(message),
+        "state": as_document(message),
+    }
+
+
 def _attachment_pos(created_at: datetime, file_id: str) -> str:
     """The paging key of an attachment: (createdAt, id) as one string that sorts like the pair (the port
     has no `$or` to page on two fields). Microseconds since the epoch, zero-padded."""
@@ -169,6 +183,7 @@ class StorageChatRepository:
         self._ranks = collections["chat_ranks"]
         self._meetings = collections["chat_meetings"]
         self._users = collections["chat_users"]
+        self._messages = collections["chat_messages"]
         self._attachments = collections["chat_attachments"]
         self._previews = collections["chat_previews"]
         self._commits = collections[OUTBOX]
@@ -182,6 +197,7 @@ class StorageChatRepository:
             "chat_ranks": [Index(("org", "user")), Index(("workspace",))],
             "chat_meetings": [Index(("room",))],
             "chat_users": [Index(("org", "user"))],
+            "chat_messages": [Index(("room", "order"))],
             # A room's attachments newest first (paging), and all of them when the room goes.
             "chat_attachments": [Index(("room", "pos"))],
             # One per rendered preview (its object): found by room or file when they go.
@@ -284,6 +300,21 @@ class StorageChatRepository:
             return None
         return msgspec.convert(doc["state"], RoomMeeting)
 
+    # ---------------------------------------------------------------- messages
+
+    async def message(self, organization_id: str, message_id: str) -> StoredMessage | None:
+        doc = await self._messages.get(message_id)
+        if doc is None or doc["org"] != organization_id:
+            return None
+        return msgspec.convert(doc["state"], StoredMessage)
+
+    async def messages(self, room_id: str, *, before: str | None, limit: int) -> Sequence[StoredMessage]:
+        where: dict[str, Any] = {"room": room_id}
+        if before is not None:
+            where["order"] = {"$lt": before}
+        docs = await self._messages.find(where, sort=[("order", -1)], limit=limit)
+        return [msgspec.convert(doc["state"], StoredMessage) for doc in docs]
+
     # ---------------------------------------------------------------- users
 
     async def user(self, organization_id: str, user_id: str) -> DirectoryUser | None:
@@ -309,6 +340,17 @@ class StorageChatRepository:
         if doc is None or doc["org"] != organization_id:
             return None
         return msgspec.convert(doc["state"], api.Attachment)
+
+    async def attachments_of_messages(
+        self, organization_id: str, room_id: str, message_ids: Sequence[str]
+    ) -> Sequence[api.Attachment]:
+        if not message_ids:
+            return ()
+        docs = await self._attachments.find(
+            {"room": room_id, "org": organization_id, "state.messageId": {"$in": list(message_ids)}},
+            sort=[("pos", 1)],
+        )
+        return [msgspec.convert(doc["state"], api.Attachment) for doc in docs]
 
     async def room_attachments(
         self, organization_id: str, room_id: str, *, before: tuple[datetime, str] | None, limit: int
@@ -396,6 +438,9 @@ class StorageChatRepository:
         ops.extend(DeleteWhere("chat_ranks", {"workspace": w}) for w in decision.delete_ranks_of_workspaces)
         ops.extend(Put("chat_meetings", _meeting_doc(m)) for m in decision.put_meetings)
         ops.extend(Delete("chat_meetings", m) for m in decision.delete_meetings)
+        ops.extend(Put("chat_messages", _message_doc(m)) for m in decision.put_messages)
+        ops.extend(Delete("chat_messages", m) for m in decision.delete_messages)
+        ops.extend(DeleteWhere("chat_messages", {"room": r}) for r in decision.delete_messages_of_rooms)
         ops.extend(Put("chat_attachments", _attachment_doc(org, a)) for a in decision.put_attachments)
         ops.extend(Delete("chat_attachments", file_id) for file_id in decision.delete_attachments)
         ops.extend(DeleteWhere("chat_previews", {"file": file_id}) for file_id in decision.delete_attachments)
