@@ -31,6 +31,16 @@ from schemathesis.core.failures import Failure, FailureGroup
 from tests.integration.helpers import Stack, token
 
 MAX_EXAMPLES = 100
+SOURCEFUSE = [
+    "CreateMeetingSession",
+    "GenerateMeetingToken",
+    "StopMeeting",
+    "EditMeeting",
+    "GetMeetingAttendees",
+    "GetMeetingArchives",
+    "DeleteMeetingArchive",
+    "SetMeetingUploadTarget",
+]
 FUZZER = "0b9c6a1e-3f2d-4c5b-8a7e-1d2c3b4a5f6e"
 # The whole document is one pytest test (an operation per subtest): 1-2 min here, more on a busy box.
 pytestmark = pytest.mark.timeout(420)
@@ -157,7 +167,8 @@ def gateway_schema(fuzzed_stack: Stack) -> Any:
             # Through the document's security scheme: public operations (token, health, signed
             # snapshots) go without it, and schemathesis checks that the others refuse a call without.
             # A UUID subject: the chat routes know a caller by it (any other is 403 there).
-            "auth": {"openapi": {"bearer": {"bearer": token(FUZZER, ttl=3600)}}},
+            # Every SourceFuse permission key, so its routes are fuzzed past the permission check.
+            "auth": {"openapi": {"bearer": {"bearer": token(FUZZER, ttl=3600, permissions=SOURCEFUSE)}}},
             "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
             "checks": {"enabled": True},
             "request-timeout": 10,
