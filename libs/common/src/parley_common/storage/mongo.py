@@ -20,8 +20,8 @@ from parley_common.storage._validation import (
     check_id,
     check_index,
     check_limit,
-    check_skip,
     check_name,
+    check_skip,
     check_sort,
     parse_filter,
 )
