@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+from nats.js.errors import NotFoundError, ObjectNotFoundError
 from parley_common.log import get_logger
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.outbox import each
+from parley_common.messaging.streams import ensure_object_store
+from parley_common.messaging.subjects import RECORDINGS_BUCKET
+from parley_common.outbox import DeleteObject, Outbox, each
 from parley_common.sealing import Sealer
 from parley_common.service import Runtime, run_service, serve
 
 from parley_conference.adapters.admission import NatsGuards
+from parley_conference.adapters.archives import ArchiveRepository
+from parley_conference.adapters.attendees import AttendeeRepository
 from parley_conference.adapters.bus import PresenceAnnouncer, register, register_meetings
 from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.media_nodes import (
@@ -22,11 +29,20 @@ from parley_conference.adapters.media_nodes import (
     consume_media_events,
     follow_heartbeats,
 )
+from parley_conference.adapters.meeting_records import (
+    consume_attendance,
+    consume_recordings,
+    consume_uploads,
+    register_meeting_records,
+)
 from parley_conference.adapters.meetings import EndMeetingConference, MeetingRepository
 from parley_conference.adapters.outbox import EventOutbox, conference_outbox
 from parley_conference.adapters.placements import Placements
 from parley_conference.adapters.recordings import RecordingLocations
 from parley_conference.adapters.repository import ConferenceRepository
+from parley_conference.adapters.uploads import UploadCredentials, Uploader
+from parley_conference.archive_handlers import ArchiveHandlers
+from parley_conference.attendance_handlers import AttendanceHandlers, KnownMeetings, MeetingLookup
 from parley_conference.handlers import ConferenceHandlers, UnitOfWork
 from parley_conference.media import MediaHandlers
 from parley_conference.meeting_handlers import MeetingHandlers
@@ -60,6 +76,67 @@ async def run_timers(
         await asyncio.sleep(interval)
 
 
+class MeetingRecords:
+    """Attendance and archives: their repositories (stores of the shared outbox), then their use cases."""
+
+    def __init__(self, attendees: AttendeeRepository, archives: ArchiveRepository) -> None:
+        self.attendees = attendees
+        self.archives = archives
+
+    @classmethod
+    async def open(cls, runtime: Runtime) -> MeetingRecords:
+        return cls(await AttendeeRepository.open(runtime.store), await ArchiveRepository.open(runtime.store))
+
+    def outbox_stores(self) -> list[Any]:
+        return [self.attendees.records, self.archives.records]
+
+    def outbox_executors(self, runtime: Runtime) -> dict[type, Any]:
+        async def delete_recording(effect: DeleteObject) -> None:
+            # A deleted archive's bytes; gone already is fine (a recovered effect runs again).
+            store = await ensure_object_store(runtime.js, RECORDINGS_BUCKET)
+            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+                await store.delete(effect.object_name)
+
+        return {DeleteObject: each(delete_recording)}
+
+    async def wire(
+        self,
+        runtime: Runtime,
+        settings: Settings,
+        outbox: Outbox,
+        locations: RecordingLocations,
+        meetings: MeetingLookup | None = None,
+    ) -> None:
+        """Bus operations and the three consumers. `meetings`: the meeting repository, when wired."""
+        lookup = meetings or KnownMeetings(self.attendees)
+        attendance = AttendanceHandlers(self.attendees, lookup, outbox.committed)
+        conf = settings.archives
+        archives = ArchiveHandlers(
+            self.archives,
+            self.attendees,
+            lookup,
+            Uploader(
+                runtime.js,
+                UploadCredentials(
+                    s3_access_key=conf.s3_access_key,
+                    s3_secret_key=conf.s3_secret_key,
+                    azure_account_key=conf.azure_account_key,
+                ),
+            ),
+            locations,
+            outbox.committed,
+            azure_container=conf.azure_container,
+            max_attempts=conf.upload_attempts,
+            retry_base_seconds=conf.retry_base_seconds,
+        )
+        responders = runtime.takes_requests(Responders(runtime.nc))
+        await register_meeting_records(responders, attendance, archives)
+        js = runtime.js
+        runtime.background(lambda: consume_attendance(js, attendance), name="attendance")
+        runtime.background(lambda: consume_recordings(js, archives), name="archives")
+        runtime.background(lambda: consume_uploads(js, archives), name="archive-uploads")
+
+
 def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
     """The service's own adapters and use cases, on what the bootstrap opened."""
 
@@ -75,12 +152,16 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                 effect.organization_id, effect.conference_id, effect.reason
             )
 
+        records = await MeetingRecords.open(runtime)
         outbox = runtime.use_outbox(
             conference_outbox(
                 repository,
                 js,
-                stores=[meeting_repository],
-                executors={EndMeetingConference: each(end_meeting_conference)},
+                stores=[meeting_repository, *records.outbox_stores()],
+                executors={
+                    EndMeetingConference: each(end_meeting_conference),
+                    **records.outbox_executors(runtime),
+                },
             )
         )
         memberships = Memberships()
@@ -105,11 +186,12 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         )
         nodes = MediaNodes(timeout_seconds=settings.media_node_timeout_seconds, clock=time.monotonic)
         announcements = Announcements()
+        locations = await RecordingLocations.open(store)
         media = MediaHandlers(
             handlers,
             nodes,
             await Placements.open(store),
-            await RecordingLocations.open(store),
+            locations,
             NatsMediaNodeClient(
                 RpcClient(nc, timeout=settings.media_request_timeout_seconds),
                 timeout=settings.media_request_timeout_seconds,
@@ -121,6 +203,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         await register(broker, responders, handlers, media, presence, memberships, store, nodes)
         await register_meetings(responders, meeting_handlers.use_cases())
         follow_heartbeats(broker, nodes, announcements)
+        await records.wire(runtime, settings, outbox, locations)
         lease = await Lease.open(js, "conference-timers")
 
         async def load_memberships() -> None:
