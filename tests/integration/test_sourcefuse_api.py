@@ -111,11 +111,11 @@ def assert_refused(response: Response, status: int, message: str) -> None:
     assert response.body["traceId"], response
 
 
-async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> None:
-    """Until `check()` holds: attendance follows the conference's events, a moment after the join."""
+async def eventually(check: Callable[[], Awaitable[Any]], expected: Any, timeout: float = 10.0) -> None:
+    """Until `check()` answers `expected`: attendance follows the conference's events, a moment later."""
     deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, "condition never held"
+    while (observed := await check()) != expected:
+        assert time.monotonic() < deadline, f"still {observed!r}, never {expected!r}"
         await asyncio.sleep(0.1)
 
 
@@ -293,16 +293,25 @@ async def test_edit_unknown_or_another_organizations_is_404(sf: Api, other: Api)
     )
 
 
-async def test_edit_reschedules(sf: Api) -> None:
-    link = await create(sf)
+async def test_edit_reschedules_as_the_real_service(sf: Api) -> None:
+    link = await create(sf, isScheduled=True, scheduleTime=from_now(minutes=5))
     response = await sf.request(
         "PATCH", f"/session/{link}", json={"isScheduled": True, "scheduleTime": from_now(hours=3)}
     )
     assert response.status == 204, response
     assert_refused(await sf.request("POST", f"/session/{link}/token", json={}), 400, TOO_EARLY)
+    # Not scheduled: the real service moves the schedule to now.
     response = await sf.request("PATCH", f"/session/{link}", json={"isScheduled": False})
     assert response.status == 204, response
     await meeting_token(sf, link)
+    # The real service changes scheduleTime only, never isScheduled: an unscheduled meeting stays
+    # startable whatever time it is given.
+    unscheduled = await create(sf)
+    response = await sf.request(
+        "PATCH", f"/session/{unscheduled}", json={"isScheduled": True, "scheduleTime": from_now(hours=3)}
+    )
+    assert response.status == 204, response
+    await meeting_token(sf, unscheduled)
 
 
 # --- PATCH /session/{id}/end ------------------------------------------------------------------------
@@ -355,10 +364,11 @@ async def test_a_meeting_token_joins_is_an_active_attendee_then_leaves(
     endpoint = unique("ep")
     await bob.join(conference_id, endpoint)
 
-    async def bob_is_active() -> bool:
-        return [a["attendee"] for a in await attendees(sf, link, "true")] == ["bob"]
+    async def active() -> list[str]:
+        return [a["attendee"] for a in await attendees(sf, link, "true")]
 
-    await eventually(bob_is_active)
+    # Keyed by the token's data.
+    await eventually(active, ["bob"])
     [row] = await attendees(sf, link)
     assert row["sessionId"] == conference_id
     assert row["isDeleted"] is False
@@ -366,10 +376,7 @@ async def test_a_meeting_token_joins_is_an_active_attendee_then_leaves(
     response = await bob.post("leave", {"conferenceId": conference_id, "userEndpointId": endpoint})
     assert response.status == 200, response
 
-    async def bob_left() -> bool:
-        return await attendees(sf, link, "true") == []
-
-    await eventually(bob_left)
+    await eventually(active, [])
     [row] = await attendees(sf, link)
     assert row["attendee"] == "bob"
     assert row["isDeleted"] is True
@@ -453,18 +460,15 @@ async def test_the_webhook_drives_attendance(
     response = await webhook(sf_stack, session, created)
     assert response.status == 204, response
 
-    async def carol_is_active() -> bool:
-        return [a["attendee"] for a in await attendees(sf, link, "true")] == ["carol"]
+    async def active() -> list[str]:
+        return [a["attendee"] for a in await attendees(sf, link, "true")]
 
-    await eventually(carol_is_active)
+    await eventually(active, ["carol"])
     destroyed = {**created, "event": "connectionDestroyed", "reason": "clientDisconnected"}
     response = await webhook(sf_stack, session, destroyed, basic=True)
     assert response.status == 204, response
 
-    async def carol_left() -> bool:
-        return await attendees(sf, link, "true") == []
-
-    await eventually(carol_left)
+    await eventually(active, [])
     # Unknown events and unknown sessions are ignored, 204.
     assert (await webhook(sf_stack, session, {**created, "event": "archiveStatus"})).status == 204
     assert (await webhook(sf_stack, session, {**created, "sessionId": str(uuid.uuid4())})).status == 204
