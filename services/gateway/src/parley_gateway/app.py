@@ -125,6 +125,9 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
                 principal = verifier.verify(token)
             except Unauthorized as exc:
                 return error_response(request, 401, exc.message, headers={"WWW-Authenticate": "Bearer"})
+            if principal.grant is not None and not operation.meeting_tokens:
+                # The one place for this rule: a meeting token must not reach chats, snapshots, meetings...
+                return error_response(request, 403, "a meeting token is valid only on the conference API")
             request[TOKEN] = token
             if operation.permission is not None and operation.permission not in principal.permissions:
                 return error_response(request, 403, PERMISSION_REFUSED)
@@ -137,6 +140,7 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
                 scopes=principal.scopes,
                 name=principal.name,
                 email=principal.email,
+                grant=principal.grant,
             )
         with log_context(
             organization=caller.organization_id if caller else None,
@@ -322,6 +326,7 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
         handler=open_channel,
         status=101,
         token_in_query=True,
+        meeting_tokens=True,
         query=(
             QueryParam("userEndpointId", Id, required=True, description="the endpoint to stream to"),
             QueryParam("access_token", str, description="bearer token, for clients that cannot set headers"),

@@ -72,6 +72,9 @@ class Operation:
     public: bool = False
     # WebSockets from browsers cannot send headers: such operations also take `?access_token=`.
     token_in_query: bool = False
+    # A meeting token (grant claim) is for its conference alone: only the conference API's operations take
+    # it; every other operation answers it 403.
+    meeting_tokens: bool = False
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 503)
     content_type: str = "application/json"
@@ -148,6 +151,7 @@ def rpc_command(
     response: Any = None,
     status: int = 204,
     timeout: float | None = None,
+    meeting_tokens: bool = False,
 ) -> Operation:
     """A POST whose JSON body goes to a service's command subject as is, its reply coming back as HTTP."""
     value_type = response if response is not None else Empty
@@ -168,4 +172,5 @@ def rpc_command(
         body=body,
         response=response,
         status=status,
+        meeting_tokens=meeting_tokens,
     )
