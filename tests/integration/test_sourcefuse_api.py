@@ -374,7 +374,7 @@ async def test_a_meeting_token_joins_is_an_active_attendee_then_leaves(
     assert row["isDeleted"] is False
     assert row["createdOn"]
     response = await bob.post("leave", {"conferenceId": conference_id, "userEndpointId": endpoint})
-    assert response.status == 200, response
+    assert response.status == 204, response
 
     await eventually(active, [])
     [row] = await attendees(sf, link)
