@@ -8,11 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from parley_common.log import get_logger
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.messaging.streams import ensure_object_store
 from parley_common.messaging.subjects import RECORDINGS_BUCKET
 from parley_common.outbox import DeleteObject, Outbox, each
 from parley_common.sealing import Sealer
@@ -83,8 +82,9 @@ class MeetingRecords:
     def outbox_executors(self, runtime: Runtime) -> dict[type, Any]:
         async def delete_recording(effect: DeleteObject) -> None:
             # A deleted archive's bytes; gone already is fine (a recovered effect runs again).
-            store = await ensure_object_store(runtime.js, RECORDINGS_BUCKET)
-            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+            # (The media service owns the bucket: without it there is nothing to delete.)
+            with contextlib.suppress(BucketNotFoundError, ObjectNotFoundError, NotFoundError):
+                store = await runtime.js.object_store(RECORDINGS_BUCKET)
                 await store.delete(effect.object_name)
 
         return {DeleteObject: each(delete_recording)}

@@ -1,0 +1,221 @@
+"""Fixtures of the meeting-records tests: the conference service running in this process on a real
+nats-server and SQLite, a meeting's conference in it, and real local storage servers for archive uploads:
+moto's S3 server (PyPI `moto[server]`) and Azurite (npm `azurite`: on PATH, or installed by `.ci/run` under
+`.tools/azurite`). A missing server binary skips its tests with the reason; CI installs both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import shutil
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import nats
+import pytest
+from nats.aio.client import Client
+from parley_common.clock import new_id
+from parley_common.config import CommonSettings
+from parley_common.contracts.conference import ConferenceCreatedEvent
+from parley_common.contracts.health import HealthQuery, ServiceHealth
+from parley_common.contracts.rpc import Caller, Rejected, Request
+from parley_common.messaging import subjects
+from parley_common.messaging.codec import encode
+from parley_common.messaging.rpc import RpcClient
+from parley_common.processes import NatsServer, free_port, wait_for_port
+from parley_common.storage import SqliteStore
+from parley_conference.adapters.repository import ConferenceRepository
+from parley_conference.app import serve_conference
+from parley_conference.settings import ArchiveSettings, Settings
+
+ROOT = Path(__file__).resolve().parents[3]
+# Azurite's well-known development account (public, documented by Microsoft).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+S3_KEY, S3_SECRET = "testing", "testing"
+QUIET = ("--silent", "--skipApiVersionCheck")
+
+
+class Service:
+    """The conference service in this process, and a bus client to it."""
+
+    def __init__(self, nc: Client, settings: Settings) -> None:
+        self.nc = nc
+        self.rpc = RpcClient(nc, timeout=10)
+        self.settings = settings
+
+    async def ask(self, subject: str, caller: Caller, body: Any, result: Any) -> Any:
+        return await self.rpc.request(subject, Request(caller=caller, body=body), result)
+
+    async def meeting_conference(self, organization_id: str, meeting_id: str) -> str:
+        """A conference behind `meeting_id`, as the meeting's creation makes it (with the meeting's id)."""
+        store = SqliteStore(self.settings.common.sqlite_path("conference"))
+        await store.start()
+        try:
+            created = ConferenceCreatedEvent(
+                id=new_id(),
+                conference_id=new_id(),
+                conference_version=None,
+                organization_id=organization_id,
+                timestamp=datetime.now(UTC),
+                mode="ROUTER",
+                meeting_id=meeting_id,
+            )
+            await (await ConferenceRepository.open(store)).add(created)
+        finally:
+            await store.close()
+        # A plain publish, as the stream stores it: the service's replicas subscribe to the conference
+        # events too, and their (empty) answer would race the stream's acknowledgement of a request.
+        subject = subjects.conference_event("ConferenceCreatedEvent")
+        await self.nc.publish(subject, encode(created), headers={"Nats-Msg-Id": created.id})
+        await self.nc.flush()
+        return created.conference_id
+
+
+def caller(organization_id: str = "org-a", user_id: str = "alice", **more: Any) -> Caller:
+    return Caller(organization_id=organization_id, user_id=user_id, request_id=new_id(), **more)
+
+
+async def eventually(probe: Any, *, timeout: float = 15.0) -> Any:
+    """Polls `probe()` until it returns something truthy (the consumers are asynchronous)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await probe()
+        if found:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"not within {timeout} s: {probe.__name__}")
+        await asyncio.sleep(0.1)
+
+
+def not_rejected(reply: Any) -> Any:
+    assert not isinstance(reply, Rejected), reply
+    return reply.value
+
+
+@pytest.fixture
+async def service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Service]:
+    common = CommonSettings(nats_url=nats_server.url, data_dir=tmp_path, mongo_url=None, request_timeout=5.0)
+    settings = Settings(
+        common=common,
+        keepalive_seconds=30,
+        keepalive_grace_seconds=120,
+        empty_timeout_seconds=300,
+        sweep_interval_seconds=1,
+        media_request_timeout_seconds=2,
+        media_node_timeout_seconds=5,
+        media_node_wait_seconds=0.1,
+        admission_timeout_seconds=1,
+        archives=ArchiveSettings(
+            s3_access_key=S3_KEY,
+            s3_secret_key=S3_SECRET,
+            azure_account_key=AZURITE_KEY,
+            upload_attempts=3,
+            retry_base_seconds=0.2,
+        ),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_conference(settings, stop))
+    nc = await nats.connect(nats_server.url)
+    probe = RpcClient(nc, timeout=1)
+    for _ in range(100):  # until it serves (the streams exist then)
+        with contextlib.suppress(Exception):
+            reply = await probe.request(subjects.health("conference"), HealthQuery(), ServiceHealth)
+            if not isinstance(reply, Rejected):
+                break
+        assert not task.done(), task
+        await asyncio.sleep(0.1)
+    yield Service(nc, settings)
+    stop.set()
+    await asyncio.wait_for(task, 20)
+    await nc.close()
+
+
+# ---------------------------------------------------------------- moto (S3)
+
+
+@pytest.fixture(scope="module")
+def moto_s3() -> Iterator[str]:
+    try:
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        pytest.skip(f"moto[server] is not installed: {exc}")
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    wait_for_port("127.0.0.1", port)
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+def s3_client(endpoint: str) -> Any:
+    import boto3  # moto's own dependency
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+
+
+# ---------------------------------------------------------------- Azurite (Azure Blob)
+
+
+def azurite_binary() -> str | None:
+    local = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    return str(local) if local.exists() else shutil.which("azurite-blob")
+
+
+@pytest.fixture(scope="module")
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    binary = azurite_binary()
+    if binary is None:
+        pytest.skip("azurite-blob not found (npm install --prefix .tools/azurite azurite; .ci/run does)")
+    port = free_port()
+    location = tmp_path_factory.mktemp("azurite")
+    process = subprocess.Popen(
+        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location), *QUIET],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port("127.0.0.1", port, process=process)
+        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def azure_request(method: str, endpoint: str, resource: str, query: dict[str, str]) -> bytes:
+    """One Shared Key signed Blob request to Azurite (to create a container or read a blob back)."""
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+    canonical_resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{resource}" + "".join(
+        f"\n{k}:{v}" for k, v in sorted(query.items())
+    )
+    # Content-Length is signed empty when 0; no Content-Type (urllib adds one to a body: none is sent).
+    to_sign = f"{method}\n\n\n\n\n\n\n\n\n\n\n\n{canonical_headers}{canonical_resource}"
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    url = f"{endpoint}/{resource}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+    request = urllib.request.Request(url, method=method)
+    for k, v in {**headers, "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}"}.items():
+        request.add_header(k, v)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
