@@ -11,8 +11,6 @@ import base64
 import contextlib
 import hashlib
 import hmac
-import shutil
-import subprocess
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
@@ -31,18 +29,20 @@ from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
 from parley_common.messaging.rpc import RpcClient
-from parley_common.processes import NatsServer, free_port, wait_for_port
+from parley_common.processes import (
+    AZURITE_ACCOUNT,
+    AZURITE_KEY,
+    AzuriteServer,
+    MotoS3Server,
+    NatsServer,
+    azurite_binary,
+)
 from parley_common.storage import SqliteStore
 from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.app import serve_conference
 from parley_conference.settings import ArchiveSettings, Settings
 
-ROOT = Path(__file__).resolve().parents[3]
-# Azurite's well-known development account (public, documented by Microsoft).
-AZURITE_ACCOUNT = "devstoreaccount1"
-AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 S3_KEY, S3_SECRET = "testing", "testing"
-QUIET = ("--silent", "--skipApiVersionCheck")
 
 
 class Service:
@@ -140,21 +140,17 @@ async def service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Serv
     await nc.close()
 
 
-# ---------------------------------------------------------------- moto (S3)
+# ---------------------------------------------------------------- moto (S3) and Azurite (Azure Blob)
 
 
 @pytest.fixture(scope="module")
 def moto_s3() -> Iterator[str]:
     try:
-        from moto.server import ThreadedMotoServer
+        server = MotoS3Server()
     except ImportError as exc:
         pytest.skip(f"moto[server] is not installed: {exc}")
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    wait_for_port("127.0.0.1", port)
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
+    with server:
+        yield server.endpoint
 
 
 def s3_client(endpoint: str) -> Any:
@@ -169,36 +165,13 @@ def s3_client(endpoint: str) -> Any:
     )
 
 
-# ---------------------------------------------------------------- Azurite (Azure Blob)
-
-
-def azurite_binary() -> str | None:
-    local = ROOT / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
-    return str(local) if local.exists() else shutil.which("azurite-blob")
-
-
 @pytest.fixture(scope="module")
 def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     binary = azurite_binary()
     if binary is None:
         pytest.skip("azurite-blob not found (npm install --prefix .tools/azurite azurite; .ci/run does)")
-    port = free_port()
-    location = tmp_path_factory.mktemp("azurite")
-    process = subprocess.Popen(
-        [binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location), *QUIET],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, process=process)
-        yield f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+    with AzuriteServer(binary, tmp_path_factory.mktemp("azurite")) as server:
+        yield server.endpoint
 
 
 def azure_request(method: str, endpoint: str, resource: str, query: dict[str, str]) -> bytes:
