@@ -102,9 +102,11 @@ def not_rejected(reply: Any) -> Any:
     return reply.value
 
 
-@pytest.fixture
-async def service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Service]:
-    common = CommonSettings(nats_url=nats_server.url, data_dir=tmp_path, mongo_url=None, request_timeout=5.0)
+@contextlib.asynccontextmanager
+async def running_service(nats_url: str, data_dir: Path, **archives: Any) -> AsyncIterator[Service]:
+    """The conference service on `data_dir` until the block ends (again on the same one: a restart)."""
+    common = CommonSettings(nats_url=nats_url, data_dir=data_dir, mongo_url=None, request_timeout=5.0)
+    archive_settings: dict[str, Any] = {"upload_attempts": 3, "retry_base_seconds": 0.2, **archives}
     settings = Settings(
         common=common,
         keepalive_seconds=30,
@@ -116,28 +118,32 @@ async def service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Serv
         media_node_wait_seconds=0.1,
         admission_timeout_seconds=1,
         archives=ArchiveSettings(
-            s3_access_key=S3_KEY,
-            s3_secret_key=S3_SECRET,
-            azure_account_key=AZURITE_KEY,
-            upload_attempts=3,
-            retry_base_seconds=0.2,
+            s3_access_key=S3_KEY, s3_secret_key=S3_SECRET, azure_account_key=AZURITE_KEY, **archive_settings
         ),
     )
     stop = asyncio.Event()
     task = asyncio.create_task(serve_conference(settings, stop))
-    nc = await nats.connect(nats_server.url)
+    nc = await nats.connect(nats_url)
     probe = RpcClient(nc, timeout=1)
-    for _ in range(100):  # until it serves (the streams exist then)
-        with contextlib.suppress(Exception):
-            reply = await probe.request(subjects.health("conference"), HealthQuery(), ServiceHealth)
-            if not isinstance(reply, Rejected):
-                break
-        assert not task.done(), task
-        await asyncio.sleep(0.1)
-    yield Service(nc, settings)
-    stop.set()
-    await asyncio.wait_for(task, 20)
-    await nc.close()
+    try:
+        for _ in range(100):  # until it serves (the streams exist then)
+            with contextlib.suppress(Exception):
+                reply = await probe.request(subjects.health("conference"), HealthQuery(), ServiceHealth)
+                if not isinstance(reply, Rejected):
+                    break
+            assert not task.done(), task
+            await asyncio.sleep(0.1)
+        yield Service(nc, settings)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+        await nc.close()
+
+
+@pytest.fixture
+async def service(nats_server: NatsServer, tmp_path: Path) -> AsyncIterator[Service]:
+    async with running_service(nats_server.url, tmp_path) as running:
+        yield running
 
 
 # ---------------------------------------------------------------- moto (S3) and Azurite (Azure Blob)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from parley_common.contracts.meeting import ArchiveRef, Archives, ArchiveView, S
 from parley_common.contracts.rpc import Rejected
 from parley_common.messaging import subjects
 from parley_common.messaging.events import publish_event
+from parley_common.processes import NatsServer
 
-from .conftest import Service, azure_request, caller, eventually, not_rejected, s3_client
+from .conftest import Service, azure_request, caller, eventually, not_rejected, running_service, s3_client
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -231,3 +233,32 @@ async def test_a_recording_of_a_conference_without_a_meeting_is_no_archive(servi
 
 async def _found(service: Service, archive_id: str) -> bool:
     return not isinstance(await get_archive(service, archive_id), Rejected)
+
+
+async def test_a_pending_upload_resumes_after_a_restart(
+    nats_server: NatsServer, tmp_path: Path, moto_s3: str
+) -> None:
+    s3 = s3_client(moto_s3)
+    target = StorageTarget(name="AWSS3", bucket="created-later", endpoint=moto_s3)
+    data = os.urandom(50_000)
+    # Slow retries: the first attempt fails (no such bucket yet) and the next one is due after the restart.
+    async with running_service(nats_server.url, tmp_path, retry_base_seconds=3.0) as first:
+        not_rejected(await set_target(first, target))
+        conference_id = await first.meeting_conference("org-a", "meet-restart")
+        archive_id = await record(first, "org-a", conference_id, data)
+
+        async def first_attempt_failed() -> ArchiveView | None:
+            reply = await get_archive(first, archive_id)
+            if isinstance(reply, Rejected) or not reply.value.uploads:
+                return None
+            return reply.value if reply.value.uploads[0].attempts == 1 else None
+
+        failed_once = await eventually(first_attempt_failed)
+        assert failed_once.uploads[0].state == "pending" and failed_once.uploads[0].last_error
+    s3.create_bucket(Bucket="created-later")
+
+    async with running_service(nats_server.url, tmp_path, retry_base_seconds=3.0) as second:
+        view = await settled(second, archive_id)
+
+    assert (view.uploads[0].state, view.uploads[0].attempts) == ("uploaded", 2)
+    assert s3.get_object(Bucket="created-later", Key=view.uploads[0].object_name)["Body"].read() == data
