@@ -138,8 +138,8 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             conference_outbox(
                 repository,
                 js,
-                more_stores=records.outbox_stores(),
-                more_executors=records.outbox_executors(runtime),
+                stores=records.outbox_stores(),
+                executors=records.outbox_executors(runtime),
             )
         )
         memberships = Memberships()

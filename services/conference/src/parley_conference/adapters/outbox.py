@@ -25,18 +25,18 @@ def conference_outbox(
     repository: ConferenceRepository,
     js: JetStreamContext,
     *,
-    more_stores: Sequence[OutboxStore] = (),
-    more_executors: Mapping[type, Executor] | None = None,
+    stores: Sequence[OutboxStore] = (),
+    executors: Mapping[type, Executor] | None = None,
     **options: Any,
 ) -> Outbox:
+    """The service's one outbox (the bootstrap runs one): the event log, plus the other aggregates'
+    commit stores (`stores`, e.g. meetings) and the executors of their own effects."""
     # A live publish is retried until acknowledged: events leave in commit order or not at all. No periodic
     # sweep: listing the unpublished events sorts the event log, and running that every 5 s costs a third of
     # the throughput under load (the store has one writer thread). Recovery runs at start, and after a
     # failure of this process; a dead replica's leftovers are recovered when it restarts.
     options.setdefault("sweep", False)
-    # `more_stores`: the meeting records (attendees, archives) that owe their own events and effects.
-    executors: dict[type, Executor] = {PublishEvent: Publisher(js), **(more_executors or {})}
-    return Outbox([repository, *more_stores], executors, **options)
+    return Outbox([repository, *stores], {PublishEvent: Publisher(js), **(executors or {})}, **options)
 
 
 class EventOutbox:
