@@ -13,7 +13,6 @@ import hashlib
 import hmac
 import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
 from email.utils import formatdate
 from pathlib import Path
 from typing import Any
@@ -23,11 +22,10 @@ import pytest
 from nats.aio.client import Client
 from parley_common.clock import new_id
 from parley_common.config import CommonSettings
-from parley_common.contracts.conference import ConferenceCreatedEvent
 from parley_common.contracts.health import HealthQuery, ServiceHealth
+from parley_common.contracts.meeting import CreateMeeting, MeetingView
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.messaging import subjects
-from parley_common.messaging.codec import encode
 from parley_common.messaging.rpc import RpcClient
 from parley_common.processes import (
     AZURITE_ACCOUNT,
@@ -37,8 +35,6 @@ from parley_common.processes import (
     NatsServer,
     azurite_binary,
 )
-from parley_common.storage import SqliteStore
-from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.app import serve_conference
 from parley_conference.settings import ArchiveSettings, Settings
 
@@ -56,29 +52,16 @@ class Service:
     async def ask(self, subject: str, caller: Caller, body: Any, result: Any) -> Any:
         return await self.rpc.request(subject, Request(caller=caller, body=body), result)
 
-    async def meeting_conference(self, organization_id: str, meeting_id: str) -> str:
-        """A conference behind `meeting_id`, as the meeting's creation makes it (with the meeting's id)."""
-        store = SqliteStore(self.settings.common.sqlite_path("conference"))
-        await store.start()
-        try:
-            created = ConferenceCreatedEvent(
-                id=new_id(),
-                conference_id=new_id(),
-                conference_version=None,
-                organization_id=organization_id,
-                timestamp=datetime.now(UTC),
-                mode="ROUTER",
-                meeting_id=meeting_id,
-            )
-            await (await ConferenceRepository.open(store)).add(created)
-        finally:
-            await store.close()
-        # A plain publish, as the stream stores it: the service's replicas subscribe to the conference
-        # events too, and their (empty) answer would race the stream's acknowledgement of a request.
-        subject = subjects.conference_event("ConferenceCreatedEvent")
-        await self.nc.publish(subject, encode(created), headers={"Nats-Msg-Id": created.id})
-        await self.nc.flush()
-        return created.conference_id
+    async def create_meeting(self, organization_id: str, name: str | None = None) -> tuple[str, str]:
+        """A SourceFuse meeting created on the bus: its id and the conference behind it."""
+        reply = await self.ask(
+            subjects.meeting_command("createMeeting"),
+            caller(organization_id),
+            CreateMeeting(dialect="sourcefuse", name=name),
+            MeetingView,
+        )
+        meeting: MeetingView = not_rejected(reply)
+        return meeting.meeting_id, meeting.conference_id
 
 
 def caller(organization_id: str = "org-a", user_id: str = "alice", **more: Any) -> Caller:

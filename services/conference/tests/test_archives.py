@@ -93,7 +93,7 @@ async def test_an_archive_is_uploaded_byte_identical_to_s3(service: Service, mot
     not_rejected(
         await set_target(service, StorageTarget(name="AWSS3", bucket="meeting-archives", endpoint=moto_s3))
     )
-    conference_id = await service.meeting_conference("org-a", "meet-s3")
+    meet_s3, conference_id = await service.create_meeting("org-a")
     data = os.urandom(300_000)
 
     archive_id = await record(service, "org-a", conference_id, data)
@@ -107,7 +107,7 @@ async def test_an_archive_is_uploaded_byte_identical_to_s3(service: Service, mot
         1,
     )
     assert view.url == f"/rtc-api/conferences/{conference_id}/recordings/{archive_id}"
-    assert (view.meeting_id, view.conference_id, view.bytes) == ("meet-s3", conference_id, len(data))
+    assert (view.meeting_id, view.conference_id, view.bytes) == (meet_s3, conference_id, len(data))
     copy = s3.get_object(Bucket="meeting-archives", Key=upload.object_name)["Body"].read()
     assert copy == data
 
@@ -116,7 +116,7 @@ async def test_an_archive_is_uploaded_byte_identical_to_azure(service: Service, 
     azure_request("PUT", azurite, "archives", {"restype": "container"})
     target = StorageTarget(name="AZURE", account_name="devstoreaccount1", endpoint=azurite)
     not_rejected(await set_target(service, target))
-    conference_id = await service.meeting_conference("org-a", "meet-azure")
+    _, conference_id = await service.create_meeting("org-a")
     data = os.urandom(200_000)
 
     archive_id = await record(service, "org-a", conference_id, data)
@@ -131,7 +131,7 @@ async def test_a_failing_target_shows_failed_with_its_attempts(service: Service)
     # Nothing listens there: every attempt fails; the local copy stays.
     dead = "http://127.0.0.1:9"
     not_rejected(await set_target(service, StorageTarget(name="AWSS3", bucket="nowhere", endpoint=dead)))
-    conference_id = await service.meeting_conference("org-a", "meet-dead")
+    _, conference_id = await service.create_meeting("org-a")
 
     archive_id = await record(service, "org-a", conference_id, b"local bytes")
 
@@ -144,7 +144,7 @@ async def test_a_failing_target_shows_failed_with_its_attempts(service: Service)
 
 
 async def test_list_get_delete_and_another_organization(service: Service) -> None:
-    conference_id = await service.meeting_conference("org-a", "meet-list")
+    meet_list, conference_id = await service.create_meeting("org-a", "Weekly review")
     archive_id = await record(service, "org-a", conference_id, b"some recording")
 
     async def listed() -> Archives | None:
@@ -154,7 +154,7 @@ async def test_list_get_delete_and_another_organization(service: Service) -> Non
 
     found = await eventually(listed)
     archive = next(a for a in found.items if a.archive_id == archive_id)
-    assert (archive.name, archive.meeting_id, archive.uploads) == (None, "meet-list", ())
+    assert (archive.name, archive.meeting_id, archive.uploads) == ("Weekly review", meet_list, ())
     other = await get_archive(service, archive_id, "org-b")
     assert isinstance(other, Rejected) and (other.status, other.message) == (404, "Archive Not Found")
     others = not_rejected(
@@ -222,7 +222,7 @@ async def test_a_recording_of_a_conference_without_a_meeting_is_no_archive(servi
             ConferenceSummary,
         )
     )
-    meeting_conference = await service.meeting_conference("org-a", "meet-after")
+    _, meeting_conference = await service.create_meeting("org-a")
     plain_id = await record(service, "org-a", plain.id, b"not a meeting")
     after = await record(service, "org-a", meeting_conference, b"a meeting")
     # Consumed in order: once the later one is archived, the earlier one was seen and skipped.
@@ -244,7 +244,7 @@ async def test_a_pending_upload_resumes_after_a_restart(
     # Slow retries: the first attempt fails (no such bucket yet) and the next one is due after the restart.
     async with running_service(nats_server.url, tmp_path, retry_base_seconds=3.0) as first:
         not_rejected(await set_target(first, target))
-        conference_id = await first.meeting_conference("org-a", "meet-restart")
+        _, conference_id = await first.create_meeting("org-a")
         archive_id = await record(first, "org-a", conference_id, data)
 
         async def first_attempt_failed() -> ArchiveView | None:

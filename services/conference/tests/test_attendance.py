@@ -21,6 +21,7 @@ from parley_common.contracts.meeting import (
     AttendanceWebhook,
     Attendees,
     AttendeeView,
+    Dialect,
     ListAttendees,
     MeetingGrant,
     ProviderConnection,
@@ -36,12 +37,17 @@ pytestmark = pytest.mark.timeout(60)
 
 
 async def attendees(
-    service: Service, meeting_id: str, *, active_only: bool = False, organization_id: str = "org-a"
+    service: Service,
+    meeting_id: str,
+    *,
+    active_only: bool = False,
+    organization_id: str = "org-a",
+    dialect: Dialect = "sourcefuse",
 ) -> Any:
     return await service.ask(
         subjects.meeting_query("listAttendees"),
         caller(organization_id),
-        ListAttendees(dialect="sourcefuse", meeting_id=meeting_id, active_only=active_only),
+        ListAttendees(dialect=dialect, meeting_id=meeting_id, active_only=active_only),
         Attendees,
     )
 
@@ -59,19 +65,19 @@ async def until(service: Service, meeting_id: str, check: Any) -> tuple[Attendee
 
 
 async def meeting_events(service: Service, meeting_id: str) -> list[str]:
-    """The types of `meeting_id`'s events in PARLEY_MEETING, in stream order."""
+    """The types of `meeting_id`'s attendee events in PARLEY_MEETING, in stream order."""
     js = service.nc.jetstream()
     info = await js.stream_info(MEETING_STREAM)
     found = []
     for seq in range(info.state.first_seq, info.state.last_seq + 1):
         event = msgspec.json.decode((await js.get_msg(MEETING_STREAM, seq)).data or b"{}")
-        if event.get("meetingId") == meeting_id:
+        if event.get("meetingId") == meeting_id and event["type"].startswith("Attendee"):
             found.append(event["type"])
     return found
 
 
 async def publish(service: Service, event: Any) -> None:
-    # A plain publish (see `Service.meeting_conference`), with its id as the dedup id.
+    # A plain publish (the replicas subscribe to conference events too), its id as the dedup id.
     await service.nc.publish(
         subjects.conference_event(type(event).__name__), encode(event), headers={"Nats-Msg-Id": event.id}
     )
@@ -79,40 +85,45 @@ async def publish(service: Service, event: Any) -> None:
 
 
 async def test_a_join_and_leave_with_a_meeting_grant(service: Service) -> None:
-    conference_id = await service.meeting_conference("org-a", "meet-1")
-    grant = MeetingGrant(meeting_id="meet-1", conference_id=conference_id, role="publisher")
+    meet_1, conference_id = await service.create_meeting("org-a")
+    grant = MeetingGrant(meeting_id=meet_1, conference_id=conference_id, role="publisher")
     alice = caller(user_id="alice", grant=grant)
     join = JoinConferenceWebCommand(conference_id=conference_id, user_endpoint_id="alice-ep")
     not_rejected(await service.ask(subjects.conference_command("join"), alice, join, Empty))
 
-    present = await until(service, "meet-1", lambda items: len(items) == 1)
+    present = await until(service, meet_1, lambda items: len(items) == 1)
     assert (present[0].attendee, present[0].is_deleted, present[0].conference_id) == (
         "alice",
         False,
         conference_id,
     )
-    active = not_rejected(await attendees(service, "meet-1", active_only=True)).items
+    active = not_rejected(await attendees(service, meet_1, active_only=True)).items
     assert [a.attendee for a in active] == ["alice"]
 
     leave = LeaveConferenceWebCommand(conference_id=conference_id, user_endpoint_id="alice-ep")
     not_rejected(await service.ask(subjects.conference_command("leave"), alice, leave, Empty))
 
-    gone = await until(service, "meet-1", lambda items: items and items[0].is_deleted)
+    gone = await until(service, meet_1, lambda items: items and items[0].is_deleted)
     assert gone[0].modified_on is not None
-    assert not_rejected(await attendees(service, "meet-1", active_only=True)).items == ()
+    assert not_rejected(await attendees(service, meet_1, active_only=True)).items == ()
 
     async def both_published() -> list[str] | None:
-        types = await meeting_events(service, "meet-1")
+        types = await meeting_events(service, meet_1)
         return types if len(types) == 2 else None
 
     assert await eventually(both_published) == ["AttendeeJoinedEvent", "AttendeeLeftEvent"]
 
 
-async def test_another_organization_or_an_unknown_meeting_is_not_found(service: Service) -> None:
-    await service.meeting_conference("org-a", "meet-2")
-    await until(service, "meet-2", lambda items: True)  # known to its own organization
-    for organization_id, meeting_id in (("org-b", "meet-2"), ("org-a", "no-such-meeting")):
-        reply = await attendees(service, meeting_id, organization_id=organization_id)
+async def test_another_organization_dialect_or_an_unknown_meeting_is_not_found(service: Service) -> None:
+    meet_2, _ = await service.create_meeting("org-a")
+    await until(service, meet_2, lambda items: True)  # known to its own organization
+    cases: list[tuple[str, str, Dialect]] = [
+        ("org-b", meet_2, "sourcefuse"),
+        ("org-a", "no-such-meeting", "sourcefuse"),
+        ("org-a", meet_2, "coviu"),  # a meeting is seen by its own dialect only
+    ]
+    for organization_id, meeting_id, dialect in cases:
+        reply = await attendees(service, meeting_id, organization_id=organization_id, dialect=dialect)
         assert isinstance(reply, Rejected)
         assert (reply.status, reply.message) == (404, "Meeting Not Found")
 
@@ -120,10 +131,8 @@ async def test_another_organization_or_an_unknown_meeting_is_not_found(service: 
 async def test_the_grant_keys_the_attendee_redelivery_changes_nothing_and_the_end_marks_all_gone(
     service: Service,
 ) -> None:
-    conference_id = await service.meeting_conference("org-a", "meet-3")
-    grant = MeetingGrant(
-        meeting_id="meet-3", conference_id=conference_id, role="publisher", attendee="data-7"
-    )
+    meet_3, conference_id = await service.create_meeting("org-a")
+    grant = MeetingGrant(meeting_id=meet_3, conference_id=conference_id, role="publisher", attendee="data-7")
     now = datetime.now(UTC)
 
     def joined(endpoint: str) -> ConferenceJoinedEvent:
@@ -155,11 +164,11 @@ async def test_the_grant_keys_the_attendee_redelivery_changes_nothing_and_the_en
         ),
     )
 
-    gone = await until(service, "meet-3", lambda items: items and items[0].is_deleted)
+    gone = await until(service, meet_3, lambda items: items and items[0].is_deleted)
     assert [(a.attendee, a.is_deleted) for a in gone] == [("data-7", True)]
 
     async def settled() -> list[str] | None:
-        types = await meeting_events(service, "meet-3")
+        types = await meeting_events(service, meet_3)
         return types if "AttendeeLeftEvent" in types else None
 
     assert await eventually(settled) == ["AttendeeJoinedEvent", "AttendeeLeftEvent"]
@@ -172,17 +181,17 @@ async def webhook(service: Service, body: AttendanceWebhook) -> None:
 
 
 async def test_the_session_webhook(service: Service) -> None:
-    conference_id = await service.meeting_conference("org-a", "meet-4")
+    meet_4, conference_id = await service.create_meeting("org-a")
 
     def event(name: str, data: str = "carol", reason: str | None = None) -> AttendanceWebhook:
         connection = ProviderConnection(id="conn-1", created_at=1, data=data)
         return AttendanceWebhook(session_id=conference_id, event=name, reason=reason, connection=connection)
 
     async def rows() -> list[tuple[str, bool]]:
-        items = not_rejected(await attendees(service, "meet-4")).items
+        items = not_rejected(await attendees(service, meet_4)).items
         return [(a.attendee, a.is_deleted) for a in items]
 
-    await until(service, "meet-4", lambda items: True)  # the meeting's conference is known
+    await until(service, meet_4, lambda items: True)  # the meeting's conference is known
     # Only connectionCreated creates; unknown events and unknown sessions are ignored.
     await webhook(service, event("streamCreated", data="dave"))
     await webhook(service, event("sessionCreated"))
@@ -190,7 +199,7 @@ async def test_the_session_webhook(service: Service) -> None:
     assert await rows() == []
 
     await webhook(service, event("connectionCreated"))
-    created = not_rejected(await attendees(service, "meet-4")).items[0]
+    created = not_rejected(await attendees(service, meet_4)).items[0]
     assert (created.attendee, created.is_deleted, created.ext_id) == ("carol", False, "conn-1")
     assert created.ext_metadata is not None
     assert created.ext_metadata["webhookPayload"]["event"] == "connectionCreated"
@@ -203,6 +212,6 @@ async def test_the_session_webhook(service: Service) -> None:
     assert await rows() == [("carol", False)]
     await webhook(service, event("connectionDestroyed"))
     assert await rows() == [("carol", True)]
-    touched = not_rejected(await attendees(service, "meet-4")).items[0]
+    touched = not_rejected(await attendees(service, meet_4)).items[0]
     assert touched.ext_metadata is not None
     assert touched.ext_metadata["webhookPayload"]["event"] == "connectionDestroyed"

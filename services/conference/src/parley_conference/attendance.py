@@ -36,6 +36,13 @@ STREAM_KEPT_REASONS = frozenset({"forceUnpublished", "mediaStopped"})
 AttendeeEvent = AttendeeJoinedEvent | AttendeeLeftEvent
 
 
+class MeetingInfo(msgspec.Struct, frozen=True):
+    """What attendance and archives need of a meeting. `dialect` None: any dialect sees it."""
+
+    dialect: str | None = None
+    name: str | None = None
+
+
 class Attendee(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     organization_id: str
