@@ -7,13 +7,8 @@ moto's S3 server (PyPI `moto[server]`) and Azurite (npm `azurite`: on PATH, or i
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import hashlib
-import hmac
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +23,6 @@ from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 from parley_common.processes import (
-    AZURITE_ACCOUNT,
     AZURITE_KEY,
     AzuriteServer,
     MotoS3Server,
@@ -161,23 +155,3 @@ def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         pytest.skip("azurite-blob not found (npm install --prefix .tools/azurite azurite; .ci/run does)")
     with AzuriteServer(binary, tmp_path_factory.mktemp("azurite")) as server:
         yield server.endpoint
-
-
-def azure_request(method: str, endpoint: str, resource: str, query: dict[str, str]) -> bytes:
-    """One Shared Key signed Blob request to Azurite (to create a container or read a blob back)."""
-    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
-    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
-    canonical_resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{resource}" + "".join(
-        f"\n{k}:{v}" for k, v in sorted(query.items())
-    )
-    # Content-Length is signed empty when 0; no Content-Type (urllib adds one to a body: none is sent).
-    to_sign = f"{method}\n\n\n\n\n\n\n\n\n\n\n\n{canonical_headers}{canonical_resource}"
-    signature = base64.b64encode(
-        hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest()
-    ).decode()
-    url = f"{endpoint}/{resource}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
-    request = urllib.request.Request(url, method=method)
-    for k, v in {**headers, "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}"}.items():
-        request.add_header(k, v)
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return bytes(response.read())

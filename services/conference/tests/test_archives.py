@@ -21,9 +21,9 @@ from parley_common.contracts.meeting import ArchiveRef, Archives, ArchiveView, S
 from parley_common.contracts.rpc import Rejected
 from parley_common.messaging import subjects
 from parley_common.messaging.events import publish_event
-from parley_common.processes import NatsServer
+from parley_common.processes import NatsServer, azure_request
 
-from .conftest import Service, azure_request, caller, eventually, not_rejected, running_service, s3_client
+from .conftest import Service, caller, eventually, not_rejected, running_service, s3_client
 
 pytestmark = pytest.mark.timeout(90)
 

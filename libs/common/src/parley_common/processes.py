@@ -5,6 +5,9 @@ Used by `make run` (devstack) and by the integration tests, which spawn the same
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -12,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -158,6 +163,26 @@ class AzuriteServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+
+
+def azure_request(method: str, endpoint: str, resource: str, query: dict[str, str]) -> bytes:
+    """One Shared Key signed Blob request to Azurite (to create a container or read a blob back)."""
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+    canonical_resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{resource}" + "".join(
+        f"\n{k}:{v}" for k, v in sorted(query.items())
+    )
+    # Content-Length is signed empty when 0; no Content-Type (urllib adds one to a body: none is sent).
+    to_sign = f"{method}\n\n\n\n\n\n\n\n\n\n\n\n{canonical_headers}{canonical_resource}"
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    url = f"{endpoint}/{resource}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+    request = urllib.request.Request(url, method=method)
+    for k, v in {**headers, "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}"}.items():
+        request.add_header(k, v)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
 
 
 class MotoS3Server:
