@@ -22,6 +22,7 @@ from parley_common.contracts.rpc import Rejected
 from parley_common.messaging import subjects
 from parley_common.messaging.events import publish_event
 from parley_common.processes import NatsServer, azure_request
+from parley_common.storage import SqliteStore
 
 from .conftest import Service, caller, eventually, not_rejected, running_service, s3_client
 
@@ -262,3 +263,32 @@ async def test_a_pending_upload_resumes_after_a_restart(
 
     assert (view.uploads[0].state, view.uploads[0].attempts) == ("uploaded", 2)
     assert s3.get_object(Bucket="created-later", Key=view.uploads[0].object_name)["Body"].read() == data
+
+
+async def test_a_recording_consumed_before_the_meetings_creation_is_still_an_archive(
+    service: Service,
+) -> None:
+    # The archives consumer may see a recording before attendance consumed the conference's creation
+    # (two consumers on two streams): simulated by forgetting what attendance learnt from it.
+    meeting_id, conference_id = await service.create_meeting("org-a", "Early")
+    store = SqliteStore(service.settings.common.sqlite_path("conference"))
+    await store.start()
+    try:
+        links = await store.collection("meeting_conferences")
+
+        async def learnt() -> bool:
+            return await links.get(conference_id) is not None
+
+        await eventually(learnt)
+        await links.delete(conference_id)
+    finally:
+        await store.close()
+
+    archive_id = await record(service, "org-a", conference_id, b"early bytes")
+
+    async def archived() -> ArchiveView | None:
+        reply = await get_archive(service, archive_id)
+        return None if isinstance(reply, Rejected) else reply.value
+
+    view = await eventually(archived)
+    assert (view.meeting_id, view.name) == (meeting_id, "Early")

@@ -105,12 +105,18 @@ class MeetingRecords:
         settings: Settings,
         outbox: Outbox,
         locations: RecordingLocations,
+        conferences: ConferenceRepository,
         meetings: MeetingLookup | None = None,
     ) -> None:
         """Bus operations and the three consumers. `meetings`: the meeting repository, when wired."""
         lookup = meetings or KnownMeetings(self.attendees)
         attendance = AttendanceHandlers(self.attendees, lookup, outbox.committed)
         conf = settings.archives
+
+        async def meeting_of(organization_id: str, conference_id: str) -> str | None:
+            conference = await conferences.get(organization_id, conference_id)
+            return None if conference is None else conference.meeting_id
+
         archives = ArchiveHandlers(
             self.archives,
             self.attendees,
@@ -125,6 +131,7 @@ class MeetingRecords:
             ),
             locations,
             outbox.committed,
+            meeting_of=meeting_of,
             azure_container=conf.azure_container,
             max_attempts=conf.upload_attempts,
             retry_base_seconds=conf.retry_base_seconds,
@@ -203,7 +210,9 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         await register(broker, responders, handlers, media, presence, memberships, store, nodes)
         await register_meetings(responders, meeting_handlers.use_cases())
         follow_heartbeats(broker, nodes, announcements)
-        await records.wire(runtime, settings, outbox, locations, StoredMeetings(meeting_repository))
+        await records.wire(
+            runtime, settings, outbox, locations, repository, StoredMeetings(meeting_repository)
+        )
         lease = await Lease.open(js, "conference-timers")
 
         async def load_memberships() -> None:
