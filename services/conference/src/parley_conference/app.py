@@ -8,11 +8,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from nats.js.errors import NotFoundError, ObjectNotFoundError
+from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from parley_common.log import get_logger
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
-from parley_common.messaging.streams import ensure_object_store
 from parley_common.messaging.subjects import RECORDINGS_BUCKET
 from parley_common.outbox import DeleteObject, Outbox, each
 from parley_common.sealing import Sealer
@@ -20,7 +19,7 @@ from parley_common.service import Runtime, run_service, serve
 
 from parley_conference.adapters.admission import NatsGuards
 from parley_conference.adapters.archives import ArchiveRepository
-from parley_conference.adapters.attendees import AttendeeRepository
+from parley_conference.adapters.attendees import AttendeeRepository, StoredMeetings
 from parley_conference.adapters.bus import PresenceAnnouncer, register, register_meetings
 from parley_conference.adapters.lease import Lease
 from parley_conference.adapters.media_nodes import (
@@ -93,8 +92,9 @@ class MeetingRecords:
     def outbox_executors(self, runtime: Runtime) -> dict[type, Any]:
         async def delete_recording(effect: DeleteObject) -> None:
             # A deleted archive's bytes; gone already is fine (a recovered effect runs again).
-            store = await ensure_object_store(runtime.js, RECORDINGS_BUCKET)
-            with contextlib.suppress(ObjectNotFoundError, NotFoundError):
+            # (The media service owns the bucket: without it there is nothing to delete.)
+            with contextlib.suppress(BucketNotFoundError, ObjectNotFoundError, NotFoundError):
+                store = await runtime.js.object_store(RECORDINGS_BUCKET)
                 await store.delete(effect.object_name)
 
         return {DeleteObject: each(delete_recording)}
@@ -105,12 +105,18 @@ class MeetingRecords:
         settings: Settings,
         outbox: Outbox,
         locations: RecordingLocations,
+        conferences: ConferenceRepository,
         meetings: MeetingLookup | None = None,
     ) -> None:
         """Bus operations and the three consumers. `meetings`: the meeting repository, when wired."""
         lookup = meetings or KnownMeetings(self.attendees)
         attendance = AttendanceHandlers(self.attendees, lookup, outbox.committed)
         conf = settings.archives
+
+        async def meeting_of(organization_id: str, conference_id: str) -> str | None:
+            conference = await conferences.get(organization_id, conference_id)
+            return None if conference is None else conference.meeting_id
+
         archives = ArchiveHandlers(
             self.archives,
             self.attendees,
@@ -125,6 +131,7 @@ class MeetingRecords:
             ),
             locations,
             outbox.committed,
+            meeting_of=meeting_of,
             azure_container=conf.azure_container,
             max_attempts=conf.upload_attempts,
             retry_base_seconds=conf.retry_base_seconds,
@@ -143,6 +150,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
     async def wire(runtime: Runtime) -> None:
         store, nc, js, broker = runtime.store, runtime.nc, runtime.js, runtime.broker
         repository = await ConferenceRepository.open(store)
+        records = await MeetingRecords.open(runtime)
         meeting_repository = await MeetingRepository.open(store)
         # Set once the conference use cases exist: the outbox ends a meeting's conference through them.
         conference_use_cases: list[ConferenceHandlers] = []
@@ -152,7 +160,6 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
                 effect.organization_id, effect.conference_id, effect.reason
             )
 
-        records = await MeetingRecords.open(runtime)
         outbox = runtime.use_outbox(
             conference_outbox(
                 repository,
@@ -203,7 +210,9 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         await register(broker, responders, handlers, media, presence, memberships, store, nodes)
         await register_meetings(responders, meeting_handlers.use_cases())
         follow_heartbeats(broker, nodes, announcements)
-        await records.wire(runtime, settings, outbox, locations)
+        await records.wire(
+            runtime, settings, outbox, locations, repository, StoredMeetings(meeting_repository)
+        )
         lease = await Lease.open(js, "conference-timers")
 
         async def load_memberships() -> None:

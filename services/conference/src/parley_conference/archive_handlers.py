@@ -22,7 +22,7 @@ from parley_common.outbox import DeleteObject, Owed
 
 from parley_conference import archives
 from parley_conference.adapters.archives import ArchiveRepository
-from parley_conference.adapters.attendees import AttendeeRepository
+from parley_conference.adapters.attendees import AttendeeRepository, MeetingConference
 from parley_conference.archives import Archive, ArchiveNotFound, Target
 from parley_conference.attendance_handlers import MeetingLookup
 
@@ -31,6 +31,12 @@ log = get_logger(__name__)
 
 class Uploads(Protocol):
     async def upload(self, target: Target, bucket: str, object_name: str, remote_name: str) -> None: ...
+
+
+class ConferenceMeetings(Protocol):
+    """The meeting behind a conference, from the conference itself (None: none, or no such conference)."""
+
+    async def __call__(self, organization_id: str, conference_id: str) -> str | None: ...
 
 
 class Locations(Protocol):
@@ -47,6 +53,7 @@ class ArchiveHandlers:
         locations: Locations,
         committed: Callable[[Owed], None],
         *,
+        meeting_of: ConferenceMeetings,
         azure_container: str,
         max_attempts: int,
         retry_base_seconds: float,
@@ -56,6 +63,7 @@ class ArchiveHandlers:
         self._meetings = meetings
         self._uploads = uploads
         self._locations = locations
+        self._meeting_of = meeting_of
         self._committed = committed
         self._azure_container = azure_container
         self.max_attempts = max_attempts
@@ -72,8 +80,15 @@ class ArchiveHandlers:
         """Idempotent: a recording already archived (redelivered report) is left as it is."""
         stream = event.stream
         link = await self._links.conference(stream.conference_id)
-        if link is None or link.organization_id != stream.organization_id:
-            return  # not a meeting's conference
+        if link is None:
+            # The conference's creation may not be consumed by attendance yet: ask the conference itself.
+            meeting_id = await self._meeting_of(stream.organization_id, stream.conference_id)
+            if meeting_id is None:
+                return  # not a meeting's conference
+            link = MeetingConference(stream.organization_id, meeting_id, stream.conference_id)
+            await self._links.remember_conference(link)
+        if link.organization_id != stream.organization_id:
+            return
         if await self._archives.get(event.recording_id) is not None:
             return
         info = await self._meetings.meeting(link.organization_id, link.meeting_id)

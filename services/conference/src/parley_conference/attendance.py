@@ -36,6 +36,13 @@ STREAM_KEPT_REASONS = frozenset({"forceUnpublished", "mediaStopped"})
 AttendeeEvent = AttendeeJoinedEvent | AttendeeLeftEvent
 
 
+class MeetingInfo(msgspec.Struct, frozen=True):
+    """What attendance and archives need of a meeting. `dialect` None: any dialect sees it."""
+
+    dialect: str | None = None
+    name: str | None = None
+
+
 class Attendee(msgspec.Struct, frozen=True, kw_only=True):
     id: str
     organization_id: str
@@ -105,11 +112,11 @@ def decide_joined(attendee: Attendee, endpoint_id: str, event_id: str, now: date
     """An endpoint joined as this attendee: it is there (revived if it had left). None: already known."""
     if endpoint_id in attendee.endpoints and not attendee.is_deleted:
         return None
+    endpoints = (*[e for e in attendee.endpoints if e != endpoint_id], endpoint_id)
+    if not attendee.is_deleted:  # already present through another endpoint: nothing to announce
+        return _quiet(msgspec.structs.replace(attendee, endpoints=endpoints))
     revived = msgspec.structs.replace(
-        attendee,
-        is_deleted=False,
-        modified_on=now if attendee.version else None,
-        endpoints=(*[e for e in attendee.endpoints if e != endpoint_id], endpoint_id),
+        attendee, is_deleted=False, modified_on=now if attendee.version else None, endpoints=endpoints
     )
     return _raise(revived, event_id, now, joined=True)
 

@@ -20,17 +20,11 @@ from parley_common.outbox import Owed
 
 from parley_conference import attendance
 from parley_conference.adapters.attendees import AttendeeRepository, MeetingConference
-from parley_conference.attendance import Attendee, Change
+from parley_conference.attendance import Attendee, Change, MeetingInfo
 
 log = get_logger(__name__)
 MEETING_NOT_FOUND = "Meeting Not Found"
 COMMIT_TRIES = 8
-
-
-class MeetingInfo(msgspec.Struct, frozen=True):
-    # None: the lookup does not know the dialect (any dialect sees it).
-    dialect: Dialect | None = None
-    name: str | None = None
 
 
 class MeetingLookup(Protocol):

@@ -14,13 +14,26 @@ from parley_common.storage import DocumentStore, Index
 
 from parley_conference.adapters.records import Records, publish
 from parley_conference.adapters.repository import key
-from parley_conference.attendance import Attendee, Change
+from parley_conference.attendance import Attendee, Change, MeetingInfo
 
 
 class MeetingConference(msgspec.Struct, frozen=True):
     organization_id: str
     meeting_id: str
     conference_id: str
+
+
+class StoredMeetings:
+    """The meeting aggregate's repository as attendance and archives look meetings up (`MeetingLookup`)."""
+
+    def __init__(self, meetings: Any) -> None:
+        self._meetings = meetings
+
+    async def meeting(self, organization_id: str, meeting_id: str) -> MeetingInfo | None:
+        view = await self._meetings.meeting(meeting_id)
+        if view is None or view.organization_id != organization_id:
+            return None
+        return MeetingInfo(dialect=view.dialect, name=view.name)
 
 
 class AttendeeRepository:
