@@ -9,6 +9,7 @@ a grant, as the meeting APIs mint them.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -27,6 +28,7 @@ from tests.integration.test_media import node_ready
 from tests.integration.test_push_channel import nothing_arrives, receive_type
 
 skip_without_interface()
+KEEPALIVE = 3.0
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,15 @@ def lobby_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(
         tmp_path_factory.mktemp("lobby"),
         media=1,
-        env={"PARLEY_LONGPOLL_SECONDS": "1", "PARLEY_OPTIONAL_SERVICES": "media"},
+        env={
+            "PARLEY_LONGPOLL_SECONDS": "1",
+            "PARLEY_OPTIONAL_SERVICES": "media",
+            # Short keep-alive, so a guest that stops knocking leaves the lobby within the test.
+            "PARLEY_KEEPALIVE_SECONDS": str(KEEPALIVE),
+            "PARLEY_KEEPALIVE_GRACE_SECONDS": str(KEEPALIVE),
+            "PARLEY_SWEEP_INTERVAL_SECONDS": "0.2",
+            "PARLEY_PRESENCE_INTERVAL_SECONDS": "0.3",
+        },
     )
     running.start()
     asyncio.run(node_ready(running))
@@ -249,3 +259,24 @@ async def test_a_meeting_token_outside_its_window_says_when_the_session_opens_or
         401,
         f"the session closed at {closed.strftime('%Y-%m-%dT%H:%M:%SZ')}",
     )
+
+
+async def test_keep_alive_applies_to_a_waiting_guest(
+    lobby_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    conference_id = await meeting(lobby_stack, session)
+    organizer = Api(session, lobby_stack.url, token("organizer"))
+    guest = Api(session, lobby_stack.url, meeting_token(conference_id, "publisher", lobby=True))
+    guest_ep = unique("guest")
+    assert (await guest.join(conference_id, guest_ep)).body == {"lobby": True}
+    assert [w["id"] for w in (await organizer.conference(conference_id))["lobby"]] == [guest_ep]
+    # The guest goes silent (no push channel, no polls): after keep-alive and grace it leaves the lobby.
+    deadline = time.monotonic() + 4 * KEEPALIVE
+    lobby = (await organizer.conference(conference_id))["lobby"]
+    while lobby and time.monotonic() < deadline:
+        await asyncio.sleep(0.3)
+        lobby = (await organizer.conference(conference_id))["lobby"]
+    assert lobby == []
+    events = (await organizer.events(conference_id, 0)).body
+    (rejected,) = [e for e in events if e["type"] == "ConferenceLobbyRejectedEvent"]
+    assert (rejected["lobbyEndpointId"], rejected["reason"]) == (guest_ep, "TIMEOUT")
