@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from parley_common.config import DEV_JWT_SECRET, env_int, env_opt
 from parley_common.contracts.base import Payload
 from parley_common.contracts.conference import SERVICE_SCOPE
+from parley_common.contracts.meeting import GRANT_CLAIM, MeetingGrant
 from parley_common.log import get_logger
 
 from parley_gateway.http import BadRequest, decode_json
@@ -107,6 +108,11 @@ class Principal(Payload, frozen=True, kw_only=True):
     expires_at: datetime
     # The token's `type` claim says "guest" for a guest user (Carbonio's user types); else internal.
     guest: bool = False
+    # The token's `permissions` claim (a list of strings, as SourceFuse's loopback4-authorization reads
+    # it): the permission keys the SourceFuse routes check. The gateway checks them; they never go on the bus.
+    permissions: tuple[str, ...] = ()
+    # A meeting token's grant (claim `meeting`): one conference, one role; only the conference API takes it.
+    grant: MeetingGrant | None = None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -214,6 +220,8 @@ class TokenVerifier:
             if known.expires_at.timestamp() + self._leeway > time.time():
                 return known
             del self._verified[token]
+            if known.grant is not None:
+                raise Unauthorized(_session_closed(known.expires_at.timestamp()))
             raise Unauthorized("token has expired")
         principal = self._verify(token)
         self._verified[token] = principal
@@ -242,9 +250,60 @@ class TokenVerifier:
                     leeway=self._leeway,
                     options={"require": self._required, "verify_aud": self._audience is not None},
                 )
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+            raise Unauthorized(self._outside_window(token, alg, key) or _describe(exc)) from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(_describe(exc)) from None
         return _principal(claims)
+
+    def _outside_window(self, token: str, alg: str, key: str | RSAPublicKey) -> str | None:
+        """For a genuine meeting token used outside its window (`nbf`..`exp`, the session's schedule): when
+        the session opens, or that it has closed. None for any other token (PyJWT's verdict stands)."""
+        try:
+            with _quiet_if_dev_key(key):
+                # Everything but the time window is still verified (signature first): only a token we would
+                # otherwise accept learns when its session opens.
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    options={
+                        "require": self._required,
+                        "verify_aud": self._audience is not None,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                    },
+                )
+        except jwt.PyJWTError:
+            return None
+        if not isinstance(claims.get(GRANT_CLAIM), dict):
+            return None
+        now = time.time()
+        nbf, exp = _numeric(claims.get("nbf")), _numeric(claims.get("exp"))
+        if nbf is not None and now + self._leeway < nbf:
+            return f"the session opens at {_rfc3339(nbf)}"
+        if exp is not None and now - self._leeway >= exp:
+            return _session_closed(exp)
+        return None
+
+
+def _numeric(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _rfc3339(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+
+
+def _session_closed(exp: float) -> str:
+    return f"the session closed at {_rfc3339(exp)}"
 
 
 def _describe(exc: jwt.PyJWTError) -> str:
@@ -295,6 +354,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     # Grants only services give each other on the bus (ending a room's conference...): a token from
     # outside never carries them, whoever signed it.
     scopes = tuple(s for s in scopes if s not in INTERNAL_SCOPES)
+    raw_permissions = claims.get("permissions", [])
+    if not isinstance(raw_permissions, list) or not all(isinstance(p, str) for p in raw_permissions):
+        raise Unauthorized("token has a malformed permissions claim")
     for claim in NUMERIC_DATE_CLAIMS:
         value = claims.get(claim)
         # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (it calls int() on it), and a
@@ -308,6 +370,12 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     except (OverflowError, OSError, ValueError):
         # PyJWT only checks exp is an integer in the future; year 10000 does not fit a datetime.
         raise Unauthorized("token has a malformed exp claim") from None
+    grant: MeetingGrant | None = None
+    if claims.get(GRANT_CLAIM) is not None:
+        try:
+            grant = msgspec.convert(claims[GRANT_CLAIM], MeetingGrant)
+        except msgspec.ValidationError:
+            raise Unauthorized(f"token has a malformed {GRANT_CLAIM} claim") from None
     return Principal(
         user_id=text("sub", required=True) or "",
         organization_id=text("org", required=True) or "",
@@ -316,6 +384,8 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         scopes=scopes,
         expires_at=expires_at,
         guest=isinstance(claims.get("type"), str) and claims["type"].lower() == "guest",
+        permissions=tuple(raw_permissions),
+        grant=grant,
     )
 
 
@@ -366,23 +436,61 @@ class TokenIssuer:
         email: str | None = None,
         scopes: str | Iterable[str] = (),
         ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        not_before: datetime | None = None,
+        permissions: Iterable[str] = (),
+        grant: MeetingGrant | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed token; `scopes` is a space-separated string or an iterable of scope names."""
+        """A signed token; `scopes` is a space-separated string or an iterable of scope names.
+
+        A meeting token (the one way to mint one: SourceFuse's token route, Coviu's entry_url) carries
+        `grant` (claim `meeting`) and its window: `not_before` (nbf) and `expires_at` (exp, instead of
+        `ttl_seconds` or the issuer's lifetime). `permissions` becomes the SourceFuse `permissions` claim.
+        `claims` adds other claims; it never overrides these nor the identity claims.
+        """
         if self._secret is None:
             raise RuntimeError("no PARLEY_JWT_SECRET configured: this gateway does not mint tokens")
         if not user_id or not organization_id:
             raise ValueError("a token needs a user id and an organization id")
-        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
-        if ttl <= 0:
-            raise ValueError("the token lifetime must be positive")
         now = int(self._clock())
-        claims: dict[str, Any] = {"sub": user_id, "org": organization_id, "iat": now, "exp": now + ttl}
+        if expires_at is not None:
+            # Minted as told, even if past (a window's end is the caller's rule, not the issuer's).
+            exp = math.ceil(expires_at.timestamp())
+        else:
+            ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+            if ttl <= 0:
+                raise ValueError("the token lifetime must be positive")
+            exp = now + ttl
+        payload: dict[str, Any] = {}
+        if claims:
+            reserved = _RESERVED_CLAIMS.intersection(claims)
+            if reserved:
+                raise ValueError(f"extra claims may not replace {sorted(reserved)}")
+            payload.update(claims)
+        payload.update({"sub": user_id, "org": organization_id, "iat": now, "exp": exp})
+        if grant is not None:
+            payload[GRANT_CLAIM] = msgspec.to_builtins(grant)
         scope = " ".join(scopes.split() if isinstance(scopes, str) else scopes)
         # `aud` too: a verifier configured with PARLEY_JWT_AUDIENCE requires it.
-        optional = {"name": name, "email": email, "scope": scope, "iss": self._issuer, "aud": self._audience}
-        claims.update({k: v for k, v in optional.items() if v})
+        optional: dict[str, Any] = {
+            "name": name,
+            "email": email,
+            "scope": scope,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "nbf": int(not_before.timestamp()) if not_before is not None else None,
+            "permissions": list(permissions),
+        }
+        payload.update({k: v for k, v in optional.items() if v})
         with _quiet_if_dev_key(self._secret):
-            return jwt.encode(claims, self._secret, algorithm=HS256)
+            return jwt.encode(payload, self._secret, algorithm=HS256)
+
+
+# What `TokenIssuer.issue` sets itself: `claims` cannot smuggle another identity or lifetime in.
+_RESERVED_CLAIMS: Final = frozenset(
+    {"sub", "org", "iat", "exp", "nbf", "iss", "aud", "scope", "name", "email", "permissions"}
+)
 
 
 # --- OAuth2 client credentials (RFC 6749 §4.4) ---------------------------------------------------

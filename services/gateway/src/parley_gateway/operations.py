@@ -16,6 +16,9 @@ from parley_common.messaging.rpc import RpcClient
 
 from parley_gateway.http import BadRequest, error_response, json_response
 
+# loopback4-authorization's refusal, which the real SourceFuse service answers with.
+PERMISSION_REFUSED = "Not Allowed Access"
+
 # A handler gets the request, the authenticated caller (None on public operations) and the decoded body.
 Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamResponse]]
 
@@ -69,6 +72,9 @@ class Operation:
     public: bool = False
     # WebSockets from browsers cannot send headers: such operations also take `?access_token=`.
     token_in_query: bool = False
+    # A meeting token (grant claim) is for its conference alone: only the conference API's operations take
+    # it; every other operation answers it 403.
+    meeting_tokens: bool = False
     query: tuple[QueryParam, ...] = ()
     errors: tuple[int, ...] = (400, 401, 403, 404, 409, 503)
     content_type: str = "application/json"
@@ -79,6 +85,9 @@ class Operation:
     extra_response_body: Any = None
     # Types of path parameters that are not ids (every other `{name}` in the path is an `Id`).
     path_types: dict[str, Any] = field(default_factory=dict)
+    # A permission key the token's `permissions` claim must hold (SourceFuse's routes), else 403
+    # `PERMISSION_REFUSED`; checked by the route wrapper before anything else runs.
+    permission: str | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -142,6 +151,7 @@ def rpc_command(
     response: Any = None,
     status: int = 204,
     timeout: float | None = None,
+    meeting_tokens: bool = False,
 ) -> Operation:
     """A POST whose JSON body goes to a service's command subject as is, its reply coming back as HTTP."""
     value_type = response if response is not None else Empty
@@ -162,4 +172,5 @@ def rpc_command(
         body=body,
         response=response,
         status=status,
+        meeting_tokens=meeting_tokens,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from parley_common.config import CommonSettings, env_float, env_int, env_str
+from parley_common.config import CommonSettings, env_float, env_int, env_opt, env_str
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,6 +21,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Media commands wait on a media node's SDP work: longer than other commands, and a little longer than
     # the conference service waits for the node, so its own 503 arrives first.
     media_request_timeout_seconds: float
+    # What `POST /webhooks/session` (the media provider's call, no bearer) must carry when set: query
+    # `secret` or the HTTP Basic password. None: the webhook is open, as the real SourceFuse service's is.
+    session_webhook_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference")),
             optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0) + 1.0,
+            session_webhook_secret=env_opt("PARLEY_SESSION_WEBHOOK_SECRET"),
         )
 
 
