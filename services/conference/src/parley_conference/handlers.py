@@ -204,6 +204,40 @@ class ConferenceHandlers:
         log.info("conference created", conference_id=conference_id)
         return Accepted(value=views.summary(state))
 
+    async def create_for_meeting(
+        self,
+        organization_id: str,
+        conference_id: str,
+        *,
+        creator: str,
+        meeting_id: str,
+        metadata: dict[str, str],
+    ) -> None:
+        """In-process, for the meeting use cases: the conference behind a new meeting (never ends empty)."""
+        event = domain.decide_create(
+            organization_id=organization_id,
+            conference_id=conference_id,
+            mode=None,
+            creator=creator,
+            creator_endpoint=None,
+            metadata=metadata,
+            ctx=self.context(),
+            meeting_id=meeting_id,
+        )
+        await self._uow.add(event)
+
+    async def end_for_meeting(self, organization_id: str, conference_id: str, reason: str) -> None:
+        """In-process: end a meeting's conference; gone or already ended counts as done (outbox retries)."""
+        actor = Actor(user_id="conference", endpoint_id=None, service=True)
+
+        def decide(c: Conference, ctx: EventContext) -> api.AnyConferenceEvent | None:
+            return None if c.ended else domain.decide_end(c, actor, reason, ctx)
+
+        try:
+            await self.change(organization_id, conference_id, decide)
+        except domain.NotFound:
+            log.info("meeting's conference not found", conference_id=conference_id)
+
     @rejecting
     async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body

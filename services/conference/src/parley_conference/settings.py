@@ -25,6 +25,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a join of a guarded conference waits for its guard's answer at most (also bounded by the
     # join's own deadline) before answering 503.
     admission_timeout_seconds: float
+    # A scheduled meeting may start (a token issued) this long before its time (SourceFuse's timeToStart).
+    meeting_early_start_minutes: float = 15.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +40,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             media_node_timeout_seconds=env_float("PARLEY_MEDIA_NODE_TIMEOUT_SECONDS", 5.0),
             media_node_wait_seconds=env_float("PARLEY_MEDIA_NODE_WAIT_SECONDS", 2.0),
             admission_timeout_seconds=env_float("PARLEY_ADMISSION_TIMEOUT_SECONDS", 1.0),
+            meeting_early_start_minutes=env_float("PARLEY_MEETING_EARLY_START_MINUTES", 15.0),
         )

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from parley_common.contracts import conference as api
+from parley_common.contracts import meeting as meeting_api
 from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
 from parley_common.contracts.media import RecordingQuery, StreamStillQuery
 from parley_common.contracts.push import PresenceReport
@@ -131,6 +133,19 @@ async def register(
         memberships.apply(event)
 
     broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_event)
+
+
+async def register_meetings(
+    responders: Responders, use_cases: dict[str, Callable[[Any], Awaitable[Any]]]
+) -> None:
+    """Meeting operations (`contracts.meeting.OPERATIONS`) to their use cases; each module registers its
+    own (the meeting core, attendance, archives), all on the `conference` queue group."""
+    for op, handler in use_cases.items():
+        operation = meeting_api.OPERATIONS[op]  # a use case without its contract is a bug, found at start
+        # The Request envelope of this operation's body, built at run time from the table.
+        request_type: Any = Request.__class_getitem__(operation.body)  # type: ignore[attr-defined]
+        subject = subjects.meeting_command(op) if operation.kind == "cmd" else subjects.meeting_query(op)
+        await responders.serve(subject, request_type, handler, queue=QUEUE)
 
 
 class PresenceAnnouncer:
