@@ -371,23 +371,6 @@ async def test_token_errors_as_rfc_6749(client: Client) -> None:
     assert (status, body["error"]) == (400, "invalid_request")
 
 
-def test_issue_takes_absolute_times_and_extra_claims() -> None:
-    issuer = TokenIssuer(secret=SECRET)
-    token = issuer.issue(
-        user_id="p", organization_id=ORG, not_before=START, expires_at=END, extra_claims={"meeting": {"a": 1}}
-    )
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"], options={"verify_nbf": False})
-    assert (claims["nbf"], claims["exp"], claims["meeting"]) == (
-        int(START.timestamp()),
-        int(END.timestamp()),
-        {"a": 1},
-    )
-    # Extra claims never replace the registered ones.
-    token = issuer.issue(user_id="p", organization_id=ORG, extra_claims={"sub": "q", "org": "x"})
-    claims = jwt.decode(token, SECRET, algorithms=["HS256"])
-    assert (claims["sub"], claims["org"]) == ("p", ORG)
-
-
 def test_operation_ids_follow_the_seed() -> None:
     ids = {
         op.operation_id

@@ -46,12 +46,13 @@ from parley_gateway.identity import (
     handle_token_request,
 )
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
-from parley_gateway.operations import Operation, QueryParam
+from parley_gateway.operations import PERMISSION_REFUSED, Operation, QueryParam
 from parley_gateway.protocol import GatewayRunner
 from parley_gateway.push import EventRouting, PushConnection, PushHub, PushLimits
 from parley_gateway.seen import SeenReporter
 from parley_gateway.settings import Settings
 from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
+from parley_gateway.sourcefuse import sourcefuse_operations
 from parley_gateway.user_push import UserPushChannels, user_push_operation
 from parley_gateway.waiters import ConferenceWaiters
 
@@ -126,6 +127,8 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
             except Unauthorized as exc:
                 return error_response(request, 401, exc.message, headers={"WWW-Authenticate": "Bearer"})
             request[TOKEN] = token
+            if operation.permission is not None and operation.permission not in principal.permissions:
+                return error_response(request, 403, PERMISSION_REFUSED)
             if seen is not None:
                 seen.seen(principal)  # a background report at most every few minutes: never waits
             caller = Caller(
@@ -219,6 +222,7 @@ class Gateway:
                 ),
             ),
             *chat_operations(rpc),
+            *sourcefuse_operations(rpc, issuer, settings.session_webhook_secret),
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env())),
             token_operation(issuer, clients),

@@ -143,8 +143,11 @@ class EntryLinks:
         return self._public_url or f"{request.scheme}://{request.host}"
 
     def url(self, base: str, meeting: m.MeetingView, invitation: m.InvitationView) -> str:
-        if not self._issuer.can_issue:
-            return base + DEMO_PATH  # an external IdP only: nothing to sign a meeting token with
+        # An external IdP only: nothing to sign a meeting token with. A session that is over: no token
+        # could still be used, so the link is the bare page.
+        over = meeting.ends_at is not None and meeting.ends_at <= datetime.now(UTC)
+        if not self._issuer.can_issue or over:
+            return base + DEMO_PATH
         grant = m.MeetingGrant(
             meeting_id=meeting.meeting_id,
             conference_id=meeting.conference_id,
@@ -158,7 +161,7 @@ class EntryLinks:
             name=invitation.display_name,
             not_before=meeting.starts_at,
             expires_at=meeting.ends_at,
-            extra_claims={m.GRANT_CLAIM: msgspec.to_builtins(grant)},
+            claims={m.GRANT_CLAIM: msgspec.to_builtins(grant)},
         )
         return f"{base}{DEMO_PATH}?access_token={quote(token, safe='')}"
 

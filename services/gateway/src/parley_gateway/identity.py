@@ -114,6 +114,9 @@ class Principal(Payload, frozen=True, kw_only=True):
     expires_at: datetime
     # The token's `type` claim says "guest" for a guest user (Carbonio's user types); else internal.
     guest: bool = False
+    # The token's `permissions` claim (a list of strings, as SourceFuse's loopback4-authorization reads
+    # it): the permission keys the SourceFuse routes check. The gateway checks them; they never go on the bus.
+    permissions: tuple[str, ...] = ()
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -305,6 +308,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     # Grants only services give each other on the bus (ending a room's conference...): a token from
     # outside never carries them, whoever signed it.
     scopes = tuple(s for s in scopes if s not in INTERNAL_SCOPES)
+    raw_permissions = claims.get("permissions", [])
+    if not isinstance(raw_permissions, list) or not all(isinstance(p, str) for p in raw_permissions):
+        raise Unauthorized("token has a malformed permissions claim")
     for claim in NUMERIC_DATE_CLAIMS:
         value = claims.get(claim)
         # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (it calls int() on it), and a
@@ -326,6 +332,7 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         scopes=scopes,
         expires_at=expires_at,
         guest=isinstance(claims.get("type"), str) and claims["type"].lower() == "guest",
+        permissions=tuple(raw_permissions),
     )
 
 
@@ -378,16 +385,17 @@ class TokenIssuer:
         email: str | None = None,
         scopes: str | Iterable[str] = (),
         ttl_seconds: int | None = None,
-        not_before: datetime | None = None,
         expires_at: datetime | None = None,
-        extra_claims: Mapping[str, Any] | None = None,
+        not_before: datetime | None = None,
+        permissions: Iterable[str] = (),
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
         """A signed token; `scopes` is a space-separated string or an iterable of scope names.
 
-        `expires_at` (absolute, e.g. a meeting's end) replaces the lifetime and may already be past: such a
-        token is minted and then refused where it is used, with the verifier's message. `not_before` sets
-        `nbf`. `extra_claims` (a meeting grant, a refresh token's use) are added as they are; they cannot
-        replace the registered claims set here.
+        `expires_at` (else `ttl_seconds`, else the issuer's lifetime) sets `exp`, `not_before` sets `nbf`:
+        a meeting token lives as long as the meeting says. `permissions` becomes the SourceFuse
+        `permissions` claim, `claims` adds others (a meeting token's grant); neither may replace the
+        identity claims.
         """
         if self._secret is None:
             raise RuntimeError("no PARLEY_JWT_SECRET configured: this gateway does not mint tokens")
@@ -396,21 +404,34 @@ class TokenIssuer:
         now = int(self._clock())
         if expires_at is not None:
             exp = math.ceil(expires_at.timestamp())
+            if exp <= now:
+                raise ValueError("the token would already have expired")
         else:
             ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
             if ttl <= 0:
                 raise ValueError("the token lifetime must be positive")
             exp = now + ttl
-        claims: dict[str, Any] = dict(extra_claims or {})
-        claims.update({"sub": user_id, "org": organization_id, "iat": now, "exp": exp})
-        if not_before is not None:
-            claims["nbf"] = math.floor(not_before.timestamp())
+        payload: dict[str, Any] = {}
+        if claims:
+            reserved = _RESERVED_CLAIMS.intersection(claims)
+            if reserved:
+                raise ValueError(f"extra claims may not replace {sorted(reserved)}")
+            payload.update(claims)
+        payload.update({"sub": user_id, "org": organization_id, "iat": now, "exp": exp})
         scope = " ".join(scopes.split() if isinstance(scopes, str) else scopes)
         # `aud` too: a verifier configured with PARLEY_JWT_AUDIENCE requires it.
-        optional = {"name": name, "email": email, "scope": scope, "iss": self._issuer, "aud": self._audience}
-        claims.update({k: v for k, v in optional.items() if v})
+        optional: dict[str, Any] = {
+            "name": name,
+            "email": email,
+            "scope": scope,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "nbf": int(not_before.timestamp()) if not_before is not None else None,
+            "permissions": list(permissions),
+        }
+        payload.update({k: v for k, v in optional.items() if v})
         with _quiet_if_dev_key(self._secret):
-            return jwt.encode(claims, self._secret, algorithm=HS256)
+            return jwt.encode(payload, self._secret, algorithm=HS256)
 
     def issue_refresh(self, *, client_id: str, organization_id: str, scope: str) -> str:
         """A refresh token (RFC 6749 §1.5) bound to an OAuth client: a JWT of its own use, longer-lived."""
@@ -419,7 +440,7 @@ class TokenIssuer:
             organization_id=organization_id,
             scopes=scope,
             ttl_seconds=self.refresh_ttl_seconds,
-            extra_claims={TOKEN_USE_CLAIM: REFRESH_USE, "client_id": client_id},
+            claims={TOKEN_USE_CLAIM: REFRESH_USE, "client_id": client_id},
         )
 
     def redeem_refresh(self, token: str, client_id: str) -> Mapping[str, Any] | None:
@@ -442,6 +463,12 @@ class TokenIssuer:
         if claims.get(TOKEN_USE_CLAIM) != REFRESH_USE or claims.get("client_id") != client_id:
             return None
         return claims
+
+
+# What `TokenIssuer.issue` sets itself: `claims` cannot smuggle another identity or lifetime in.
+_RESERVED_CLAIMS: Final = frozenset(
+    {"sub", "org", "iat", "exp", "nbf", "iss", "aud", "scope", "name", "email", "permissions"}
+)
 
 
 # --- OAuth2 client credentials (RFC 6749 §4.4) ---------------------------------------------------

@@ -16,6 +16,9 @@ from parley_common.messaging.rpc import RpcClient
 
 from parley_gateway.http import BadRequest, error_response, json_response
 
+# loopback4-authorization's refusal, which the real SourceFuse service answers with.
+PERMISSION_REFUSED = "Not Allowed Access"
+
 # A handler gets the request, the authenticated caller (None on public operations) and the decoded body.
 Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamResponse]]
 
@@ -82,6 +85,9 @@ class Operation:
     extra_response_body: Any = None
     # Types of path parameters that are not ids (every other `{name}` in the path is an `Id`).
     path_types: dict[str, Any] = field(default_factory=dict)
+    # A permission key the token's `permissions` claim must hold (SourceFuse's routes), else 403
+    # `PERMISSION_REFUSED`; checked by the route wrapper before anything else runs.
+    permission: str | None = None
 
     @property
     def path_params(self) -> list[str]:

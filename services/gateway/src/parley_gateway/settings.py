@@ -24,6 +24,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # The gateway's address as browsers reach it (`https://parley.example.com`), for links it hands out
     # (Coviu's `entry_url`); None: the scheme and host of the request that asks for the link.
     public_url: str | None = None
+    # What `POST /webhooks/session` (the media provider's call, no bearer) must carry when set: query
+    # `secret` or the HTTP Basic password. None: the webhook is open, as the real SourceFuse service's is.
+    session_webhook_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,6 +41,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0) + 1.0,
             public_url=_public_url(env_opt("PARLEY_PUBLIC_URL")),
+            session_webhook_secret=env_opt("PARLEY_SESSION_WEBHOOK_SECRET"),
         )
 
 
