@@ -52,6 +52,8 @@ async def register(
         "join": (Request[api.JoinConferenceWebCommand], handlers.join),
         "leave": (Request[api.LeaveConferenceWebCommand], handlers.leave),
         "end": (Request[api.EndConferenceWebCommand], handlers.end),
+        "admitLobbyEndpoint": (Request[api.AdmitLobbyEndpointWebCommand], handlers.admit_lobby_endpoint),
+        "rejectLobbyEndpoint": (Request[api.RejectLobbyEndpointWebCommand], handlers.reject_lobby_endpoint),
         "updateMetadata": (Request[api.UpdateConferenceMetadataWebCommand], handlers.update_metadata),
         "updateParticipantMetadata": (
             Request[api.UpdateConferenceParticipantMetadataWebCommand],
