@@ -30,6 +30,7 @@ from parley_gateway.identity import (
     OAuthClients,
     OAuthError,
     RefreshableTokenResponse,
+    ScopeText,
     TokenIssuer,
     handle_token_request,
 )
@@ -83,7 +84,7 @@ class CoviuTokenForm(msgspec.Struct, frozen=True, kw_only=True):
     refresh_token: str = ""
     client_id: str = ""
     client_secret: str = ""
-    scope: str = ""
+    scope: ScopeText = ""
 
 
 CoviuTokenBody = Annotated[

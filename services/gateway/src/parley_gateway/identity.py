@@ -51,6 +51,7 @@ __all__ = [
     "OAuthError",
     "Principal",
     "RefreshableTokenResponse",
+    "ScopeText",
     "TokenForm",
     "TokenIssuer",
     "TokenRequestBody",
@@ -592,6 +593,10 @@ _SCOPE_TOKEN_CHARS: Final = r"\x21\x23-\x5b\x5d-\x7e"  # RFC 6749 §3.3 scope-to
 _SCOPE_TOKEN = re.compile(rf"[{_SCOPE_TOKEN_CHARS}]+")
 
 
+# Scope tokens separated by spaces (any other character is refused as invalid_scope).
+ScopeText = Annotated[str, msgspec.Meta(pattern=rf"^[ {_SCOPE_TOKEN_CHARS}]*$")]
+
+
 class TokenForm(msgspec.Struct, frozen=True, kw_only=True):
     """The token request's fields (RFC 6749 §4.4.2), for the OpenAPI document: `_read_fields` reads them.
 
@@ -601,8 +606,7 @@ class TokenForm(msgspec.Struct, frozen=True, kw_only=True):
     grant_type: Literal["client_credentials"]
     client_id: str = ""
     client_secret: str = ""
-    # Scope tokens separated by spaces (any other character is refused as invalid_scope).
-    scope: Annotated[str, msgspec.Meta(pattern=rf"^[ {_SCOPE_TOKEN_CHARS}]*$")] = ""
+    scope: ScopeText = ""
 
 
 # Every field is a string, known or not (a JSON body of other values is refused as invalid_request).
