@@ -29,6 +29,7 @@ from parley_common.service import run_service
 
 from parley_gateway.chats import TOKEN, chat_operations
 from parley_gateway.conferences import conference_operations
+from parley_gateway.coviu import coviu_operations
 from parley_gateway.demo import add_demo_routes
 from parley_gateway.health import HealthCheck
 from parley_gateway.http import BadRequest, error_response, read_body
@@ -229,6 +230,7 @@ class Gateway:
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env())),
             token_operation(issuer, clients),
+            *coviu_operations(rpc, issuer, clients, settings.public_url),
             *health.operations(),
         ]
         seen = SeenReporter(js.publish)

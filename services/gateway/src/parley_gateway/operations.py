@@ -34,6 +34,9 @@ class QueryParam:
     # An array parameter (`type` a list/tuple) comes repeated (`?a=x&a=y`, how OpenAPI clients send arrays);
     # with `comma_separated`, each occurrence may also hold several values (`?a=x,y`).
     comma_separated: bool = False
+    # The refusal of a value that does not convert, when an API words it its own way (Coviu's
+    # `Invalid page_size`); None: the type's own message.
+    error: str | None = None
 
     @property
     def is_array(self) -> bool:
@@ -113,7 +116,12 @@ class Operation:
                 if param.required:
                     raise BadRequest(f"query parameter {param.name} is required")
                 continue
-            _convert("query", param.name, raw, param.type)
+            try:
+                _convert("query", param.name, raw, param.type)
+            except BadRequest:
+                if param.error is None:
+                    raise
+                raise BadRequest(param.error) from None
 
 
 def _convert(where: str, name: str, raw: Any, type_: Any) -> None:

@@ -539,9 +539,17 @@ class CoviuBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of the Coviu HTTP shapes (snake_case, as the seed)."""
 
 
+# `host` or `guest` in any case. Only documented (the pattern): the dialect checks it, to answer the seed's
+# `Invalid role` rather than a schema message.
+CoviuRole = Annotated[
+    str,
+    msgspec.Meta(max_length=16, extra_json_schema={"pattern": "^([Hh][Oo][Ss][Tt]|[Gg][Uu][Ee][Ss][Tt])$"}),
+]
+
+
 class ParticipantCreationRequest(CoviuBody, frozen=True):
     # `host` or `guest`, any case (checked by the dialect: 400 otherwise); default guest.
-    role: Text | None = None
+    role: CoviuRole | None = None
     display_name: Text | None = None
     picture: Url | None = None
     state: Text | None = None
