@@ -300,9 +300,9 @@ class AttendanceWebhook(Payload, frozen=True):
     gateway itself (no user).
     """
 
-    session_id: Text
+    session_id: Id
     event: Text
-    project_id: Text | None = None
+    project_id: Id | None = None
     reason: Text | None = None
     timestamp: int | None = None
     connection: ProviderConnection | None = None
@@ -497,16 +497,16 @@ class VideoChatSessionPartial(SourceFuseBody, frozen=True):
     created_by: Text | None = None
     modified_by: Text | None = None
     id: float | None = None
-    session_id: Text | None = None
+    session_id: Id | None = None
     meeting_link: Text | None = None
     is_scheduled: bool | None = None
     schedule_time: TimeText | None = None
     is_archived: bool | None = None
-    archive_id: Text | None = None
+    archive_id: Id | None = None
     upload_target: Text | None = None
     start_time: TimeText | None = None
     end_time: TimeText | None = None
-    ext_id: Text | None = None
+    ext_id: Id | None = None
     ext_metadata: dict[str, Any] | None = None
 
 
