@@ -209,7 +209,7 @@ async def test_a_service_ends_the_conference_a_user_outside_it_cannot(
     assert isinstance(unknown, Rejected) and unknown.status == 404
 
 
-async def test_a_stored_event_gets_only_the_streams_ack_never_a_reply_from_a_listening_replica(nc: Client) -> None:
+async def test_a_stored_event_gets_only_the_streams_ack_not_a_reply_from_a_replica(nc: Client) -> None:
     """Replicas listen to each other's events on a plain subscription. A JetStream publish is a request: the
     listener must not answer it (an empty reply racing the stream's PubAck fails the publisher's outbox)."""
     inbox = nc.new_inbox()
