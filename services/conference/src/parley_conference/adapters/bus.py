@@ -122,7 +122,7 @@ async def register(
         for endpoint_id in report.user_endpoint_ids:
             presence.seen(report.organization_id, endpoint_id)
 
-    broker.subscriber(subjects.PRESENCE)(on_presence)
+    broker.subscriber(subjects.PRESENCE, no_reply=True)(on_presence)
 
     # Every replica applies the other replicas' events to its read models (no queue group; its own
     # commits it applies directly and does not hear back, the connection being `no_echo`).
@@ -134,7 +134,9 @@ async def register(
             return
         memberships.apply(event)
 
-    broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_event)
+    # `no_reply`: another replica's outbox publishes these as JetStream requests; an (empty) answer from
+    # here would race the stream's PubAck and fail that publish.
+    broker.subscriber(subjects.CONFERENCE_EVENTS_ALL, no_reply=True)(on_event)
 
 
 async def register_meetings(
