@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+from parley_common.commits import CommitLog
 from parley_common.log import get_logger
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
@@ -34,7 +35,7 @@ from parley_conference.adapters.meeting_records import (
     consume_uploads,
     register_meeting_records,
 )
-from parley_conference.adapters.meetings import EndMeetingConference, MeetingRepository
+from parley_conference.adapters.meetings import EndMeetingConference, MeetingRepository, open_commit_log
 from parley_conference.adapters.outbox import EventOutbox, conference_outbox
 from parley_conference.adapters.placements import Placements
 from parley_conference.adapters.recordings import RecordingLocations
@@ -76,18 +77,18 @@ async def run_timers(
 
 
 class MeetingRecords:
-    """Attendance and archives: their repositories (stores of the shared outbox), then their use cases."""
+    """Attendance and archives: their repositories (on the meeting model's commit log), their use cases."""
 
     def __init__(self, attendees: AttendeeRepository, archives: ArchiveRepository) -> None:
         self.attendees = attendees
         self.archives = archives
 
     @classmethod
-    async def open(cls, runtime: Runtime) -> MeetingRecords:
-        return cls(await AttendeeRepository.open(runtime.store), await ArchiveRepository.open(runtime.store))
-
-    def outbox_stores(self) -> list[Any]:
-        return [self.attendees.records, self.archives.records]
+    async def open(cls, runtime: Runtime, log: CommitLog) -> MeetingRecords:
+        return cls(
+            await AttendeeRepository.open(runtime.store, log),
+            await ArchiveRepository.open(runtime.store, log),
+        )
 
     def outbox_executors(self, runtime: Runtime) -> dict[type, Any]:
         async def delete_recording(effect: DeleteObject) -> None:
@@ -150,8 +151,10 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
     async def wire(runtime: Runtime) -> None:
         store, nc, js, broker = runtime.store, runtime.nc, runtime.js, runtime.broker
         repository = await ConferenceRepository.open(store)
-        records = await MeetingRecords.open(runtime)
-        meeting_repository = await MeetingRepository.open(store)
+        # The meeting model's one commit log: meetings, attendees and archives commit through it.
+        meeting_log = await open_commit_log(store)
+        records = await MeetingRecords.open(runtime, meeting_log)
+        meeting_repository = await MeetingRepository.open(store, meeting_log)
         # Set once the conference use cases exist: the outbox ends a meeting's conference through them.
         conference_use_cases: list[ConferenceHandlers] = []
 
@@ -164,7 +167,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
             conference_outbox(
                 repository,
                 js,
-                stores=[meeting_repository, *records.outbox_stores()],
+                stores=[meeting_log],
                 executors={
                     EndMeetingConference: each(end_meeting_conference),
                     **records.outbox_executors(runtime),

@@ -1,5 +1,6 @@
-"""Archives in the document store: `meeting_archives` (one record per archive, with the events it owes and
-its copies' upload state) and `meeting_storage_targets` (one per organization)."""
+"""Archives in the document store: `meeting_archives` (one versioned record per archive with its copies'
+upload state, committed with the events and effects it owes through the meeting model's commit log) and
+`meeting_storage_targets` (one per organization)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from parley_common.commits import CommitLog
 from parley_common.outbox import Owed
 from parley_common.storage import DocumentStore, Index
 
@@ -20,11 +22,9 @@ class ArchiveRepository:
         self._targets = targets
 
     @classmethod
-    async def open(cls, store: DocumentStore) -> ArchiveRepository:
-        archives = await store.collection(
-            "meeting_archives", [Index(("org", "deleted", "createdMs")), Index(("pending",))]
-        )
-        return cls(Records(archives), await store.collection("meeting_storage_targets"))
+    async def open(cls, store: DocumentStore, log: CommitLog) -> ArchiveRepository:
+        archives = await store.collection("meeting_archives", [Index(("org", "deleted", "createdMs"))])
+        return cls(Records(archives, log), await store.collection("meeting_storage_targets"))
 
     async def get(self, archive_id: str) -> Archive | None:
         """The archive, deleted ones included (their tombstone)."""
@@ -35,9 +35,7 @@ class ArchiveRepository:
         docs = await self.records.find({"org": organization_id, "deleted": False}, sort=[("createdMs", 1)])
         return [msgspec.convert(doc["state"], Archive) for doc in docs]
 
-    async def commit(
-        self, archive: Archive, events: Sequence[Any], effects: Sequence[Any] = ()
-    ) -> Owed | None:
+    async def commit(self, archive: Archive, events: Sequence[Any], effects: Sequence[Any] = ()) -> Owed:
         fields = {
             "org": archive.organization_id,
             "deleted": archive.deleted,

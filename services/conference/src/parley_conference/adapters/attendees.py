@@ -1,7 +1,8 @@
-"""Attendees in the document store: `meeting_attendees` (one record per (meeting, attendee key), with the
-events it owes), `meeting_attendee_endpoints` (which conference endpoint is which attendee, so a leave finds
-its attendee) and `meeting_conferences` (the conference behind each meeting, from its creation event: joins
-and the webhook, which names only the conference, find the meeting and organization there).
+"""Attendees in the document store: `meeting_attendees` (one versioned record per (meeting, attendee key),
+committed with the events it raises through the meeting model's commit log), `meeting_attendee_endpoints`
+(which conference endpoint is which attendee, so a leave finds its attendee) and `meeting_conferences` (the
+conference behind each meeting, from its creation event: joins and the webhook, which names only the
+conference, find the meeting and organization there).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+from parley_common.commits import CommitLog
 from parley_common.outbox import Owed
 from parley_common.storage import DocumentStore, Index
 
@@ -43,12 +45,12 @@ class AttendeeRepository:
         self._conferences = conferences
 
     @classmethod
-    async def open(cls, store: DocumentStore) -> AttendeeRepository:
+    async def open(cls, store: DocumentStore, log: CommitLog) -> AttendeeRepository:
         attendees = await store.collection(
-            "meeting_attendees", [Index(("org", "meeting")), Index(("conference",)), Index(("pending",))]
+            "meeting_attendees", [Index(("org", "meeting")), Index(("conference",))]
         )
         return cls(
-            Records(attendees),
+            Records(attendees, log),
             await store.collection("meeting_attendee_endpoints"),
             await store.collection("meeting_conferences", [Index(("org", "meeting"))]),
         )
@@ -91,7 +93,7 @@ class AttendeeRepository:
         docs = await self.records.find({"conference": conference_id})
         return [msgspec.convert(doc["state"], Attendee) for doc in docs]
 
-    async def commit(self, change: Change) -> Owed | None:
+    async def commit(self, change: Change) -> Owed:
         a = change.attendee
         fields = {
             "org": a.organization_id,

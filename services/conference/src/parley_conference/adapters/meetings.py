@@ -5,33 +5,29 @@ Collections: `meetings` (one per meeting: its view without invitations, plus the
 (meeting, state of a non-removed invitation), carrying the listing's sort fields so a filtered page is one
 indexed query) and `meeting_commits`.
 
-Atomicity as the chat service: the port has no transactions, so a commit is ONE `meeting_commits`
-document holding every write (idempotent puts and deletes) and the effects it owes (events on
-PARLEY_MEETING, a conference to end). Its insert is the commit point; the writes are applied right after
-and the document marked `applied`; the outbox carries the effects out and deletes it. Recovery (`owed`)
-lands the writes of a commit a dead process left half-applied before carrying out its effects.
+Atomicity: a commit is ONE `meeting_commits` document of the shared commit log (`parley_common.commits`)
+holding every write (idempotent puts and deletes) and the effects it owes (events on PARLEY_MEETING, a
+conference to end). The same log commits attendees and archives (`records.py`): the meeting model has one
+commit mechanism and one outbox store.
 """
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import msgspec
-from parley_common.clock import utcnow
+from parley_common.commits import CommitLog, DeleteWhere, Operation, Put, as_document
 from parley_common.contracts import meeting as api
 from parley_common.messaging import subjects
 from parley_common.messaging.streams import MEETING_STREAM
-from parley_common.outbox import Owed, PublishEvent
+from parley_common.outbox import DeleteObject, Owed, PublishEvent
 from parley_common.storage import ASCENDING, DESCENDING, Collection, DocumentStore, Filter, Index
 
 from parley_conference.meetings import states_of
 
-OUTBOX = "meeting_commits"
-# A commit not yet marked applied this recently may still be applying in its process: recovery waits.
-APPLY_GRACE = timedelta(seconds=5)
+COMMITS = "meeting_commits"
 
 
 class EndMeetingConference(msgspec.Struct, frozen=True, tag="endMeetingConference"):
@@ -42,29 +38,15 @@ class EndMeetingConference(msgspec.Struct, frozen=True, tag="endMeetingConferenc
     reason: str
 
 
-Effect = PublishEvent | EndMeetingConference
+# What the meeting model's commits owe (meetings, attendees, archives): its events, a conference to end, a
+# deleted archive's bytes.
+Effect = PublishEvent | EndMeetingConference | DeleteObject
 
 
-class Put(msgspec.Struct, frozen=True, tag="put"):
-    collection: str
-    doc: dict[str, Any]
-
-
-class DeleteWhere(msgspec.Struct, frozen=True, tag="deleteWhere"):
-    collection: str
-    where: dict[str, Any]
-
-
-Operation = Put | DeleteWhere
-
-
-class StoredCommit(msgspec.Struct, frozen=True):
-    operations: list[Operation]
-    effects: list[Effect]
-
-
-def as_document(value: object) -> Any:
-    return msgspec.json.decode(msgspec.json.encode(value))
+async def open_commit_log(store: DocumentStore) -> CommitLog:
+    """The meeting model's one commit log (`meeting_commits`), the outbox store of all its commits; each
+    repository adds its collections to it."""
+    return await CommitLog.open(store, COMMITS, Effect)
 
 
 def _ms(at: datetime | None) -> int | None:
@@ -118,19 +100,17 @@ def event_effect(event: api.AnyMeetingEvent) -> PublishEvent:
 
 
 class MeetingRepository:
-    """The meetings on the storage port, and the outbox store of their commits (`OutboxStore`)."""
+    """The meetings on the storage port, committed through the meeting model's `CommitLog`."""
 
-    name = OUTBOX
-
-    def __init__(self, collections: dict[str, Collection]) -> None:
-        self._c = collections
+    def __init__(self, collections: dict[str, Collection], log: CommitLog) -> None:
         self._meetings = collections["meetings"]
         self._invitations = collections["meeting_invitations"]
         self._states = collections["meeting_states"]
-        self._commits = collections[OUTBOX]
+        self._log = log
+        log.add_targets(*collections.values())
 
     @classmethod
-    async def open(cls, store: DocumentStore) -> MeetingRepository:
+    async def open(cls, store: DocumentStore, log: CommitLog) -> MeetingRepository:
         listing = ("org", "dialect", "canceled")
         specs: dict[str, list[Index]] = {
             "meetings": [
@@ -147,9 +127,8 @@ class MeetingRepository:
                 Index(("org", "dialect", "value", "createdMs")),
                 Index(("meeting",)),
             ],
-            OUTBOX: [Index(("committedMs",))],
         }
-        return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
+        return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()}, log)
 
     # ---------------------------------------------------------------- reads
 
@@ -242,44 +221,4 @@ class MeetingRepository:
             operations.extend(Put("meeting_states", doc) for doc in _state_docs(meeting, invitations))
         all_effects: list[Effect] = [event_effect(event) for event in events]
         all_effects.extend(effects)
-        now = utcnow()
-        commit_id = f"{int(now.timestamp() * 1e6):020d}-{uuid.uuid4().hex}"
-        stored = StoredCommit(operations=operations, effects=all_effects)
-        await self._commits.insert(
-            {"_id": commit_id, "committedMs": _ms(now), "applied": False, **as_document(stored)}
-        )
-        await self._apply(commit_id, operations)
-        return Owed(store=OUTBOX, key=commit_id, committed_at=now, effects=tuple(all_effects))
-
-    async def _apply(self, commit_id: str, operations: Iterable[Operation]) -> None:
-        for op in operations:
-            collection = self._c[op.collection]
-            if isinstance(op, Put):
-                await collection.replace(op.doc, upsert=True)
-            else:
-                await collection.delete_many(op.where)
-        await self._commits.update(commit_id, {"applied": True})
-
-    # ---------------------------------------------------------------- OutboxStore
-
-    async def owed(self, limit: int) -> list[Owed]:
-        docs = await self._commits.find(None, sort=[("committedMs", 1)], limit=limit)
-        owed: list[Owed] = []
-        horizon = utcnow() - APPLY_GRACE
-        for doc in docs:
-            stored = msgspec.convert(
-                {"operations": doc["operations"], "effects": doc["effects"]}, StoredCommit
-            )
-            committed_at = datetime.fromtimestamp(doc["committedMs"] / 1000, UTC)
-            if not doc.get("applied"):
-                if committed_at > horizon:
-                    continue  # its command may still be applying it
-                await self._apply(doc["_id"], stored.operations)
-            owed.append(
-                Owed(store=OUTBOX, key=doc["_id"], committed_at=committed_at, effects=tuple(stored.effects))
-            )
-        return owed
-
-    async def done(self, done: Sequence[Owed]) -> None:
-        for owed in done:
-            await self._commits.delete(owed.key)
+        return await self._log.commit(operations, all_effects)

@@ -1,25 +1,21 @@
-"""Versioned records that keep the events they owe, for the shared outbox (`parley_common.outbox`).
+"""Versioned records (attendees, archives) committed through the meeting model's commit log.
 
-The storage port has no transactions, so a record and the events its change raises are ONE document (as
-the snapshot service's records): `pending` marks a record whose `effects` are not yet published. The write
-is a compare-and-set on `version` (a concurrent change of the same record makes the loser decide again);
-the outbox publishes the effects (event id as `Nats-Msg-Id`) and clears them as of that version.
+A record's change and the events it raises are one commit of `meeting_commits` (`parley_common.commits`),
+as a meeting's are: the record is a guarded put over the version it was decided on (a concurrent change of
+the same record makes the loser decide again: `ChangedConcurrently`, a `Busy`), the events are owed by the
+commit and published by the outbox (event id as `Nats-Msg-Id`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
 from parley_common.clock import utcnow
-from parley_common.errors import Busy
+from parley_common.commits import CommitLog, Put, as_document
 from parley_common.messaging import subjects
-from parley_common.outbox import DeleteObject, Owed, PublishEvent
-from parley_common.storage import Collection, DuplicateKeyError
-
-from parley_conference.adapters.repository import as_document
+from parley_common.outbox import Owed, PublishEvent
+from parley_common.storage import Collection
 
 
 def publish(event: Any) -> PublishEvent:
@@ -33,11 +29,13 @@ def publish(event: Any) -> PublishEvent:
 
 
 class Records:
-    """One collection of versioned records with owed effects; also its `OutboxStore`."""
+    """One collection of versioned records, written through `log`."""
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, log: CommitLog) -> None:
         self._c = collection
+        self._log = log
         self.name = collection.name
+        log.add_targets(collection)
 
     async def get(self, record_id: str) -> dict[str, Any] | None:
         return await self._c.get(record_id)
@@ -47,47 +45,10 @@ class Records:
 
     async def write(
         self, record_id: str, version: int, state: Any, fields: dict[str, Any], effects: Sequence[Any]
-    ) -> Owed | None:
-        """Store `state` as `version` (the previous one being `version - 1`) with the effects it owes.
+    ) -> Owed:
+        """Store `state` as `version` (over the stored `version - 1`) with the effects it owes.
 
-        Returns what the outbox must carry out (None: nothing). `Busy` when another change won the race.
+        Returns what the outbox must carry out. `Busy` (`ChangedConcurrently`) when another change won.
         """
-        now = utcnow()
-        doc = {
-            "_id": record_id,
-            "version": version,
-            "pending": bool(effects),
-            "committedMs": int(now.timestamp() * 1000),
-            "effects": as_document(list(effects)),
-            "state": as_document(state),
-            **fields,
-        }
-        if version == 1:
-            try:
-                await self._c.insert(doc)
-            except DuplicateKeyError as exc:
-                raise Busy("changed concurrently, try again") from exc
-        elif not await self._c.replace(doc, where={"version": version - 1}):
-            raise Busy("changed concurrently, try again")
-        if not effects:
-            return None
-        return Owed(store=self.name, key=record_id, version=version, committed_at=now, effects=tuple(effects))
-
-    # ------------------------------------------------------------ OutboxStore
-
-    async def owed(self, limit: int = 100) -> list[Owed]:
-        docs = await self._c.find({"pending": True}, limit=limit)
-        return [
-            Owed(
-                store=self.name,
-                key=doc["_id"],
-                version=doc["version"],
-                committed_at=datetime.fromtimestamp(doc["committedMs"] / 1000, UTC),
-                effects=tuple(msgspec.convert(doc["effects"], list[PublishEvent | DeleteObject])),
-            )
-            for doc in docs
-        ]
-
-    async def done(self, done: Sequence[Owed]) -> None:
-        for owed in done:
-            await self._c.update(owed.key, {"effects": [], "pending": False}, where={"version": owed.version})
+        doc = {"_id": record_id, "version": version, "state": as_document(state), **fields}
+        return await self._log.commit([Put(self.name, doc, over_version=version - 1)], effects)
