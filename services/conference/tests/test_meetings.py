@@ -63,26 +63,6 @@ def coviu_meeting(**fields: object) -> api.MeetingView:
     return msgspec.structs.replace(base, **fields)
 
 
-# ---------------------------------------------------------------- times
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("2026-12-01T10:30:00Z", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
-        ("2026-12-01T11:30:00+01:00", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
-        ("2026-12-01T10:30:00.250Z", datetime(2026, 12, 1, 10, 30, 0, 250000, tzinfo=UTC)),
-        ("Tue, 01 Dec 2026 10:30:00 GMT", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
-        ("1796121000000", datetime(2026, 12, 1, 10, 30, tzinfo=UTC)),
-        ("not a time", None),
-        ("", None),
-        ("2026-13-45T99:00:00Z", None),
-    ],
-)
-def test_parse_time_reads_rfc3339_rfc1123_and_epoch_ms(text: str, expected: datetime | None) -> None:
-    assert meetings.parse_time(text) == expected
-
-
 def test_meeting_links_are_ten_nanoid_characters() -> None:
     links = {meetings.new_meeting_link() for _ in range(50)}
     assert len(links) == 50

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime, timedelta
 
 import msgspec
+from parley_common.clock import parse_instant
 from parley_common.contracts import meeting as api
 from parley_common.errors import InvalidCommand, NotFound
 
@@ -36,39 +36,6 @@ class Clock(msgspec.Struct, frozen=True):
 
     now: datetime
     event_id: str
-
-
-# ---------------------------------------------------------------- times
-
-
-def parse_time(text: str | None) -> datetime | None:
-    """An instant from RFC 3339 / ISO 8601, RFC 1123 or epoch milliseconds (digits); None: unreadable.
-
-    A time without a zone is UTC (the real service's `new Date()` reads ISO dates without one as local
-    time of a server that runs in UTC).
-    """
-    if text is None:
-        return None
-    text = text.strip()
-    if not text:
-        return None
-    parsed: datetime | None = None
-    if text.isdigit():
-        try:
-            parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
-        except (OverflowError, ValueError, OSError):
-            return None
-    else:
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                parsed = parsedate_to_datetime(text)
-            except (TypeError, ValueError, IndexError):
-                return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
 
 
 # ---------------------------------------------------------------- views and events
@@ -108,8 +75,8 @@ def invitation_of(
 
 
 def _coviu_window(starts: str | None, ends: str | None, now: datetime) -> tuple[datetime, datetime]:
-    start = parse_time(starts)
-    end = parse_time(ends)
+    start = parse_instant(starts)
+    end = parse_instant(ends)
     if starts is None:
         raise InvalidCommand("start_time is required")
     if start is None:
@@ -142,7 +109,7 @@ def decide_create(
         if command.scheduled:
             if not command.starts_at:
                 raise InvalidCommand("Schedule time is not set.")
-            parsed = parse_time(command.starts_at)
+            parsed = parse_instant(command.starts_at)
             if parsed is None:
                 raise InvalidCommand("Scheduled time is not in correct format.")
             if now > parsed:
@@ -230,7 +197,7 @@ def decide_update(
         starts_at = meeting.starts_at
         if command.scheduled and not command.starts_at:
             raise InvalidCommand("Schedule Time is required if isScheduled is set to true")
-        parsed = parse_time(command.starts_at) if command.starts_at else None
+        parsed = parse_instant(command.starts_at) if command.starts_at else None
         if command.starts_at and parsed is None:
             raise InvalidCommand("Schedule Time is Not in correct format")
         if parsed is not None and now > parsed:
@@ -249,7 +216,7 @@ def decide_update(
             raise InvalidCommand("the session has finished and can no longer be changed")
         starts_text = command.starts_at if command.starts_at is not None else meeting.starts_at_text
         ends_text = command.ends_at if command.ends_at is not None else meeting.ends_at_text
-        start, end = parse_time(starts_text), parse_time(ends_text)
+        start, end = parse_instant(starts_text), parse_instant(ends_text)
         if command.starts_at is not None:
             if start is None:
                 raise InvalidCommand("start_time is not a valid RFC 3339 or RFC 1123 time")
@@ -366,7 +333,7 @@ def check_expire_time(text: str | None, now: datetime) -> datetime | None:
     """SourceFuse's first two checks, before the meeting is even looked up."""
     if not text:
         return None
-    expires = parse_time(text)
+    expires = parse_instant(text)
     if expires is None:
         raise InvalidCommand("Expire time is not in correct format.")
     if now > expires:

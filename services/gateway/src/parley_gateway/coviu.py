@@ -15,11 +15,11 @@ tokens on, under Coviu's path and `token_type: "Bearer"`.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 from aiohttp import web
+from parley_common.clock import parse_instant, rfc3339
 from parley_common.contracts import meeting as m
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.messaging import subjects
@@ -106,25 +106,16 @@ def invitation_fields(request: m.ParticipantCreationRequest) -> m.InvitationFiel
 
 
 def parse_time(text: str, name: str) -> datetime:
-    """An instant written as RFC 3339 or RFC 1123 (`toUTCString()`); BadRequest `Invalid <name>` otherwise."""
-    value: datetime | None = None
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        try:
-            value = parsedate_to_datetime(text)
-        except (TypeError, ValueError, IndexError):
-            value = None
+    """An instant (`parley_common.clock.parse_instant`: RFC 3339, RFC 1123 as `toUTCString()` writes it, epoch
+    milliseconds); BadRequest `Invalid <name>` otherwise."""
+    value = parse_instant(text)
     if value is None:
         raise BadRequest(_invalid(name))
-    # Coviu's times are UTC; RFC 1123's `-0000` (and a zone-less ISO time) read as UTC.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value
+    return value
 
 
-def rfc3339(value: datetime | None) -> str | None:
-    if value is None:
-        return None
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else rfc3339(value)
 
 
 def role_out(role: m.MeetingRole) -> Literal["HOST", "GUEST"]:
@@ -184,7 +175,7 @@ class Translator:
             display_name=invitation.display_name,
             picture=invitation.picture,
             state=invitation.state,
-            deleted_at=rfc3339(invitation.removed_at),
+            deleted_at=_time(invitation.removed_at),
         )
 
     def session(self, meeting: m.MeetingView) -> m.Session:
@@ -193,12 +184,12 @@ class Translator:
             team_id=meeting.organization_id,
             client_id=meeting.created_by,
             # The very strings the client sent (its SDK compares them), else the instants.
-            start_time=meeting.starts_at_text or rfc3339(meeting.starts_at) or "",
-            end_time=meeting.ends_at_text or rfc3339(meeting.ends_at) or "",
+            start_time=meeting.starts_at_text or _time(meeting.starts_at) or "",
+            end_time=meeting.ends_at_text or _time(meeting.ends_at) or "",
             session_name=meeting.name,
             picture=meeting.picture,
             feature_flags=meeting.feature_flags,
-            canceled_time=rfc3339(meeting.canceled_at),
+            canceled_time=_time(meeting.canceled_at),
             participants=tuple(self.participant(meeting, i) for i in meeting.invitations),
         )
 
