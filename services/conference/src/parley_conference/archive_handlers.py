@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from parley_common.clock import new_id, utcnow
 from parley_common.contracts.base import Empty
-from parley_common.contracts.media import RecordingStoredEvent
+from parley_common.contracts.media import RecordingLocation, RecordingStoredEvent
 from parley_common.contracts.meeting import ArchiveRef, Archives, StorageTarget
 from parley_common.contracts.rpc import Accepted, Request
 from parley_common.errors import Busy, Reply, rejecting
@@ -40,6 +40,8 @@ class ConferenceMeetings(Protocol):
 
 
 class Locations(Protocol):
+    async def put(self, organization_id: str, conference_id: str, location: RecordingLocation) -> None: ...
+
     async def remove(self, organization_id: str, conference_id: str, recording_id: str) -> None: ...
 
 
@@ -91,6 +93,9 @@ class ArchiveHandlers:
             return
         if await self._archives.get(event.recording_id) is not None:
             return
+        # The download route reads the recording's location, which the media-events consumer also
+        # stores: whichever consumer comes first, an archive is never listed before its bytes can be fetched.
+        await self._locations.put(stream.organization_id, stream.conference_id, event.location())
         info = await self._meetings.meeting(link.organization_id, link.meeting_id)
         target = await self._archives.target(link.organization_id)
         archive, created = archives.decide_created(
