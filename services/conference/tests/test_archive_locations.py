@@ -1,5 +1,6 @@
-"""An archive's bytes can be fetched as soon as it is listed, whichever consumer of `RecordingStoredEvent` runs
-first (the archives one, or the media-events one that also stores the download location). Real SQLite store."""
+"""An archive's bytes can be fetched as soon as it is listed, whichever consumer of `RecordingStoredEvent`
+runs first (the archives one, or the media-events one that also stores the download location). Real SQLite
+store."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from parley_common.clock import new_id
 from parley_common.contracts.media import MediaStream, RecordingStoredEvent
 from parley_common.messaging import subjects
 from parley_common.storage import SqliteStore
-
 from parley_conference.adapters.archives import ArchiveRepository
 from parley_conference.adapters.attendees import AttendeeRepository
 from parley_conference.adapters.meetings import open_commit_log
