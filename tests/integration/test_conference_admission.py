@@ -3,8 +3,10 @@ responder (here the test's own, on real NATS, answering from a set the test cont
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import msgspec
 import nats
@@ -205,3 +207,34 @@ async def test_a_service_ends_the_conference_a_user_outside_it_cannot(
     assert isinstance(again, Rejected) and again.status == 409
     unknown = await service_end(nc, unique("gone"))
     assert isinstance(unknown, Rejected) and unknown.status == 404
+
+
+async def test_a_stored_event_gets_only_the_streams_ack_not_a_reply_from_a_replica(nc: Client) -> None:
+    """Replicas listen to each other's events on a plain subscription. A JetStream publish is a request: the
+    listener must not answer it (an empty reply racing the stream's PubAck fails the publisher's outbox)."""
+    inbox = nc.new_inbox()
+    replies: list[bytes] = []
+
+    async def collect(msg: Msg) -> None:
+        replies.append(msg.data)
+
+    sub = await nc.subscribe(inbox, cb=collect)
+    # An event the replica's read model ignores (unknown conference), stored by the stream.
+    event = contracts.ConferenceLeftEvent(
+        id=uuid.uuid4().hex,
+        conference_id=unique("nobody"),
+        conference_version=1,
+        organization_id=ORG,
+        timestamp=datetime.now(UTC),
+        user_endpoint_id="e1",
+    )
+    await nc.publish(
+        subjects.conference_event("ConferenceLeftEvent"),
+        encode(event),
+        reply=inbox,
+        headers={"Nats-Msg-Id": event.id},
+    )
+    await asyncio.sleep(1.0)
+    await sub.unsubscribe()
+    assert len(replies) == 1, replies
+    assert b'"stream"' in replies[0]

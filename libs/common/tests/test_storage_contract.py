@@ -210,6 +210,17 @@ async def test_find_limit(store: DocumentStore, name: str) -> None:
     assert await ids(coll, limit=0) == []
 
 
+async def test_find_skip(store: DocumentStore, name: str) -> None:
+    # Paging: skip the first pages in sort order (ties by `_id`), with or without a limit.
+    coll = await sample(store, name)
+    assert await ids(coll, sort=[("n", ASCENDING)], skip=2, limit=2) == ["a", "b"]
+    assert await ids(coll, sort=[("n", ASCENDING)], skip=4) == ["c", "e"]
+    assert await ids(coll, {"meta.kind": "x"}, skip=1) == ["c"]
+    assert await ids(coll, skip=6) == []
+    assert await ids(coll, skip=10, limit=3) == []
+    assert await ids(coll, skip=1, limit=0) == []
+
+
 async def test_in_takes_thousands_of_values_with_other_conditions(store: DocumentStore, name: str) -> None:
     # The chat service loads the members of every room of a user in one query: `room $in [500 ids]`,
     # and more (beyond SQLite's historical limit of 999 bound parameters) must work as well.
@@ -414,6 +425,8 @@ async def test_invalid_names_and_arguments(store: DocumentStore, name: str) -> N
         await coll.find(sort=[("a", 0)])
     with pytest.raises(ValueError, match="limit"):
         await coll.find(limit=-1)
+    with pytest.raises(ValueError, match="skip"):
+        await coll.find(skip=-1)
     for fields in ({}, {"_id": "b"}, {"a.b": 1}):
         with pytest.raises(ValueError, match="update"):
             await coll.update("a", fields)

@@ -5,6 +5,9 @@ Used by `make run` (devstack) and by the integration tests, which spawn the same
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -12,8 +15,10 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from email.utils import formatdate
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -108,6 +113,99 @@ class NatsServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+# ---------------------------------------------------------------- storage servers for archive uploads (tests)
+
+# Azurite's well-known development account (public, documented by Microsoft; also in Azurite's source).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def azurite_binary(root: Path | None = None) -> str | None:
+    """`azurite-blob` from npm: under `<root>/.tools/azurite` (where `.ci/run` installs it), else on PATH."""
+    root = root or Path(__file__).resolve().parents[4]
+    local = root / ".tools" / "azurite" / "node_modules" / ".bin" / "azurite-blob"
+    return str(local) if local.exists() else shutil.which("azurite-blob")
+
+
+class AzuriteServer:
+    """Azurite's Blob service on loopback; `endpoint` is the account's path-style URL."""
+
+    def __init__(self, binary: str, location: Path, *, host: str = "127.0.0.1") -> None:
+        self.binary = binary
+        self.location = location
+        self.host = host
+        self.port = free_port(host)
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}/{AZURITE_ACCOUNT}"
+
+    def __enter__(self) -> AzuriteServer:
+        self.location.mkdir(parents=True, exist_ok=True)
+        listen = ["--blobHost", self.host, "--blobPort", str(self.port), "--location", str(self.location)]
+        self._process = subprocess.Popen(
+            [self.binary, *listen, "--silent", "--skipApiVersionCheck"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        wait_for_port(self.host, self.port, timeout=30, process=self._process)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+
+
+def azure_request(method: str, endpoint: str, resource: str, query: dict[str, str]) -> bytes:
+    """One Shared Key signed Blob request to Azurite (to create a container or read a blob back)."""
+    headers = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": "2021-08-06"}
+    canonical_headers = "".join(f"{k}:{v}\n" for k, v in sorted(headers.items()))
+    canonical_resource = f"/{AZURITE_ACCOUNT}/{AZURITE_ACCOUNT}/{resource}" + "".join(
+        f"\n{k}:{v}" for k, v in sorted(query.items())
+    )
+    # Content-Length is signed empty when 0; no Content-Type (urllib adds one to a body: none is sent).
+    to_sign = f"{method}\n\n\n\n\n\n\n\n\n\n\n\n{canonical_headers}{canonical_resource}"
+    signature = base64.b64encode(
+        hmac.new(base64.b64decode(AZURITE_KEY), to_sign.encode(), hashlib.sha256).digest()
+    ).decode()
+    url = f"{endpoint}/{resource}" + ("?" + "&".join(f"{k}={v}" for k, v in query.items()) if query else "")
+    request = urllib.request.Request(url, method=method)
+    for k, v in {**headers, "Authorization": f"SharedKey {AZURITE_ACCOUNT}:{signature}"}.items():
+        request.add_header(k, v)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return bytes(response.read())
+
+
+class MotoS3Server:
+    """moto's S3 server (PyPI `moto[server]`, a dev dependency) in a thread on loopback."""
+
+    def __init__(self, *, host: str = "127.0.0.1") -> None:
+        from moto.server import ThreadedMotoServer  # imported here: not a runtime dependency
+
+        self.host = host
+        self.port = free_port(host)
+        self._server = ThreadedMotoServer(ip_address=host, port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def __enter__(self) -> MotoS3Server:
+        self._server.start()
+        wait_for_port(self.host, self.port)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.stop()
 
 
 class ServiceProcess:

@@ -23,6 +23,9 @@ from parley_common.contracts.conference import (
     ConferenceEvent,
     ConferenceJoinedEvent,
     ConferenceLeftEvent,
+    ConferenceLobbyAdmittedEvent,
+    ConferenceLobbyEnteredEvent,
+    ConferenceLobbyRejectedEvent,
     ConferenceMetadataUpdatedEvent,
     ConferenceMode,
     ConferenceParticipantMetadataUpdatedEvent,
@@ -36,6 +39,7 @@ from parley_common.contracts.conference import (
     StreamType,
 )
 from parley_common.contracts.media import Recording
+from parley_common.contracts.meeting import MeetingGrant
 
 # The shared refusals, re-exported: the rules raise them as `domain.NotFound(...)`.
 from parley_common.errors import Conflict as Conflict
@@ -49,6 +53,9 @@ EMPTY_TIMEOUT = "EMPTY_TIMEOUT"
 KEEPALIVE_TIMEOUT = "TIMEOUT"
 # The leave reason when a service removes a participant (a member removed from a room leaves its meeting).
 REMOVED = "REMOVED"
+# A lobby rejection's reason when the waiting endpoint itself gave up (left), not a moderator.
+LEFT = "LEFT"
+MODERATOR = "moderator"
 # Conference metadata keys with a meaning to Parley: clients set RECORDER ('{"on":true}' records every
 # stream); RECORDINGS is Parley's list of finished recordings, which clients only read.
 RECORDER_KEY = "RECORDER"
@@ -84,9 +91,21 @@ class Participant(msgspec.Struct, frozen=True, kw_only=True):
     joined_at: datetime
     metadata: JsonObject = {}
     streams: tuple[Stream, ...] = ()
+    # The meeting token's grant it joined with (None: a user of the conference API itself).
+    grant: MeetingGrant | None = None
 
     def stream(self, stream_id: str) -> Stream | None:
         return next((s for s in self.streams if s.id == stream_id), None)
+
+
+class Waiting(msgspec.Struct, frozen=True, kw_only=True):
+    """An endpoint waiting in the lobby (its grant said `lobby`) for a moderator to let it in."""
+
+    endpoint_id: str
+    user_id: str
+    since: datetime
+    metadata: JsonObject = {}
+    grant: MeetingGrant | None = None
 
 
 class Conference(msgspec.Struct, frozen=True, kw_only=True):
@@ -108,6 +127,8 @@ class Conference(msgspec.Struct, frozen=True, kw_only=True):
     admission: Admission | None = None
     # The scheduled meeting behind the conference: it, not the empty timeout, ends the conference.
     meeting_id: str | None = None
+    # Endpoints waiting to be let in: not participants (no media, no events) until admitted.
+    lobby: tuple[Waiting, ...] = ()
 
     @property
     def guarded(self) -> bool:
@@ -119,6 +140,9 @@ class Conference(msgspec.Struct, frozen=True, kw_only=True):
 
     def participant(self, endpoint_id: str) -> Participant | None:
         return next((p for p in self.participants if p.endpoint_id == endpoint_id), None)
+
+    def waiting(self, endpoint_id: str) -> Waiting | None:
+        return next((w for w in self.lobby if w.endpoint_id == endpoint_id), None)
 
     def stream(self, stream_id: str) -> tuple[Participant, Stream] | None:
         for participant in self.participants:
@@ -138,6 +162,8 @@ class Actor(msgspec.Struct, frozen=True):
     user_id: str
     endpoint_id: str | None
     service: bool = False
+    # The caller's meeting token grant (one conference, one role); None: no meeting token.
+    grant: MeetingGrant | None = None
 
 
 class EventContext(msgspec.Struct, frozen=True):
@@ -176,11 +202,22 @@ def _require_open(conference: Conference) -> None:
         raise ConferenceHasEnded
 
 
+def check_grant(grant: MeetingGrant | None, conference_id: str | None) -> None:
+    """A meeting token acts on its own conference only (every command and query of any other: 403)."""
+    if grant is not None and conference_id is not None and conference_id != grant.conference_id:
+        raise NotAllowed(f"this meeting token is not valid for conference {conference_id}")
+
+
 def _require_participant(conference: Conference, actor: Actor) -> Participant:
     """The actor's endpoint must have joined, and must be the actor's own."""
     if actor.endpoint_id is None:
         raise InvalidCommand("userEndpointId is required")
     participant = conference.participant(actor.endpoint_id)
+    if participant is None and conference.waiting(actor.endpoint_id) is not None:
+        # Said plainly: a guest's client should show "waiting to be let in", not "not joined".
+        raise NotAllowed(
+            f"userEndpointId {actor.endpoint_id} is waiting in the lobby of conference {conference.id}"
+        )
     if participant is None or participant.user_id != actor.user_id:
         raise NotAllowed(f"userEndpointId {actor.endpoint_id} has not joined conference {conference.id}")
     return participant
@@ -226,30 +263,110 @@ def decide_create(
 
 def decide_join(
     conference: Conference, actor: Actor, metadata: JsonObject, ctx: EventContext
-) -> ConferenceJoinedEvent | None:
+) -> ConferenceJoinedEvent | ConferenceLobbyEnteredEvent | None:
+    """A join; with a grant that says `lobby`, the endpoint waits in the lobby instead (a Coviu guest)."""
     _require_open(conference)
     if actor.endpoint_id is None:
         raise InvalidCommand("userEndpointId is required")
-    present = conference.participant(actor.endpoint_id)
+    check_grant(actor.grant, conference.id)
+    present = conference.participant(actor.endpoint_id) or conference.waiting(actor.endpoint_id)
     if present is not None:
         if present.user_id != actor.user_id:
             raise Conflict(f"userEndpointId {actor.endpoint_id} belongs to another user")
-        return None  # joining twice is idempotent
-    return ConferenceJoinedEvent(**_common(conference, ctx, actor), metadata=metadata)
+        return None  # joining (or knocking) twice is idempotent
+    if actor.grant is not None and actor.grant.lobby:
+        return ConferenceLobbyEnteredEvent(
+            **_common(conference, ctx, actor), metadata=metadata, grant=actor.grant
+        )
+    return ConferenceJoinedEvent(**_common(conference, ctx, actor), metadata=metadata, grant=actor.grant)
+
+
+def is_waiting(conference: Conference, endpoint_id: str | None) -> bool:
+    return endpoint_id is not None and conference.waiting(endpoint_id) is not None
+
+
+def _require_moderator(conference: Conference, actor: Actor) -> Participant:
+    """Who runs the call: a participant whose grant is moderator, or a conference API user (no grant)."""
+    participant = _require_participant(conference, actor)
+    for grant in (actor.grant, participant.grant):
+        if grant is not None and grant.role != MODERATOR:
+            raise NotAllowed(f"only a moderator may do this in conference {conference.id}")
+    return participant
+
+
+def _require_waiting(conference: Conference, endpoint_id: str) -> Waiting:
+    waiting = conference.waiting(endpoint_id)
+    if waiting is None:
+        raise NotFound(
+            f"userEndpointId {endpoint_id} is not waiting in the lobby of conference {conference.id}"
+        )
+    return waiting
+
+
+def decide_admit(
+    conference: Conference, actor: Actor, lobby_endpoint_id: str, ctx: EventContext
+) -> ConferenceLobbyAdmittedEvent:
+    _require_open(conference)
+    _require_moderator(conference, actor)
+    waiting = _require_waiting(conference, lobby_endpoint_id)
+    return ConferenceLobbyAdmittedEvent(
+        **_common(conference, ctx, actor),
+        lobby_endpoint_id=waiting.endpoint_id,
+        lobby_user_id=waiting.user_id,
+        grant=waiting.grant,
+    )
+
+
+def decide_reject(
+    conference: Conference, actor: Actor, lobby_endpoint_id: str, reason: str | None, ctx: EventContext
+) -> ConferenceLobbyRejectedEvent:
+    """Turned away, the endpoint leaves the lobby; it may knock again (a new join), like a Coviu guest."""
+    _require_open(conference)
+    _require_moderator(conference, actor)
+    waiting = _require_waiting(conference, lobby_endpoint_id)
+    return ConferenceLobbyRejectedEvent(
+        **_common(conference, ctx, actor),
+        lobby_endpoint_id=waiting.endpoint_id,
+        lobby_user_id=waiting.user_id,
+        reason=reason,
+    )
+
+
+def _gave_up(
+    conference: Conference, waiting: Waiting, reason: str, ctx: EventContext
+) -> ConferenceLobbyRejectedEvent:
+    """A waiting endpoint left (or timed out): it leaves the lobby, as if rejected with `reason`."""
+    itself = Actor(user_id=waiting.user_id, endpoint_id=waiting.endpoint_id)
+    return ConferenceLobbyRejectedEvent(
+        **_common(conference, ctx, itself),
+        lobby_endpoint_id=waiting.endpoint_id,
+        lobby_user_id=waiting.user_id,
+        reason=reason,
+    )
 
 
 def decide_leave(
     conference: Conference, actor: Actor, reason: str | None, ctx: EventContext
-) -> ConferenceLeftEvent:
+) -> ConferenceLeftEvent | ConferenceLobbyRejectedEvent:
     _require_open(conference)
+    waiting = conference.waiting(actor.endpoint_id) if actor.endpoint_id else None
+    if waiting is not None and waiting.user_id == actor.user_id:
+        return _gave_up(conference, waiting, LEFT, ctx)
     _require_participant(conference, actor)
     return ConferenceLeftEvent(**_common(conference, ctx, actor), reason=reason)
 
 
-def decide_timeout(conference: Conference, endpoint_id: str, ctx: EventContext) -> ConferenceLeftEvent | None:
-    """The keep-alive grace period of an endpoint ran out: it leaves with reason TIMEOUT."""
+def decide_timeout(
+    conference: Conference, endpoint_id: str, ctx: EventContext
+) -> ConferenceLeftEvent | ConferenceLobbyRejectedEvent | None:
+    """An endpoint's keep-alive grace period ran out: it leaves (or leaves the lobby), reason TIMEOUT."""
     participant = conference.participant(endpoint_id)
-    if conference.ended or participant is None:
+    waiting = conference.waiting(endpoint_id)
+    if conference.ended:
+        return None
+    if waiting is not None:
+        return _gave_up(conference, waiting, KEEPALIVE_TIMEOUT, ctx)
+    if participant is None:
         return None
     actor = Actor(user_id=participant.user_id, endpoint_id=endpoint_id)
     return ConferenceLeftEvent(**_common(conference, ctx, actor), reason=KEEPALIVE_TIMEOUT)
@@ -263,7 +380,10 @@ def decide_end(
         # A service ends what it owns (a deleted room's meeting); the event names the service, no endpoint.
         by = Actor(user_id=actor.user_id, endpoint_id=None)
         return ConferenceEndedEvent(**_common(conference, ctx, by), reason=reason)
-    _require_participant(conference, actor)
+    participant = _require_participant(conference, actor)
+    for grant in (actor.grant, participant.grant):
+        if grant is not None and grant.role != MODERATOR:
+            raise NotAllowed("only a moderator may end the conference")
     return ConferenceEndedEvent(**_common(conference, ctx, actor), reason=reason)
 
 
@@ -343,7 +463,10 @@ def decide_publish_stream(
     ctx: EventContext,
 ) -> ConferenceStreamPublishedEvent:
     _require_open(conference)
-    _require_participant(conference, actor)
+    participant = _require_participant(conference, actor)
+    for grant in (actor.grant, participant.grant):
+        if grant is not None and grant.role == "subscriber":
+            raise NotAllowed("a subscriber may not publish")
     if stream_type == "UNKNOWN":
         raise InvalidCommand("conferenceStreamType must be one of MIC, CAM, SCREEN or MIC_AND_CAM")
     if conference.stream(stream_id) is not None:
@@ -559,8 +682,38 @@ def _apply(c: Conference, e: ConferenceEvent) -> Conference:
             user_id=e.user_id or "",
             joined_at=e.timestamp,
             metadata=e.metadata,
+            grant=e.grant,
         )
         return msgspec.structs.replace(c, participants=(*c.participants, participant), empty_since=None)
+    if isinstance(e, ConferenceLobbyEnteredEvent):
+        waiting = Waiting(
+            endpoint_id=e.user_endpoint_id or "",
+            user_id=e.user_id or "",
+            since=e.timestamp,
+            metadata=e.metadata,
+            grant=e.grant,
+        )
+        return msgspec.structs.replace(c, lobby=(*c.lobby, waiting))
+    if isinstance(e, ConferenceLobbyAdmittedEvent):
+        let_in = c.waiting(e.lobby_endpoint_id)
+        if let_in is None:  # an event log is only ever written from decisions that checked this
+            raise ValueError(f"event admits unknown lobby endpoint {e.lobby_endpoint_id}")
+        # The admitted endpoint joins now: its joinedAt is the admission, its metadata what it knocked with.
+        participant = Participant(
+            endpoint_id=let_in.endpoint_id,
+            user_id=let_in.user_id,
+            joined_at=e.timestamp,
+            metadata=let_in.metadata,
+            grant=let_in.grant,
+        )
+        lobby = tuple(w for w in c.lobby if w.endpoint_id != e.lobby_endpoint_id)
+        return msgspec.structs.replace(
+            c, lobby=lobby, participants=(*c.participants, participant), empty_since=None
+        )
+    if isinstance(e, ConferenceLobbyRejectedEvent):
+        return msgspec.structs.replace(
+            c, lobby=tuple(w for w in c.lobby if w.endpoint_id != e.lobby_endpoint_id)
+        )
     if isinstance(e, ConferenceLeftEvent):
         return _without_participant(c, e.user_endpoint_id or "", e.timestamp)
     if isinstance(e, ConferenceEndedEvent):
@@ -570,6 +723,7 @@ def _apply(c: Conference, e: ConferenceEvent) -> Conference:
             ended_at=e.timestamp,
             end_reason=e.reason,
             participants=(),
+            lobby=(),
             empty_since=c.empty_since or e.timestamp,
         )
     if isinstance(e, ConferenceMetadataUpdatedEvent):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import wraps
 from typing import Any, Protocol, TypeVar
 
 from parley_common import errors
@@ -60,10 +61,21 @@ class Guards(Protocol):
         ...
 
 
-# One place for the log context of every use case (conference and media ones alike).
-rejecting = errors.rejecting(
+_rejecting = errors.rejecting(
     context={"conference_id": "conference_id", "user_endpoint_id": "user_endpoint_id"}
 )
+
+
+def rejecting(method: errors.UseCase, /) -> errors.UseCase:
+    """One place for every use case (conference and media ones alike): its log context, its refusals as
+    replies, and the meeting token's rule that it acts on its own conference only (403 on any other)."""
+
+    @wraps(method)
+    async def granted(self: Any, request: Request[Any]) -> Reply:
+        domain.check_grant(request.caller.grant, getattr(request.body, "conference_id", None))
+        return await method(self, request)
+
+    return _rejecting(granted)
 
 
 class UnitOfWork:
@@ -89,7 +101,7 @@ class UnitOfWork:
 
 
 def actor_of(caller: Caller, endpoint_id: str | None) -> Actor:
-    return Actor(user_id=caller.user_id, endpoint_id=endpoint_id)
+    return Actor(user_id=caller.user_id, endpoint_id=endpoint_id, grant=caller.grant)
 
 
 def is_service(caller: Caller) -> bool:
@@ -167,6 +179,8 @@ class ConferenceHandlers:
     @rejecting
     async def create(self, request: Request[api.CreateConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
+        if caller.grant is not None:  # a meeting token is for its meeting's conference, not for new ones
+            raise domain.NotAllowed("a meeting token may not create conferences")
         conference_id = body.conference_id if body.conference_id is not None else self._ids()
         event = domain.decide_create(
             organization_id=caller.organization_id,
@@ -204,6 +218,40 @@ class ConferenceHandlers:
         log.info("conference created", conference_id=conference_id)
         return Accepted(value=views.summary(state))
 
+    async def create_for_meeting(
+        self,
+        organization_id: str,
+        conference_id: str,
+        *,
+        creator: str,
+        meeting_id: str,
+        metadata: dict[str, str],
+    ) -> None:
+        """In-process, for the meeting use cases: the conference behind a new meeting (never ends empty)."""
+        event = domain.decide_create(
+            organization_id=organization_id,
+            conference_id=conference_id,
+            mode=None,
+            creator=creator,
+            creator_endpoint=None,
+            metadata=metadata,
+            ctx=self.context(),
+            meeting_id=meeting_id,
+        )
+        await self._uow.add(event)
+
+    async def end_for_meeting(self, organization_id: str, conference_id: str, reason: str) -> None:
+        """In-process: end a meeting's conference; gone or already ended counts as done (outbox retries)."""
+        actor = Actor(user_id="conference", endpoint_id=None, service=True)
+
+        def decide(c: Conference, ctx: EventContext) -> api.AnyConferenceEvent | None:
+            return None if c.ended else domain.decide_end(c, actor, reason, ctx)
+
+        try:
+            await self.change(organization_id, conference_id, decide)
+        except domain.NotFound:
+            log.info("meeting's conference not found", conference_id=conference_id)
+
     @rejecting
     async def join(self, request: Request[api.JoinConferenceWebCommand]) -> Reply:
         caller, body = request.caller, request.body
@@ -222,11 +270,38 @@ class ConferenceHandlers:
             return Rejected.conflict(f"userEndpointId {body.user_endpoint_id} belongs to another user")
         self.seen(caller.organization_id, body.user_endpoint_id)
         actor = actor_of(caller, body.user_endpoint_id)
-        await self.change(
+        state, _ = await self.change(
             caller.organization_id,
             body.conference_id,
             lambda c, ctx: domain.decide_join(c, actor, body.metadata, ctx),
         )
+        # Told it waits (a repeated join while waiting too): its client shows "waiting to be let in".
+        return Accepted(value=api.ConferenceJoinResult(lobby=domain.is_waiting(state, body.user_endpoint_id)))
+
+    @rejecting
+    async def admit_lobby_endpoint(self, request: Request[api.AdmitLobbyEndpointWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        self.seen(caller.organization_id, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
+        await self.change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_admit(c, actor, body.lobby_endpoint_id, ctx),
+        )
+        log.info("lobby endpoint admitted", lobby_endpoint_id=body.lobby_endpoint_id)
+        return Accepted(value=Empty())
+
+    @rejecting
+    async def reject_lobby_endpoint(self, request: Request[api.RejectLobbyEndpointWebCommand]) -> Reply:
+        caller, body = request.caller, request.body
+        self.seen(caller.organization_id, body.user_endpoint_id)
+        actor = actor_of(caller, body.user_endpoint_id)
+        await self.change(
+            caller.organization_id,
+            body.conference_id,
+            lambda c, ctx: domain.decide_reject(c, actor, body.lobby_endpoint_id, body.reason, ctx),
+        )
+        log.info("lobby endpoint rejected", lobby_endpoint_id=body.lobby_endpoint_id)
         return Accepted(value=Empty())
 
     @rejecting
@@ -252,7 +327,9 @@ class ConferenceHandlers:
         service = is_service(caller)
         if not service:  # a service's userEndpointId is only its name: nothing to keep alive
             self.seen(caller.organization_id, body.user_endpoint_id)
-        actor = Actor(user_id=caller.user_id, endpoint_id=body.user_endpoint_id, service=service)
+        actor = Actor(
+            user_id=caller.user_id, endpoint_id=body.user_endpoint_id, service=service, grant=caller.grant
+        )
         await self.change(
             caller.organization_id,
             body.conference_id,
@@ -372,6 +449,12 @@ class ConferenceHandlers:
         events = await self._uow.conferences.events(
             caller.organization_id, body.conference_id, body.from_version
         )
+        if _in_lobby(conference, caller, body.user_endpoint_id):
+            # A guest still in the lobby: nothing of the conference but what is decided about itself. Judged
+            # on the latest state, so the poll right after the admission already gets everything.
+            latest = await self.load(caller.organization_id, body.conference_id)
+            if _in_lobby(latest, caller, body.user_endpoint_id):
+                events = [e for e in events if _lobby_user(e) == caller.user_id]
         page = fit_reply(events, REPLY_BUDGET_BYTES)
         return Accepted(value=api.ConferenceEvents(events=page, version=conference.version))
 
@@ -396,9 +479,12 @@ class ConferenceHandlers:
 
     async def _sweep_one(self, organization_id: str, conference_id: str) -> None:
         conference = await self.load(organization_id, conference_id)
-        for participant in conference.participants:
-            if self._presence.expired(organization_id, participant.endpoint_id):
-                endpoint = participant.endpoint_id
+        # Waiting endpoints keep alive like participants: one that went away leaves the lobby.
+        endpoints = [p.endpoint_id for p in conference.participants] + [
+            w.endpoint_id for w in conference.lobby
+        ]
+        for endpoint in endpoints:
+            if self._presence.expired(organization_id, endpoint):
                 _, event = await self.change(
                     organization_id,
                     conference_id,
@@ -416,3 +502,23 @@ class ConferenceHandlers:
         )
         if ended is not None:
             log.info("conference ended: empty timeout")
+
+
+def _lobby_user(event: api.AnyConferenceEvent) -> str | None:
+    """The user of the waiting endpoint a lobby event is about (None: not a lobby event)."""
+    if isinstance(event, api.ConferenceLobbyEnteredEvent):
+        return event.user_id
+    if isinstance(event, api.ConferenceLobbyAdmittedEvent | api.ConferenceLobbyRejectedEvent):
+        return event.lobby_user_id
+    return None
+
+
+def _in_lobby(conference: Conference, caller: Caller, endpoint_id: str | None) -> bool:
+    """Does the caller read as a guest not (yet) let in? Decided by its grant, so it fails closed: a guest
+    whose endpoint is not among the participants (waiting, rejected, or not joined yet) sees no events."""
+    if caller.grant is None or not caller.grant.lobby:
+        return False
+    if endpoint_id is not None:
+        participant = conference.participant(endpoint_id)
+        return participant is None or participant.user_id != caller.user_id
+    return not any(p.user_id == caller.user_id for p in conference.participants)

@@ -25,7 +25,6 @@ from parley_common.contracts.media import (
     MediaStreamEndedEvent,
     PublishMedia,
     Recording,
-    RecordingLocation,
     RecordingQuery,
     RecordingStoredEvent,
     SdpAnswer,
@@ -405,14 +404,7 @@ class MediaHandlers:
 
     async def on_recording_stored(self, event: RecordingStoredEvent) -> None:
         stream = event.stream
-        location = RecordingLocation(
-            recording_id=event.recording_id,
-            stream_id=stream.stream_id,
-            bucket=event.bucket,
-            object_name=event.object_name,
-            mime_type=event.mime_type,
-            bytes=event.bytes,
-        )
+        location = event.location()
         recording = Recording(
             recording_id=event.recording_id,
             stream_id=stream.stream_id,

@@ -14,6 +14,7 @@ from parley_common.contracts.conference import (
     ConferenceEndedEvent,
     ConferenceJoinedEvent,
     ConferenceLeftEvent,
+    ConferenceLobbyAdmittedEvent,
 )
 
 from parley_conference.domain import Conference
@@ -34,6 +35,8 @@ class Memberships:
         org, conference = event.organization_id, event.conference_id
         if isinstance(event, ConferenceJoinedEvent) and event.user_endpoint_id:
             self._add(org, conference, event.user_endpoint_id)
+        elif isinstance(event, ConferenceLobbyAdmittedEvent):  # admitted: it has joined now
+            self._add(org, conference, event.lobby_endpoint_id)
         elif isinstance(event, ConferenceLeftEvent) and event.user_endpoint_id:
             self._remove(org, conference, event.user_endpoint_id)
         elif isinstance(event, ConferenceEndedEvent):

@@ -3,7 +3,33 @@
 from __future__ import annotations
 
 import msgspec
-from parley_common.config import CommonSettings, env_float
+from parley_common.config import CommonSettings, env_float, env_int, env_opt, env_str
+
+
+class ArchiveSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Uploads of archives to an organization's storage target. Credentials: never logged."""
+
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+    azure_account_key: str | None = None
+    azure_container: str = "archives"
+    # An upload is tried this many times, waiting `retry_base * 2**(n-1)` s (at most 60) between tries.
+    upload_attempts: int = 5
+    retry_base_seconds: float = 2.0
+
+    def __repr__(self) -> str:
+        return "ArchiveSettings(<hidden>)"
+
+    @classmethod
+    def from_env(cls) -> ArchiveSettings:
+        return cls(
+            s3_access_key=env_opt("PARLEY_ARCHIVE_S3_ACCESS_KEY"),
+            s3_secret_key=env_opt("PARLEY_ARCHIVE_S3_SECRET_KEY"),
+            azure_account_key=env_opt("PARLEY_ARCHIVE_AZURE_ACCOUNT_KEY"),
+            azure_container=env_str("PARLEY_ARCHIVE_AZURE_CONTAINER", "archives"),
+            upload_attempts=max(1, env_int("PARLEY_ARCHIVE_UPLOAD_ATTEMPTS", 5)),
+            retry_base_seconds=env_float("PARLEY_ARCHIVE_RETRY_BASE_SECONDS", 2.0),
+        )
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -25,6 +51,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # How long a join of a guarded conference waits for its guard's answer at most (also bounded by the
     # join's own deadline) before answering 503.
     admission_timeout_seconds: float
+    archives: ArchiveSettings = ArchiveSettings()
+    # A scheduled meeting may start (a token issued) this long before its time (SourceFuse's timeToStart).
+    meeting_early_start_minutes: float = 15.0
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -38,4 +67,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             media_node_timeout_seconds=env_float("PARLEY_MEDIA_NODE_TIMEOUT_SECONDS", 5.0),
             media_node_wait_seconds=env_float("PARLEY_MEDIA_NODE_WAIT_SECONDS", 2.0),
             admission_timeout_seconds=env_float("PARLEY_ADMISSION_TIMEOUT_SECONDS", 1.0),
+            archives=ArchiveSettings.from_env(),
+            meeting_early_start_minutes=env_float("PARLEY_MEETING_EARLY_START_MINUTES", 15.0),
         )

@@ -41,6 +41,12 @@ def conference_view(conference: Conference, presence: Presence) -> api.Conferenc
             )
             for p in conference.participants
         ],
+        lobby=[
+            api.ConferenceLobbyEndpoint(
+                id=w.endpoint_id, user_id=w.user_id, since=w.since, metadata=w.metadata, grant=w.grant
+            )
+            for w in conference.lobby
+        ],
     )
 
 

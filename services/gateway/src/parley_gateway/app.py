@@ -29,6 +29,7 @@ from parley_common.service import run_service
 
 from parley_gateway.chats import TOKEN, ChatGatewaySettings, chat_operations
 from parley_gateway.conferences import conference_operations
+from parley_gateway.coviu import coviu_operations
 from parley_gateway.demo import add_demo_routes
 from parley_gateway.health import HealthCheck
 from parley_gateway.http import BadRequest, error_response, read_body
@@ -45,12 +46,13 @@ from parley_gateway.identity import (
     handle_token_request,
 )
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
-from parley_gateway.operations import Operation, QueryParam
+from parley_gateway.operations import PERMISSION_REFUSED, Operation, QueryParam
 from parley_gateway.protocol import GatewayRunner
 from parley_gateway.push import EventRouting, PushConnection, PushHub, PushLimits
 from parley_gateway.seen import SeenReporter
 from parley_gateway.settings import Settings
 from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operations
+from parley_gateway.sourcefuse import sourcefuse_operations
 from parley_gateway.user_push import UserPushChannels, user_push_operation
 from parley_gateway.waiters import ConferenceWaiters
 
@@ -124,7 +126,12 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
                 principal = verifier.verify(token)
             except Unauthorized as exc:
                 return error_response(request, 401, exc.message, headers={"WWW-Authenticate": "Bearer"})
+            if principal.grant is not None and not operation.meeting_tokens:
+                # The one place for this rule: a meeting token must not reach chats, snapshots, meetings...
+                return error_response(request, 403, "a meeting token is valid only on the conference API")
             request[TOKEN] = token
+            if operation.permission is not None and operation.permission not in principal.permissions:
+                return error_response(request, 403, PERMISSION_REFUSED)
             if seen is not None:
                 seen.seen(principal)  # a background report at most every few minutes: never waits
             caller = Caller(
@@ -134,6 +141,7 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
                 scopes=principal.scopes,
                 name=principal.name,
                 email=principal.email,
+                grant=principal.grant,
             )
         with log_context(
             organization=caller.organization_id if caller else None,
@@ -218,9 +226,11 @@ class Gateway:
                 ),
             ),
             *chat_operations(rpc, js, ChatGatewaySettings.from_env()),
+            *sourcefuse_operations(rpc, issuer, settings.session_webhook_secret),
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env(), rpc)),
             token_operation(issuer, clients),
+            *coviu_operations(rpc, issuer, clients, settings.public_url),
             *health.operations(),
         ]
         seen = SeenReporter(js.publish)
@@ -318,6 +328,7 @@ def push_operation(rpc: RpcClient, hub: PushHub) -> Operation:
         handler=open_channel,
         status=101,
         token_in_query=True,
+        meeting_tokens=True,
         query=(
             QueryParam("userEndpointId", Id, required=True, description="the endpoint to stream to"),
             QueryParam("access_token", str, description="bearer token, for clients that cannot set headers"),

@@ -12,7 +12,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.errors import ObjectNotFoundError
 from parley_common.contracts import conference as api
-from parley_common.contracts.base import Empty, Id
+from parley_common.contracts.base import Id
 from parley_common.contracts.media import RecordingLocation, RecordingQuery
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.jsonlimits import INT64_MIN
@@ -61,6 +61,7 @@ def conference_operations(
             response=response,
             status=status,
             timeout=timeout,
+            meeting_tokens=True,
         )
 
     def view(op: str, response: Any) -> Handler:
@@ -138,9 +139,25 @@ def conference_operations(
 
     return [
         command("create", api.CreateConferenceWebCommand, "Create a conference", api.ConferenceSummary, 200),
-        command("join", api.JoinConferenceWebCommand, "Join a conference as a user endpoint", Empty, 200),
-        command("leave", api.LeaveConferenceWebCommand, "Leave a conference"),
+        command(
+            "join",
+            api.JoinConferenceWebCommand,
+            "Join a conference as a user endpoint ({lobby: true}: it waits in the lobby to be admitted)",
+            api.ConferenceJoinResult,
+            200,
+        ),
+        command("leave", api.LeaveConferenceWebCommand, "Leave a conference (or its lobby)"),
         command("end", api.EndConferenceWebCommand, "End a conference for everyone"),
+        command(
+            "admitLobbyEndpoint",
+            api.AdmitLobbyEndpointWebCommand,
+            "Let an endpoint waiting in the lobby in (a moderator in the call, or a user without a grant)",
+        ),
+        command(
+            "rejectLobbyEndpoint",
+            api.RejectLobbyEndpointWebCommand,
+            "Turn an endpoint waiting in the lobby away (a moderator in the call, or a user without a grant)",
+        ),
         command(
             "updateMetadata",
             api.UpdateConferenceMetadataWebCommand,
@@ -200,6 +217,7 @@ def conference_operations(
             operation_id="getConferenceRecording",
             summary="Download a recording listed in the conference metadata key RECORDINGS (webm)",
             tag=TAG,
+            meeting_tokens=True,
             handler=recording,
             binary_response="video/webm",
             errors=(401, 404, 503),
@@ -210,6 +228,7 @@ def conference_operations(
             operation_id="getConference",
             summary="Get a conference",
             tag=TAG,
+            meeting_tokens=True,
             handler=view("get", api.Conference),
             response=api.Conference,
             query=(
@@ -222,6 +241,7 @@ def conference_operations(
             operation_id="getConferenceSimpleView",
             summary="Get a conference with endpoints grouped by user",
             tag=TAG,
+            meeting_tokens=True,
             handler=view("simpleView", api.ConferenceSimpleView),
             response=api.ConferenceSimpleView,
             query=(
@@ -234,6 +254,7 @@ def conference_operations(
             operation_id="getConferenceEvents",
             summary="Events with conferenceVersion >= v, in order; waits a few seconds for one when none",
             tag=TAG,
+            meeting_tokens=True,
             handler=events,
             response=list[api.AnyConferenceEvent],
             query=(

@@ -32,12 +32,14 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from parley_common.config import DEV_JWT_SECRET, env_int, env_opt
 from parley_common.contracts.base import Payload
 from parley_common.contracts.conference import SERVICE_SCOPE
+from parley_common.contracts.meeting import GRANT_CLAIM, MeetingGrant
 from parley_common.log import get_logger
 
 from parley_gateway.http import BadRequest, decode_json
 
 __all__ = [
     "CLOCK_SKEW_LEEWAY_SECONDS",
+    "DEFAULT_REFRESH_TTL_SECONDS",
     "DEFAULT_SCOPE",
     "DEFAULT_TOKEN_TTL_SECONDS",
     "DEV_OAUTH_CLIENTS",
@@ -49,6 +51,8 @@ __all__ = [
     "OAuthClients",
     "OAuthError",
     "Principal",
+    "RefreshableTokenResponse",
+    "ScopeText",
     "TokenForm",
     "TokenIssuer",
     "TokenRequestBody",
@@ -70,6 +74,11 @@ DEV_OAUTH_ORGANIZATION: Final = "parley-dev"
 DEV_OAUTH_CLIENTS: Final = f"{DEV_OAUTH_CLIENT_ID}:{DEV_OAUTH_CLIENT_SECRET}:{DEV_OAUTH_ORGANIZATION}"
 
 DEFAULT_TOKEN_TTL_SECONDS: Final = 3600
+DEFAULT_REFRESH_TTL_SECONDS: Final = 30 * 24 * 3600
+# The claim that marks a refresh token (`token_use: refresh`): it is redeemed only at a token endpoint and
+# refused as a bearer, and a bearer (no such claim) is refused as a refresh token.
+TOKEN_USE_CLAIM: Final = "token_use"
+REFRESH_USE: Final = "refresh"
 DEFAULT_SCOPE: Final = "any"
 # Scopes services grant each other on the bus; never taken from, nor issued in, a token.
 INTERNAL_SCOPES: Final = frozenset({SERVICE_SCOPE})
@@ -107,6 +116,11 @@ class Principal(Payload, frozen=True, kw_only=True):
     expires_at: datetime
     # The token's `type` claim says "guest" for a guest user (Carbonio's user types); else internal.
     guest: bool = False
+    # The token's `permissions` claim (a list of strings, as SourceFuse's loopback4-authorization reads
+    # it): the permission keys the SourceFuse routes check. The gateway checks them; they never go on the bus.
+    permissions: tuple[str, ...] = ()
+    # A meeting token's grant (claim `meeting`): one conference, one role; only the conference API takes it.
+    grant: MeetingGrant | None = None
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -214,6 +228,8 @@ class TokenVerifier:
             if known.expires_at.timestamp() + self._leeway > time.time():
                 return known
             del self._verified[token]
+            if known.grant is not None:
+                raise Unauthorized(_session_closed(known.expires_at.timestamp()))
             raise Unauthorized("token has expired")
         principal = self._verify(token)
         self._verified[token] = principal
@@ -242,9 +258,60 @@ class TokenVerifier:
                     leeway=self._leeway,
                     options={"require": self._required, "verify_aud": self._audience is not None},
                 )
+        except (jwt.ExpiredSignatureError, jwt.ImmatureSignatureError) as exc:
+            raise Unauthorized(self._outside_window(token, alg, key) or _describe(exc)) from None
         except jwt.PyJWTError as exc:
             raise Unauthorized(_describe(exc)) from None
         return _principal(claims)
+
+    def _outside_window(self, token: str, alg: str, key: str | RSAPublicKey) -> str | None:
+        """For a genuine meeting token used outside its window (`nbf`..`exp`, the session's schedule): when
+        the session opens, or that it has closed. None for any other token (PyJWT's verdict stands)."""
+        try:
+            with _quiet_if_dev_key(key):
+                # Everything but the time window is still verified (signature first): only a token we would
+                # otherwise accept learns when its session opens.
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[alg],
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    options={
+                        "require": self._required,
+                        "verify_aud": self._audience is not None,
+                        "verify_exp": False,
+                        "verify_nbf": False,
+                    },
+                )
+        except jwt.PyJWTError:
+            return None
+        if not isinstance(claims.get(GRANT_CLAIM), dict):
+            return None
+        now = time.time()
+        nbf, exp = _numeric(claims.get("nbf")), _numeric(claims.get("exp"))
+        if nbf is not None and now + self._leeway < nbf:
+            return f"the session opens at {_rfc3339(nbf)}"
+        if exp is not None and now - self._leeway >= exp:
+            return _session_closed(exp)
+        return None
+
+
+def _numeric(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _rfc3339(seconds: float) -> str:
+    try:
+        return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, OSError, ValueError):
+        return str(seconds)
+
+
+def _session_closed(exp: float) -> str:
+    return f"the session closed at {_rfc3339(exp)}"
 
 
 def _describe(exc: jwt.PyJWTError) -> str:
@@ -276,6 +343,9 @@ NUMERIC_DATE_CLAIMS: Final = ("exp", "nbf", "iat")
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:
+    if claims.get(TOKEN_USE_CLAIM) == REFRESH_USE:
+        raise Unauthorized("a refresh token is not an access token")
+
     def text(claim: str, *, required: bool) -> str | None:
         value = claims.get(claim)
         if value is None and not required:
@@ -295,6 +365,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     # Grants only services give each other on the bus (ending a room's conference...): a token from
     # outside never carries them, whoever signed it.
     scopes = tuple(s for s in scopes if s not in INTERNAL_SCOPES)
+    raw_permissions = claims.get("permissions", [])
+    if not isinstance(raw_permissions, list) or not all(isinstance(p, str) for p in raw_permissions):
+        raise Unauthorized("token has a malformed permissions claim")
     for claim in NUMERIC_DATE_CLAIMS:
         value = claims.get(claim)
         # RFC 7519 NumericDate is a JSON number; PyJWT also takes "1700000000" (it calls int() on it), and a
@@ -308,6 +381,12 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     except (OverflowError, OSError, ValueError):
         # PyJWT only checks exp is an integer in the future; year 10000 does not fit a datetime.
         raise Unauthorized("token has a malformed exp claim") from None
+    grant: MeetingGrant | None = None
+    if claims.get(GRANT_CLAIM) is not None:
+        try:
+            grant = msgspec.convert(claims[GRANT_CLAIM], MeetingGrant)
+        except msgspec.ValidationError:
+            raise Unauthorized(f"token has a malformed {GRANT_CLAIM} claim") from None
     return Principal(
         user_id=text("sub", required=True) or "",
         organization_id=text("org", required=True) or "",
@@ -316,6 +395,8 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         scopes=scopes,
         expires_at=expires_at,
         guest=isinstance(claims.get("type"), str) and claims["type"].lower() == "guest",
+        permissions=tuple(raw_permissions),
+        grant=grant,
     )
 
 
@@ -332,6 +413,7 @@ class TokenIssuer:
         issuer: str | None = None,
         audience: str | None = None,
         ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS,
+        refresh_ttl_seconds: int = DEFAULT_REFRESH_TTL_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         if secret is not None and not secret:
@@ -342,6 +424,7 @@ class TokenIssuer:
         self._issuer = issuer
         self._audience = audience
         self.ttl_seconds = ttl_seconds
+        self.refresh_ttl_seconds = refresh_ttl_seconds
         self._clock = clock
 
     @classmethod
@@ -366,23 +449,107 @@ class TokenIssuer:
         email: str | None = None,
         scopes: str | Iterable[str] = (),
         ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        not_before: datetime | None = None,
+        permissions: Iterable[str] = (),
+        grant: MeetingGrant | None = None,
+        claims: Mapping[str, Any] | None = None,
     ) -> str:
-        """A signed token; `scopes` is a space-separated string or an iterable of scope names."""
+        """A signed token; `scopes` is a space-separated string or an iterable of scope names.
+
+        A meeting token (the one way to mint one: SourceFuse's token route, Coviu's entry_url) carries
+        `grant` (claim `meeting`) and its window: `not_before` (nbf) and `expires_at` (exp, instead of
+        `ttl_seconds` or the issuer's lifetime). `permissions` becomes the SourceFuse `permissions` claim.
+        `claims` adds other claims; it never overrides these nor the identity claims.
+        """
         if self._secret is None:
             raise RuntimeError("no PARLEY_JWT_SECRET configured: this gateway does not mint tokens")
         if not user_id or not organization_id:
             raise ValueError("a token needs a user id and an organization id")
-        ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
-        if ttl <= 0:
-            raise ValueError("the token lifetime must be positive")
         now = int(self._clock())
-        claims: dict[str, Any] = {"sub": user_id, "org": organization_id, "iat": now, "exp": now + ttl}
+        if expires_at is not None:
+            # Minted as told, even if past (a window's end is the caller's rule, not the issuer's).
+            exp = math.ceil(expires_at.timestamp())
+        else:
+            ttl = self.ttl_seconds if ttl_seconds is None else ttl_seconds
+            if ttl <= 0:
+                raise ValueError("the token lifetime must be positive")
+            exp = now + ttl
+        payload: dict[str, Any] = {}
+        if claims:
+            reserved = _RESERVED_CLAIMS.intersection(claims)
+            if reserved:
+                raise ValueError(f"extra claims may not replace {sorted(reserved)}")
+            payload.update(claims)
+        payload.update({"sub": user_id, "org": organization_id, "iat": now, "exp": exp})
+        if grant is not None:
+            payload[GRANT_CLAIM] = msgspec.to_builtins(grant)
         scope = " ".join(scopes.split() if isinstance(scopes, str) else scopes)
         # `aud` too: a verifier configured with PARLEY_JWT_AUDIENCE requires it.
-        optional = {"name": name, "email": email, "scope": scope, "iss": self._issuer, "aud": self._audience}
-        claims.update({k: v for k, v in optional.items() if v})
-        with _quiet_if_dev_key(self._secret):
-            return jwt.encode(claims, self._secret, algorithm=HS256)
+        optional: dict[str, Any] = {
+            "name": name,
+            "email": email,
+            "scope": scope,
+            "iss": self._issuer,
+            "aud": self._audience,
+            "nbf": int(not_before.timestamp()) if not_before is not None else None,
+            "permissions": list(permissions),
+        }
+        payload.update({k: v for k, v in optional.items() if v})
+        return _sign_hs256(payload, self._secret)
+
+    def issue_refresh(self, *, client_id: str, organization_id: str, scope: str) -> str:
+        """A refresh token (RFC 6749 §1.5) bound to an OAuth client: a JWT of its own use, longer-lived."""
+        return self.issue(
+            user_id=client_id,
+            organization_id=organization_id,
+            scopes=scope,
+            ttl_seconds=self.refresh_ttl_seconds,
+            claims={TOKEN_USE_CLAIM: REFRESH_USE, "client_id": client_id},
+        )
+
+    def redeem_refresh(self, token: str, client_id: str) -> Mapping[str, Any] | None:
+        """The claims of a valid refresh token issued to `client_id`, else None (`invalid_grant`)."""
+        if self._secret is None:
+            return None
+        try:
+            with _quiet_if_dev_key(self._secret):
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    self._secret,
+                    algorithms=[HS256],
+                    issuer=self._issuer,
+                    audience=self._audience,
+                    leeway=CLOCK_SKEW_LEEWAY_SECONDS,
+                    options={"require": ["exp", "sub", "org"], "verify_aud": self._audience is not None},
+                )
+        except jwt.PyJWTError:
+            return None
+        if claims.get(TOKEN_USE_CLAIM) != REFRESH_USE or claims.get("client_id") != client_id:
+            return None
+        return claims
+
+
+def _b64url(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+_HS256_HEADER: Final = _b64url(b'{"alg":"HS256","typ":"JWT"}')
+
+
+def _sign_hs256(payload: Mapping[str, Any], secret: str) -> str:
+    """A compact HS256 JWT (RFC 7515). PyJWT's `encode` costs ~0.2 ms a token; a page of Coviu sessions
+    mints one meeting token per participant (800 for 200 sessions), so the gateway signs them itself:
+    the same bytes a JWT library verifies (the tests verify them with PyJWT)."""
+    signing_input = _HS256_HEADER + b"." + _b64url(msgspec.json.encode(payload))
+    signature = hmac.digest(secret.encode(), signing_input, "sha256")
+    return (signing_input + b"." + _b64url(signature)).decode()
+
+
+# What `TokenIssuer.issue` sets itself: `claims` cannot smuggle another identity or lifetime in.
+_RESERVED_CLAIMS: Final = frozenset(
+    {"sub", "org", "iat", "exp", "nbf", "iss", "aud", "scope", "name", "email", "permissions"}
+)
 
 
 # --- OAuth2 client credentials (RFC 6749 §4.4) ---------------------------------------------------
@@ -465,6 +632,12 @@ class TokenResponse(msgspec.Struct, frozen=True, kw_only=True):
         return 200
 
 
+class RefreshableTokenResponse(TokenResponse, frozen=True, kw_only=True):
+    """Where refresh tokens are offered (Coviu's `/v1/auth/token`): the pair."""
+
+    refresh_token: str
+
+
 class OAuthError(msgspec.Struct, frozen=True, kw_only=True):
     """RFC 6749 §5.2 error body. `status`/`www_authenticate` tell the HTTP layer what to send."""
 
@@ -485,6 +658,10 @@ _SCOPE_TOKEN_CHARS: Final = r"\x21\x23-\x5b\x5d-\x7e"  # RFC 6749 §3.3 scope-to
 _SCOPE_TOKEN = re.compile(rf"[{_SCOPE_TOKEN_CHARS}]+")
 
 
+# Scope tokens separated by spaces (any other character is refused as invalid_scope).
+ScopeText = Annotated[str, msgspec.Meta(pattern=rf"^[ {_SCOPE_TOKEN_CHARS}]*$")]
+
+
 class TokenForm(msgspec.Struct, frozen=True, kw_only=True):
     """The token request's fields (RFC 6749 §4.4.2), for the OpenAPI document: `_read_fields` reads them.
 
@@ -494,8 +671,7 @@ class TokenForm(msgspec.Struct, frozen=True, kw_only=True):
     grant_type: Literal["client_credentials"]
     client_id: str = ""
     client_secret: str = ""
-    # Scope tokens separated by spaces (any other character is refused as invalid_scope).
-    scope: Annotated[str, msgspec.Meta(pattern=rf"^[ {_SCOPE_TOKEN_CHARS}]*$")] = ""
+    scope: ScopeText = ""
 
 
 # Every field is a string, known or not (a JSON body of other values is refused as invalid_request).
@@ -525,14 +701,22 @@ def process_token_request(
     form: Mapping[str, str],
     issuer: TokenIssuer,
     clients: OAuthClients,
+    refresh: bool = False,
+    token_type: str = "bearer",
 ) -> TokenResponse | OAuthError:
-    """The token endpoint, minus HTTP: Authorization header value and body fields in, body out."""
+    """The token endpoint, minus HTTP: Authorization header value and body fields in, body out.
+
+    With `refresh`, a client-credentials grant also answers a refresh token, and the `refresh_token`
+    grant (RFC 6749 §6) trades one, from the client it was issued to, for a new pair.
+    """
     grant_type = form.get("grant_type", "")
     if not grant_type:
         return OAuthError(error="invalid_request", error_description="grant_type is required")
-    if grant_type != "client_credentials":
+    grants = ("client_credentials", "refresh_token") if refresh else ("client_credentials",)
+    if grant_type not in grants:
         return OAuthError(
-            error="unsupported_grant_type", error_description="only client_credentials is supported"
+            error="unsupported_grant_type",
+            error_description=f"only {' and '.join(grants)} {'are' if refresh else 'is'} supported",
         )
 
     form_id, form_secret = form.get("client_id", ""), form.get("client_secret", "")
@@ -570,11 +754,37 @@ def process_token_request(
         _log.info("oauth_token_rejected", reason="invalid_client")
         return OAuthError(error="invalid_client", error_description="client authentication failed")
 
+    if grant_type == "refresh_token":
+        presented = form.get("refresh_token", "")
+        if not presented:
+            return OAuthError(error="invalid_request", error_description="refresh_token is required")
+        claims = issuer.redeem_refresh(presented, client.client_id)
+        if claims is None or claims.get("org") != client.organization_id:
+            _log.info("oauth_token_rejected", reason="invalid_grant", client_id=client.client_id)
+            return OAuthError(
+                error="invalid_grant", error_description="the refresh token is invalid or expired"
+            )
+        granted = str(claims.get("scope", "")).split()
+        # RFC 6749 §6: a refresh may narrow the scope, never widen it.
+        if scopes and not set(scopes) <= set(granted):
+            return OAuthError(error="invalid_scope", error_description="scope exceeds the refresh token's")
+        scope = " ".join(dict.fromkeys(scopes or granted)) or DEFAULT_SCOPE
+
     token = issuer.issue(
         user_id=client.client_id, organization_id=client.organization_id, scopes=scope.split(" ")
     )
     _log.info("oauth_token_issued", client_id=client.client_id, organization=client.organization_id)
-    return TokenResponse(access_token=token, expires_in=issuer.ttl_seconds, scope=scope)
+    if not refresh:
+        return TokenResponse(access_token=token, expires_in=issuer.ttl_seconds, scope=scope)
+    return RefreshableTokenResponse(
+        access_token=token,
+        token_type=token_type,
+        expires_in=issuer.ttl_seconds,
+        scope=scope,
+        refresh_token=issuer.issue_refresh(
+            client_id=client.client_id, organization_id=client.organization_id, scope=scope
+        ),
+    )
 
 
 _JSON_TYPES: Final = ("application/json",)
@@ -613,7 +823,12 @@ async def _read_fields(request: web.Request) -> dict[str, str] | OAuthError:
 
 
 async def handle_token_request(
-    request: web.Request, issuer: TokenIssuer, clients: OAuthClients
+    request: web.Request,
+    issuer: TokenIssuer,
+    clients: OAuthClients,
+    *,
+    refresh: bool = False,
+    token_type: str = "bearer",
 ) -> web.Response:
     """aiohttp adapter for `process_token_request` (form or JSON body, Basic or body credentials)."""
     fields = await _read_fields(request)
@@ -621,7 +836,12 @@ async def handle_token_request(
         fields
         if isinstance(fields, OAuthError)
         else process_token_request(
-            authorization=request.headers.get("Authorization"), form=fields, issuer=issuer, clients=clients
+            authorization=request.headers.get("Authorization"),
+            form=fields,
+            issuer=issuer,
+            clients=clients,
+            refresh=refresh,
+            token_type=token_type,
         )
     )
     # RFC 6749 §5.1: token responses must not be cached.

@@ -28,6 +28,7 @@ def openapi_document(operations: Sequence[Operation], *, title: str, version: st
     # gateway holds every integer of every body to int64 whatever field it is in: the document says so.
     for schema in (*schemas, *components.values()):
         _bound_integers(schema)
+        _type_string_enums(schema)
     components["JsonValue"] = JSON_VALUE_SCHEMA  # bounded already, and its `not: integer` must stay bare
     schema_of = dict(zip(map(id, types), schemas, strict=True))
 
@@ -135,6 +136,19 @@ def _form_schema(schema: dict[str, Any], media_type: str) -> dict[str, Any]:
     if media_type != "multipart/form-data":
         return schema
     return {**schema, "propertyNames": MULTIPART_PART_NAME}
+
+
+def _type_string_enums(schema: Any) -> None:
+    """msgspec states a `Literal` of strings as a bare `enum`; OpenAPI readers want its `type` too."""
+    if isinstance(schema, dict):
+        enum = schema.get("enum")
+        if "type" not in schema and isinstance(enum, list) and enum and all(isinstance(v, str) for v in enum):
+            schema["type"] = "string"
+        for value in schema.values():
+            _type_string_enums(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            _type_string_enums(value)
 
 
 def _bound_integers(schema: Any) -> None:

@@ -16,6 +16,9 @@ from parley_common.messaging.rpc import RpcClient
 
 from parley_gateway.http import BadRequest, error_response, json_response
 
+# loopback4-authorization's refusal, which the real SourceFuse service answers with.
+PERMISSION_REFUSED = "Not Allowed Access"
+
 # A handler gets the request, the authenticated caller (None on public operations) and the decoded body.
 Handler = Callable[[web.Request, Caller | None, Any], Awaitable[web.StreamResponse]]
 
@@ -31,6 +34,9 @@ class QueryParam:
     # An array parameter (`type` a list/tuple) comes repeated (`?a=x&a=y`, how OpenAPI clients send arrays);
     # with `comma_separated`, each occurrence may also hold several values (`?a=x,y`).
     comma_separated: bool = False
+    # The refusal of a value that does not convert, when an API words it its own way (Coviu's
+    # `Invalid page_size`); None: the type's own message.
+    error: str | None = None
 
     @property
     def is_array(self) -> bool:
@@ -71,6 +77,9 @@ class Operation:
     public: bool = False
     # WebSockets from browsers cannot send headers: such operations also take `?access_token=`.
     token_in_query: bool = False
+    # A meeting token (grant claim) is for its conference alone: only the conference API's operations take
+    # it; every other operation answers it 403.
+    meeting_tokens: bool = False
     query: tuple[QueryParam, ...] = ()
     # Request headers the operation reads (e.g. an upload's file name), checked and documented like the
     # query parameters.
@@ -84,6 +93,9 @@ class Operation:
     extra_response_body: Any = None
     # Types of path parameters that are not ids (every other `{name}` in the path is an `Id`).
     path_types: dict[str, Any] = field(default_factory=dict)
+    # A permission key the token's `permissions` claim must hold (SourceFuse's routes), else 403
+    # `PERMISSION_REFUSED`; checked by the route wrapper before anything else runs.
+    permission: str | None = None
 
     @property
     def path_params(self) -> list[str]:
@@ -109,7 +121,12 @@ class Operation:
                 if param.required:
                     raise BadRequest(f"query parameter {param.name} is required")
                 continue
-            _convert("query", param.name, raw, param.type)
+            try:
+                _convert("query", param.name, raw, param.type)
+            except BadRequest:
+                if param.error is None:
+                    raise
+                raise BadRequest(param.error) from None
         for param in self.headers:
             value = request.headers.get(param.name)
             if value is None:
@@ -154,6 +171,7 @@ def rpc_command(
     response: Any = None,
     status: int = 204,
     timeout: float | None = None,
+    meeting_tokens: bool = False,
 ) -> Operation:
     """A POST whose JSON body goes to a service's command subject as is, its reply coming back as HTTP."""
     value_type = response if response is not None else Empty
@@ -174,4 +192,5 @@ def rpc_command(
         body=body,
         response=response,
         status=status,
+        meeting_tokens=meeting_tokens,
     )

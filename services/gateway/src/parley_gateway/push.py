@@ -2,7 +2,9 @@
 
 What an endpoint receives, each as one JSON text frame:
 - every event of every conference it has joined (from the PARLEY_CONFERENCE stream's subjects; a
-  ConferenceJoinedEvent for the endpoint itself starts the flow for that conference);
+  ConferenceJoinedEvent for the endpoint itself starts the flow for that conference). An endpoint waiting in
+  a conference's lobby (a meeting guest) has not joined: it gets only the lobby events about itself
+  (entered, admitted, rejected); its ConferenceLobbyAdmittedEvent starts the flow like a join;
 - every sendEvent event addressed to it. BEST_EFFORT ones arrive while connected or never. AT_LEAST_ONCE ones
   come from a durable JetStream consumer per endpoint and are redelivered (also after a gateway restart) until
   the client acknowledges them by sending `{"ack": "<event id>"}`; an acknowledged event is then deleted
@@ -96,6 +98,18 @@ class EventRouting(Payload, frozen=True):
     organization_id: str
     conference_id: str
     user_endpoint_id: str | None = None
+    # Lobby admissions and rejections: the waiting endpoint they are about (userEndpointId: the moderator).
+    lobby_endpoint_id: str | None = None
+
+    @property
+    def lobby_endpoint(self) -> str | None:
+        """The waiting endpoint a lobby event is about (None: not a lobby event)."""
+        if self.type == "ConferenceLobbyEnteredEvent":
+            return self.user_endpoint_id
+        return self.lobby_endpoint_id if self.type in _LOBBY_DECISIONS else None
+
+
+_LOBBY_DECISIONS = frozenset({"ConferenceLobbyAdmittedEvent", "ConferenceLobbyRejectedEvent"})
 
 
 class ClientMessage(msgspec.Struct, frozen=True):
@@ -156,7 +170,14 @@ class PushHub:
     # ------------------------------------------------------------ conference events (fan-out)
 
     def on_conference_event(self, routing: EventRouting, raw: bytes) -> None:
+        about = routing.lobby_endpoint
         for conn in self._by_org.get(routing.organization_id, ()):
+            if about == conn.endpoint_id and routing.conference_id not in conn.conferences:
+                # A waiting endpoint hears its own fate and nothing else; admitted, it is in from now on.
+                conn.send(raw)
+                if routing.type == "ConferenceLobbyAdmittedEvent":
+                    conn.conferences.add(routing.conference_id)
+                continue
             own = routing.user_endpoint_id == conn.endpoint_id
             if routing.type == "ConferenceJoinedEvent" and own:
                 conn.conferences.add(routing.conference_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import msgspec
-from parley_common.config import CommonSettings, env_float, env_int, env_str
+from parley_common.config import CommonSettings, env_float, env_int, env_opt, env_str
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -21,6 +21,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # Media commands wait on a media node's SDP work: longer than other commands, and a little longer than
     # the conference service waits for the node, so its own 503 arrives first.
     media_request_timeout_seconds: float
+    # The gateway's address as browsers reach it (`https://parley.example.com`), for links it hands out
+    # (Coviu's `entry_url`); None: the scheme and host of the request that asks for the link.
+    public_url: str | None = None
+    # What `POST /webhooks/session` (the media provider's call, no bearer) must carry when set: query
+    # `secret` or the HTTP Basic password. None: the webhook is open, as the real SourceFuse service's is.
+    session_webhook_secret: str | None = None
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -34,8 +40,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             essential_services=_names(env_str("PARLEY_ESSENTIAL_SERVICES", "conference")),
             optional_services=_names(env_str("PARLEY_OPTIONAL_SERVICES", "")),
             media_request_timeout_seconds=env_float("PARLEY_MEDIA_REQUEST_TIMEOUT_SECONDS", 5.0) + 1.0,
+            public_url=_public_url(env_opt("PARLEY_PUBLIC_URL")),
+            session_webhook_secret=env_opt("PARLEY_SESSION_WEBHOOK_SECRET"),
         )
 
 
 def _names(raw: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in raw.split(",") if name.strip())
+
+
+def _public_url(raw: str | None) -> str | None:
+    """`PARLEY_PUBLIC_URL` without its trailing slash; refused at start-up unless an absolute http(s) URL."""
+    if raw is None:
+        return None
+    url = raw.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")) or len(url.split("://", 1)[1]) == 0:
+        raise ValueError(f"PARLEY_PUBLIC_URL must be an absolute http(s) URL, got {raw!r}")
+    return url

@@ -27,6 +27,12 @@ def _parser() -> argparse.ArgumentParser:
         "--scope", default=DEFAULT_SCOPE, help=f"space-separated scopes (default {DEFAULT_SCOPE!r})"
     )
     parser.add_argument(
+        "--permission",
+        action="append",
+        default=[],
+        help="a permission key for the permissions claim (repeatable), e.g. CreateMeetingSession",
+    )
+    parser.add_argument(
         "--ttl", type=int, help="lifetime in seconds (default PARLEY_TOKEN_TTL_SECONDS or 3600)"
     )
     return parser
@@ -53,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             name=args.name,
             email=args.email,
             scopes=args.scope,
+            permissions=[p.strip() for p in args.permission if p.strip()],
         )
     except ValueError as exc:
         parser.error(str(exc))  # exits 2 with usage on stderr

@@ -313,6 +313,17 @@ class ConferenceParticipant(Payload, frozen=True):
     streams: list[ConferenceStream] = []
 
 
+class ConferenceLobbyEndpoint(Payload, frozen=True):
+    """An endpoint waiting in the conference's lobby (a meeting guest) for a moderator to let it in."""
+
+    id: str
+    user_id: str
+    # When it asked to join (its ConferenceLobbyEnteredEvent's timestamp).
+    since: datetime
+    metadata: JsonObject = {}
+    grant: MeetingGrant | None = None
+
+
 class Conference(Payload, frozen=True):
     id: str
     organization_id: str
@@ -323,6 +334,15 @@ class Conference(Payload, frozen=True):
     empty: bool
     metadata: dict[str, Metadata]
     participants: list[ConferenceParticipant]
+    # Endpoints waiting to be admitted (only conferences of meetings with guests have any).
+    lobby: list[ConferenceLobbyEndpoint] = []
+
+
+class ConferenceJoinResult(Payload, frozen=True, omit_defaults=True):
+    """The answer to a join: `{}` when the endpoint is in; `{"lobby": true}` when it waits in the lobby
+    (its meeting grant says so) until a moderator admits it (`ConferenceLobbyAdmittedEvent`)."""
+
+    lobby: bool = False
 
 
 class ConferenceSimpleViewParticipantEndpointStream(Payload, frozen=True):

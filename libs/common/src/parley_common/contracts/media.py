@@ -119,6 +119,17 @@ class RecordingStoredEvent(Payload, frozen=True):
     bytes: int
     timestamp: datetime
 
+    def location(self) -> RecordingLocation:
+        """Where its bytes are: what the download route asks for (`...recording`)."""
+        return RecordingLocation(
+            recording_id=self.recording_id,
+            stream_id=self.stream.stream_id,
+            bucket=self.bucket,
+            object_name=self.object_name,
+            mime_type=self.mime_type,
+            bytes=self.bytes,
+        )
+
 
 # ---------------------------------------------------------------- conference-service queries about media
 

@@ -300,9 +300,9 @@ class AttendanceWebhook(Payload, frozen=True):
     gateway itself (no user).
     """
 
-    session_id: Text
+    session_id: Id
     event: Text
-    project_id: Text | None = None
+    project_id: Id | None = None
     reason: Text | None = None
     timestamp: int | None = None
     connection: ProviderConnection | None = None
@@ -497,16 +497,16 @@ class VideoChatSessionPartial(SourceFuseBody, frozen=True):
     created_by: Text | None = None
     modified_by: Text | None = None
     id: float | None = None
-    session_id: Text | None = None
+    session_id: Id | None = None
     meeting_link: Text | None = None
     is_scheduled: bool | None = None
     schedule_time: TimeText | None = None
     is_archived: bool | None = None
-    archive_id: Text | None = None
+    archive_id: Id | None = None
     upload_target: Text | None = None
     start_time: TimeText | None = None
     end_time: TimeText | None = None
-    ext_id: Text | None = None
+    ext_id: Id | None = None
     ext_metadata: dict[str, Any] | None = None
 
 
@@ -539,9 +539,17 @@ class CoviuBody(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Base of the Coviu HTTP shapes (snake_case, as the seed)."""
 
 
+# `host` or `guest` in any case. Only documented (the pattern): the dialect checks it, to answer the seed's
+# `Invalid role` rather than a schema message.
+CoviuRole = Annotated[
+    str,
+    msgspec.Meta(max_length=16, extra_json_schema={"pattern": "^([Hh][Oo][Ss][Tt]|[Gg][Uu][Ee][Ss][Tt])$"}),
+]
+
+
 class ParticipantCreationRequest(CoviuBody, frozen=True):
     # `host` or `guest`, any case (checked by the dialect: 400 otherwise); default guest.
-    role: Text | None = None
+    role: CoviuRole | None = None
     display_name: Text | None = None
     picture: Url | None = None
     state: Text | None = None

@@ -110,6 +110,11 @@ def check_limit(limit: int | None) -> None:
         raise ValueError(f"limit must be None or an int >= 0, got {limit!r}")
 
 
+def check_skip(skip: int) -> None:
+    if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        raise ValueError(f"skip must be an int >= 0, got {skip!r}")
+
+
 def check_index(index: Index) -> None:
     if not index.fields or len(set(index.fields)) != len(index.fields):
         raise ValueError(f"an index needs distinct fields, got {index.fields!r}")

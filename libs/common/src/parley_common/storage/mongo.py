@@ -21,6 +21,7 @@ from parley_common.storage._validation import (
     check_index,
     check_limit,
     check_name,
+    check_skip,
     check_sort,
     parse_filter,
 )
@@ -104,14 +105,16 @@ class MongoCollection:
         *,
         sort: Sequence[tuple[str, int]] = (),
         limit: int | None = None,
+        skip: int = 0,
     ) -> list[Doc]:
         parse_filter(where)
         order = check_sort(sort)
         check_limit(limit)
+        check_skip(skip)
         if limit == 0:
             return []  # MongoDB reads limit 0 as "no limit"
         with _translate():
-            cursor = self._raw.find(dict(where or {}), sort=order, limit=limit or 0)
+            cursor = self._raw.find(dict(where or {}), sort=order, limit=limit or 0, skip=skip)
             return await cursor.to_list(None)
 
     async def count(self, where: Filter | None = None) -> int:

@@ -84,7 +84,10 @@ class Collection(Protocol):
         *,
         sort: Sequence[tuple[str, int]] = (),
         limit: int | None = None,
-    ) -> list[Doc]: ...
+        skip: int = 0,
+    ) -> list[Doc]:
+        """Matching documents in `sort` order, leaving out the first `skip` of them (paging)."""
+        ...
 
     async def count(self, where: Filter | None = None) -> int: ...
 

@@ -31,6 +31,7 @@ from parley_common.storage._validation import (
     check_index,
     check_limit,
     check_name,
+    check_skip,
     check_sort,
     parse_filter,
 )
@@ -235,14 +236,17 @@ class SqliteCollection:
         *,
         sort: Sequence[tuple[str, int]] = (),
         limit: int | None = None,
+        skip: int = 0,
     ) -> list[Doc]:
         clause, params = _where(where)
         order = ", ".join(_order(path, direction) for path, direction in check_sort(sort))
         check_limit(limit)
+        check_skip(skip)
         sql = f'SELECT doc FROM "{self.name}" WHERE {clause} ORDER BY {order}'
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(limit)
+        if limit is not None or skip:
+            # SQLite takes OFFSET only after a LIMIT; -1 is its "no limit".
+            sql += " LIMIT ? OFFSET ?"
+            params.extend((-1 if limit is None else limit, skip))
         return [_decode(row[0]) for row in await self._store._read(sql, params)]
 
     async def count(self, where: Filter | None = None) -> int:

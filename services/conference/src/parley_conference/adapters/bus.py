@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from parley_common.contracts import conference as api
+from parley_common.contracts import meeting as meeting_api
 from parley_common.contracts.health import Dependency, HealthQuery, ServiceHealth
 from parley_common.contracts.media import RecordingQuery, StreamStillQuery
 from parley_common.contracts.push import PresenceReport
@@ -50,6 +52,8 @@ async def register(
         "join": (Request[api.JoinConferenceWebCommand], handlers.join),
         "leave": (Request[api.LeaveConferenceWebCommand], handlers.leave),
         "end": (Request[api.EndConferenceWebCommand], handlers.end),
+        "admitLobbyEndpoint": (Request[api.AdmitLobbyEndpointWebCommand], handlers.admit_lobby_endpoint),
+        "rejectLobbyEndpoint": (Request[api.RejectLobbyEndpointWebCommand], handlers.reject_lobby_endpoint),
         "updateMetadata": (Request[api.UpdateConferenceMetadataWebCommand], handlers.update_metadata),
         "updateParticipantMetadata": (
             Request[api.UpdateConferenceParticipantMetadataWebCommand],
@@ -118,7 +122,7 @@ async def register(
         for endpoint_id in report.user_endpoint_ids:
             presence.seen(report.organization_id, endpoint_id)
 
-    broker.subscriber(subjects.PRESENCE)(on_presence)
+    broker.subscriber(subjects.PRESENCE, no_reply=True)(on_presence)
 
     # Every replica applies the other replicas' events to its read models (no queue group; its own
     # commits it applies directly and does not hear back, the connection being `no_echo`).
@@ -130,7 +134,22 @@ async def register(
             return
         memberships.apply(event)
 
-    broker.subscriber(subjects.CONFERENCE_EVENTS_ALL)(on_event)
+    # `no_reply`: another replica's outbox publishes these as JetStream requests; an (empty) answer from
+    # here would race the stream's PubAck and fail that publish.
+    broker.subscriber(subjects.CONFERENCE_EVENTS_ALL, no_reply=True)(on_event)
+
+
+async def register_meetings(
+    responders: Responders, use_cases: dict[str, Callable[[Any], Awaitable[Any]]]
+) -> None:
+    """Meeting operations (`contracts.meeting.OPERATIONS`) to their use cases; each module registers its
+    own (the meeting core, attendance, archives), all on the `conference` queue group."""
+    for op, handler in use_cases.items():
+        operation = meeting_api.OPERATIONS[op]  # a use case without its contract is a bug, found at start
+        # The Request envelope of this operation's body, built at run time from the table.
+        request_type: Any = Request.__class_getitem__(operation.body)  # type: ignore[attr-defined]
+        subject = subjects.meeting_command(op) if operation.kind == "cmd" else subjects.meeting_query(op)
+        await responders.serve(subject, request_type, handler, queue=QUEUE)
 
 
 class PresenceAnnouncer:

@@ -88,7 +88,7 @@ def follow_heartbeats(broker: NatsBroker, nodes: MediaNodes, announcements: Anno
             return
         announcements.heard()
 
-    broker.subscriber(subjects.MEDIA_HEARTBEAT)(on_heartbeat)
+    broker.subscriber(subjects.MEDIA_HEARTBEAT, no_reply=True)(on_heartbeat)
 
 
 async def consume_media_events(js: JetStreamContext, handlers: MediaHandlers) -> None:

@@ -10,23 +10,33 @@ stream already stores: the process may have died after publishing and before mar
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nats.js import JetStreamContext
 from parley_common.contracts.conference import AnyConferenceEvent
-from parley_common.outbox import Outbox, Publisher, PublishEvent
+from parley_common.outbox import Executor, Outbox, OutboxStore, Publisher, PublishEvent
 
 from parley_conference.adapters.repository import ConferenceRepository, owing
 from parley_conference.domain import Conference
 
 
-def conference_outbox(repository: ConferenceRepository, js: JetStreamContext, **options: Any) -> Outbox:
+def conference_outbox(
+    repository: ConferenceRepository,
+    js: JetStreamContext,
+    *,
+    stores: Sequence[OutboxStore] = (),
+    executors: Mapping[type, Executor] | None = None,
+    **options: Any,
+) -> Outbox:
+    """The service's one outbox (the bootstrap runs one): the event log, plus the other aggregates'
+    commit stores (`stores`, e.g. meetings) and the executors of their own effects."""
     # A live publish is retried until acknowledged: events leave in commit order or not at all. No periodic
     # sweep: listing the unpublished events sorts the event log, and running that every 5 s costs a third of
     # the throughput under load (the store has one writer thread). Recovery runs at start, and after a
     # failure of this process; a dead replica's leftovers are recovered when it restarts.
     options.setdefault("sweep", False)
-    return Outbox([repository], {PublishEvent: Publisher(js)}, **options)
+    return Outbox([repository, *stores], {PublishEvent: Publisher(js), **(executors or {})}, **options)
 
 
 class EventOutbox:

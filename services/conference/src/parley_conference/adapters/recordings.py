@@ -33,3 +33,7 @@ class RecordingLocations:
         if doc is None:
             return None
         return msgspec.convert({k: v for k, v in doc.items() if k != "_id"}, RecordingLocation)
+
+    async def remove(self, organization_id: str, conference_id: str, recording_id: str) -> None:
+        """Its archive was deleted: the recording is no longer served (gone already is fine)."""
+        await self._locations.delete(key(organization_id, conference_id, recording_id))

@@ -7,6 +7,11 @@
 //   -> follow events with conferenceVersion >= V: view on ConferenceStreamPublishedEvent, drop the tile on
 //      ConferenceStreamUnpublishedEvent / ConferenceLeftEvent.
 // For tests: `window.parleyDemo.stats()` and `?report=<url>` (POSTs the same JSON every `reportMs` ms).
+//
+// Meeting tokens (`?access_token=`, as a Coviu entry_url carries it): the token's `meeting` grant names the
+// conference and the role. A guest (grant `lobby`) is answered `{lobby: true}` by join: it shows "waiting to
+// be let in" until its ConferenceLobbyAdmittedEvent, then goes on as joined. A host (moderator, or a user
+// without a grant) is shown the waiting endpoints with Admit / Reject buttons.
 "use strict";
 
 (() => {
@@ -16,7 +21,9 @@
   const MAX_ERRORS = 50;
 
   const state = {
-    phase: "idle", // idle | joining | joined | leaving | left | failed
+    phase: "idle", // idle | joining | waiting | joined | leaving | left | failed
+    grant: null, // the meeting token's grant (claim `meeting`), if any
+    lobby: new Map(), // endpointId -> list item, of the endpoints waiting to be let in (hosts only)
     session: 0, // bumped by every join/leave: async work of an older session stops where it is
     token: "",
     conferenceId: "",
@@ -64,8 +71,62 @@
   function setPhase(phase) {
     state.phase = phase;
     $("join").disabled = phase === "joining" || phase === "joined" || phase === "leaving";
-    $("leave").disabled = !(phase === "joining" || phase === "joined");
+    $("leave").disabled = !(phase === "joining" || phase === "waiting" || phase === "joined");
     for (const id of ["token", "conference", "endpoint"]) $(id).disabled = $("join").disabled;
+  }
+
+  // The grant a meeting token carries (claim `meeting`); the page only reads it, the server checks it.
+  function grantOf(token) {
+    try {
+      const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+      const claims = JSON.parse(atob(payload + "=".repeat((4 - (payload.length % 4)) % 4)));
+      return claims.meeting && typeof claims.meeting === "object" ? claims.meeting : null;
+    } catch {
+      return null;
+    }
+  }
+
+  // Hosts run the lobby: a moderator's grant, or a conference API user without one.
+  const hosts = () => !state.grant || state.grant.role === "moderator";
+
+  // ------------------------------------------------------------------ lobby (host side)
+
+  function showWaiting(endpointId, metadata) {
+    if (!hosts() || endpointId === state.endpointId || state.lobby.has(endpointId)) return;
+    const item = document.createElement("li");
+    item.dataset.endpointId = endpointId;
+    const name = metadata && metadata.name ? `${metadata.name} (${endpointId})` : endpointId;
+    const label = document.createElement("span");
+    label.textContent = `${name} is waiting to be let in `;
+    const admit = document.createElement("button");
+    admit.type = "button";
+    admit.textContent = "Admit";
+    admit.className = "admit";
+    admit.onclick = () => decide("admitLobbyEndpoint", endpointId);
+    const reject = document.createElement("button");
+    reject.type = "button";
+    reject.textContent = "Reject";
+    reject.className = "reject";
+    reject.onclick = () => decide("rejectLobbyEndpoint", endpointId);
+    item.append(label, admit, reject);
+    $("lobby-list").append(item);
+    state.lobby.set(endpointId, item);
+    $("lobby").hidden = false;
+  }
+
+  function dropWaiting(endpointId) {
+    const item = state.lobby.get(endpointId);
+    if (item) item.remove();
+    state.lobby.delete(endpointId);
+    $("lobby").hidden = state.lobby.size === 0;
+  }
+
+  async function decide(op, endpointId) {
+    try {
+      await post(op, { lobbyEndpointId: endpointId });
+    } catch (err) {
+      showError(`${op}: ${err.message}`);
+    }
   }
 
   // ------------------------------------------------------------------ API
@@ -298,6 +359,8 @@
     }
     for (const streamId of [...state.remotes.keys()]) if (!present.has(streamId)) removeRemote(streamId);
     for (const [streamId, s] of present) view(session, streamId, s.endpointId, s.type);
+    for (const endpointId of [...state.lobby.keys()]) dropWaiting(endpointId);
+    for (const waiting of conference.lobby || []) showWaiting(waiting.id, waiting.metadata);
     state.version = conference.version;
     state.syncing = false;
     const buffered = state.buffered.splice(0);
@@ -306,8 +369,22 @@
 
   function onEvent(session, event) {
     if (event.conferenceId !== state.conferenceId) return;
+    if (ownLobbyDecision(session, event)) return;
     if (state.syncing) state.buffered.push(event);
     else apply(session, event);
+  }
+
+  // While waiting, the server sends this endpoint only its own lobby events: admitted, it goes on as joined.
+  function ownLobbyDecision(session, event) {
+    const about = event.lobbyEndpointId || event.userEndpointId;
+    if (state.phase !== "waiting" || about !== state.endpointId) return state.phase === "waiting";
+    if (event.type === "ConferenceLobbyAdmittedEvent") {
+      admitted(session);
+    } else if (event.type === "ConferenceLobbyRejectedEvent") {
+      showError(`not let in (${event.reason || "the host turned this endpoint away"})`);
+      teardown("left");
+    }
+    return true;
   }
 
   function apply(session, event) {
@@ -337,6 +414,13 @@
         for (const remote of [...state.remotes.values()]) {
           if (remote.endpointId === event.userEndpointId) removeRemote(remote.streamId);
         }
+        break;
+      case "ConferenceLobbyEnteredEvent":
+        showWaiting(event.userEndpointId, event.metadata);
+        break;
+      case "ConferenceLobbyAdmittedEvent":
+      case "ConferenceLobbyRejectedEvent":
+        dropWaiting(event.lobbyEndpointId);
         break;
       case "ConferenceEndedEvent":
         showError(`conference ended (${event.reason || "no reason given"})`);
@@ -407,12 +491,16 @@
 
   async function pollForever(session) {
     state.polling = true;
-    while (session === state.session && state.phase === "joined") {
+    while (session === state.session && (state.phase === "joined" || state.phase === "waiting")) {
       try {
-        const query = new URLSearchParams({ v: String(state.version), userEndpointId: state.endpointId });
+        // Waiting, the server answers only this endpoint's lobby events, from the start.
+        const v = state.phase === "waiting" ? 0 : state.version;
+        const query = new URLSearchParams({ v: String(v), userEndpointId: state.endpointId });
         const events = await call("GET", `${API}/${encodeURIComponent(state.conferenceId)}/events?${query}`);
         if (session !== state.session) break;
-        for (const event of events || []) apply(session, event);
+        for (const event of events || []) {
+          if (!ownLobbyDecision(session, event)) apply(session, event);
+        }
       } catch (err) {
         if (session !== state.session) break;
         showError(`events: ${err.message}`);
@@ -430,6 +518,8 @@
 
   async function join() {
     state.token = $("token").value.trim();
+    state.grant = grantOf(state.token);
+    if (state.grant && !$("conference").value.trim()) $("conference").value = state.grant.conferenceId;
     state.conferenceId = $("conference").value.trim();
     state.endpointId = $("endpoint").value.trim() || randomId("ep");
     $("endpoint").value = state.endpointId;
@@ -454,25 +544,50 @@
           state.transport = "poll";
         }
       }
-      try {
-        await post("create", {});
-      } catch (err) {
-        if (err.status !== 409) throw err; // 409: it exists already, which is what we want
+      if (!state.grant) {
+        // A meeting's conference exists already (and a meeting token may not create one).
+        try {
+          await post("create", {});
+        } catch (err) {
+          if (err.status !== 409) throw err; // 409: it exists already, which is what we want
+        }
       }
-      await post("join", { metadata: { type: "demo", name: state.endpointId } });
+      const name = params.get("name") || state.endpointId;
+      const answer = await post("join", { metadata: { type: "demo", name } });
       if (session !== state.session) return;
-      setPhase("joined");
-      mark("joined");
-      setStatus(`joined ${state.conferenceId} as ${state.endpointId}`);
-      const publishing = publish(session).catch((err) => showError(`publishing: ${err.message}`));
-      await resync(session);
-      if (state.transport === "poll") pollForever(session);
-      await publishing;
+      if (answer && answer.lobby) {
+        setPhase("waiting");
+        mark("waiting");
+        setStatus(`waiting to be let in to ${state.conferenceId}`);
+        if (state.transport === "poll") pollForever(session);
+        return;
+      }
+      await admitted(session);
     } catch (err) {
       if (session !== state.session) return;
       showError(`join: ${err.message}`);
       teardown("failed");
     }
+  }
+
+  // In the call (straight away, or once let in from the lobby): publish (unless a subscriber) and view.
+  async function admitted(session) {
+    const polling = state.phase === "waiting" && state.polling;
+    setPhase("joined");
+    mark("joined");
+    setStatus(`joined ${state.conferenceId} as ${state.endpointId}`);
+    const mayPublish = !state.grant || state.grant.role !== "subscriber";
+    const publishing = mayPublish ? publish(session).catch((err) => showError(`publishing: ${err.message}`)) : null;
+    try {
+      await resync(session);
+    } catch (err) {
+      if (session !== state.session) return;
+      showError(`join: ${err.message}`);
+      teardown("failed");
+      return;
+    }
+    if (state.transport === "poll" && !polling) pollForever(session);
+    await publishing;
   }
 
   function teardown(phase) {
@@ -493,6 +608,7 @@
     }
     $("local").srcObject = null;
     $("local-stream").textContent = "not published";
+    for (const endpointId of [...state.lobby.keys()]) dropWaiting(endpointId);
     setPhase(phase);
     setStatus(phase === "failed" ? "failed (see errors)" : "left");
   }
@@ -511,7 +627,7 @@
 
   // Closing the tab: tell the server now instead of waiting for the keep-alive timeout.
   window.addEventListener("pagehide", () => {
-    if (state.phase !== "joined") return;
+    if (state.phase !== "joined" && state.phase !== "waiting") return;
     fetch(`${API}/leave`, {
       method: "POST",
       keepalive: true,
@@ -574,6 +690,7 @@
     return {
       at: Date.now(),
       phase: state.phase,
+      lobby: [...state.lobby.keys()],
       conferenceId: state.conferenceId,
       endpointId: state.endpointId,
       transport: state.transport,
@@ -606,7 +723,8 @@
 
   window.parleyDemo = { stats, join, leave, state: () => state.phase };
 
-  $("token").value = params.get("token") || "";
+  // `access_token` is how a meeting's entry_url hands the page its token; it joins at once.
+  $("token").value = params.get("token") || params.get("access_token") || "";
   $("conference").value = params.get("conference") || "";
   $("endpoint").value = params.get("endpoint") || params.get("userEndpointId") || randomId("ep");
   $("controls").addEventListener("submit", (e) => {
@@ -616,5 +734,5 @@
   $("leave").addEventListener("click", () => leave());
   setPhase("idle");
   if (params.get("report")) startReporting(params.get("report"));
-  if (params.get("autojoin") === "1") join();
+  if (params.get("autojoin") === "1" || params.get("access_token")) join();
 })();
