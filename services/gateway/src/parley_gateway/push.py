@@ -116,19 +116,36 @@ class PushConnection:
         self.conferences: set[str] = set()
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
         self._closing: asyncio.Future[bool] | None = None
+        # Set by the writer once the queue is at most half full (`drained`).
+        self._roomy = asyncio.Event()
 
     def send(self, frame: bytes) -> None:
         try:
             self._outgoing.put_nowait(frame)
         except asyncio.QueueFull:
-            # The client cannot keep up: close it; it reconnects and catches up from the event feed.
+            self.send_overflowed()
+
+    def send_overflowed(self) -> None:
+        """The client cannot keep up: close it; it reconnects and catches up from the event feed."""
+        if self._closing is None:
             log.warning("push channel overflow, closing", user_endpoint_id=self.endpoint_id)
             self._closing = asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
+            self._roomy.set()
+
+    async def drained(self) -> None:
+        """Until the writer has sent at least half of what is queued (a replay waits on it between
+        batches rather than overflowing the queue)."""
+        while self._outgoing.qsize() > QUEUE_LIMIT // 2 and self._closing is None:
+            self._roomy.clear()
+            await self._roomy.wait()
 
     async def write_forever(self) -> None:
         while True:
             frame = await self._outgoing.get()
-            await self.ws.send_str(frame.decode())
+            if self._outgoing.qsize() <= QUEUE_LIMIT // 2:
+                self._roomy.set()
+            # The frame is UTF-8 JSON already: sent as a text frame without a decode and re-encode.
+            await self.ws.send_frame(frame, WSMsgType.TEXT)
 
 
 class PushHub:
