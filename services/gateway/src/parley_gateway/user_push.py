@@ -325,6 +325,8 @@ class UserPushChannels:
                 await self.feed.follow(socket, filters, None)
             try:
                 await ws.prepare(request)
+                # A room message is a frame to each member's socket: queued ones go out in one write.
+                conn.transport = request.transport
                 await self._serve(socket, caller, filters, start)
             finally:
                 self.feed.unroute(socket)
