@@ -18,8 +18,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
+import nats
 import pytest
 from parley_common.config import CommonSettings
+from parley_common.messaging.streams import USER_PUSH_STREAM
 from parley_common.storage import SqliteStore
 
 from tests.integration.helpers import Api, Stack
@@ -248,6 +250,46 @@ async def test_a_gateway_restart_loses_no_message(chat_stack: Stack, session: ai
             missed = await frames(resumed)
         assert [e["message"]["id"] for e in missed] == [second["id"], third["id"]]
         assert await texts(bob, room) == ["three", "two", "one"]
+
+
+async def test_the_gateway_reads_a_room_once_and_a_resumed_socket_gets_exactly_what_it_missed(
+    chat_stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """The gateway's one feed of PARLEY_USER_PUSH fans a room's messages out to its members' sockets
+    (no consumer per socket); a socket resuming with lastEventId replays what it missed, then joins the
+    feed while messages keep coming: each exactly once, in order."""
+    alice, bob, carol = await new_users(session, chat_stack, 3)
+    room = await group(alice, bob, carol)
+    nc = await nats.connect(chat_stack.nats_url)
+    js = nc.jetstream()
+    try:
+        consumers = (await js.stream_info(USER_PUSH_STREAM)).state.consumer_count
+        async with live(alice) as a, live(carol) as c:
+            async with live(bob) as b:
+                # Three sockets, at most the feed itself more (it may be started already).
+                assert (await js.stream_info(USER_PUSH_STREAM)).state.consumer_count <= consumers + 1
+                first = await send(alice, room, "m0")
+                (seen,) = await frames(b)
+                assert seen["message"]["id"] == first["id"]
+            missed = [await send(carol, room, f"m{n}") for n in range(1, 6)]
+            url = chat_stack.url.replace("http", "ws") + "/events/ws"
+            params = {"access_token": bob.api.bearer or "", "lastEventId": seen["id"]}
+            # Messages keep coming while bob's socket replays and hands over to the feed.
+            during = asyncio.create_task(send_all(alice, room, [f"m{n}" for n in range(6, 16)]))
+            async with session.ws_connect(url, params=params) as resumed:
+                later = await during
+                after = await send(alice, room, "m16")
+                bob_frames = await frames(resumed)
+            expected = [m["id"] for m in (first, *missed, *later, after)]
+            assert [e["message"]["id"] for e in bob_frames] == expected[1:]
+            for ws in (a, c):
+                assert [e["message"]["id"] for e in await frames(ws)] == expected
+    finally:
+        await nc.close()
+
+
+async def send_all(user: User, room: str, texts: list[str]) -> list[dict[str, Any]]:
+    return [await send(user, room, text) for text in texts]
 
 
 # ---------------------------------------------------------------- forward

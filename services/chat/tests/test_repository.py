@@ -121,3 +121,66 @@ async def test_attachments_page_newest_first_ties_by_id_and_go_with_their_room(t
         assert await repository.attachment(ORG, elsewhere.id) == elsewhere
     finally:
         await store.close()
+
+
+async def test_a_room_is_read_from_storage_once_until_a_commit_changes_it(tmp_path: Path) -> None:
+    """The room cache: a second read makes no query; every commit touching the room or its members
+    (member added, removed, room deleted) is seen by the next read."""
+    store = SqliteStore(str(tmp_path / "chat-cache.sqlite3"))
+    await store.start()
+    try:
+        counts: dict[str, int] = {}
+        plain = await StorageChatRepository.open(store)
+        repository = StorageChatRepository({name: Counting(c, counts) for name, c in plain._c.items()})
+        a, b, c = (str(uuid.uuid4()) for _ in range(3))
+        room = _room("group", (a, b))
+        await repository.commit(ORG, Decision(result=None, put_rooms=(room,)))
+        assert (await repository.room(ORG, room.id)) == room
+        counts.clear()
+        assert (await repository.room(ORG, room.id)) == room
+        assert counts == {}  # from memory
+        assert await repository.room("another-org", room.id) is None
+        grown = msgspec.structs.replace(room, members=(*room.members, RoomMember(c, owner=False)))
+        await repository.commit(ORG, Decision(result=None, put_rooms=(grown,)))
+        assert (await repository.room(ORG, room.id)) == grown
+        shrunk = msgspec.structs.replace(room, members=room.members[:1])
+        await repository.commit(ORG, Decision(result=None, put_rooms=(shrunk,)))
+        assert (await repository.room(ORG, room.id)) == shrunk
+        await repository.commit(ORG, Decision(result=None, delete_rooms=(room.id,)))
+        assert await repository.room(ORG, room.id) is None
+    finally:
+        await store.close()
+
+
+async def test_a_room_read_while_a_commit_applies_is_not_kept(tmp_path: Path) -> None:
+    """A read that began before a commit touching the room finished may have seen it half-applied: the
+    next read goes to storage again."""
+    store = SqliteStore(str(tmp_path / "chat-race.sqlite3"))
+    await store.start()
+    try:
+        repository = await StorageChatRepository.open(store)
+        a, b, c = (str(uuid.uuid4()) for _ in range(3))
+        room = _room("group", (a, b))
+        await repository.commit(ORG, Decision(result=None, put_rooms=(room,)))
+        grown = msgspec.structs.replace(room, members=(*room.members, RoomMember(c, owner=False)))
+        # The read takes its storage reads, then the commit applies while it is still in flight.
+        members = repository._members
+        committed: list[bool] = []
+
+        class Interleaved:
+            def __getattr__(self, attr: str) -> Any:
+                return getattr(members, attr)
+
+            async def find(self, *args: Any, **kwargs: Any) -> Any:
+                found = await members.find(*args, **kwargs)
+                if not committed:
+                    committed.append(True)
+                    await repository.commit(ORG, Decision(result=None, put_rooms=(grown,)))
+                return found
+
+        repository._members = Interleaved()  # type: ignore[assignment]
+        assert (await repository.room(ORG, room.id)) == room  # what storage held when it was read
+        repository._members = members
+        assert (await repository.room(ORG, room.id)) == grown
+    finally:
+        await store.close()

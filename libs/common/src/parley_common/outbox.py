@@ -203,9 +203,17 @@ class Outbox:
         self._in_flight[k] = self._in_flight.get(k, 0) + 1
         self._queue.put_nowait(owed)
 
+    def watch(self, owed: Owed) -> asyncio.Future[bool]:
+        """Before `committed(owed)`: a future the relay sets once `owed` is carried out (True) or failed
+        (False). Registered now, so a relay that runs before the command waits cannot be missed."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters[id(owed)] = future
+        return future
+
     async def carried_out(self, owed: Owed, timeout: float) -> bool:
-        """Wait (at most `timeout` s) until `owed`, just handed to `committed`, is carried out."""
-        future = self._waiters[id(owed)] = asyncio.get_running_loop().create_future()
+        """Wait (at most `timeout` s) until `owed`, just handed to `committed`, is carried out (`watch`ed
+        before that if anything may run in between)."""
+        future = self._waiters.get(id(owed)) or self.watch(owed)
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.shield(future)

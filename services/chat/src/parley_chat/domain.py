@@ -19,7 +19,7 @@ import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import msgspec
 from parley_common.contracts import chat as api
@@ -255,6 +255,17 @@ class Decision(msgspec.Struct, Generic[R], frozen=True, kw_only=True):
                 self.delete_attachments,
             )
         )
+
+
+def merged(decisions: Sequence[Decision[Any]]) -> Decision[None]:
+    """Several decisions as one commit (group commit), each list in decision order. Only for decisions
+    independent of each other (none reads or undoes what another writes): room messages."""
+    fields = {
+        name: tuple(item for decision in decisions for item in getattr(decision, name))
+        for name in Decision.__struct_fields__
+        if name != "result"
+    }
+    return Decision(result=None, **fields)
 
 
 # ---------------------------------------------------------------- access

@@ -82,6 +82,13 @@ class ChatUnitOfWork:
     `deciding()` holds the lock while a use case reads, decides and commits, and waits for the commits'
     events AFTER releasing it: the next command's decision need not wait for this one's publishes (the
     outbox carries them out in commit order all the same), so commands pipeline.
+
+    Group commit (`commit_grouped`): decisions that only add independent records (a room message and its
+    events) join the open group instead of writing at once; the group is written as ONE commit (one
+    commit document, one outbox entry) by a writer that queues for the lock behind the commands waiting
+    for it, so every send decided meanwhile joins. Each waits for the group's write and events before it
+    answers (durable once answered). Any other commit first writes the open group: commits stay in the
+    order they were decided.
     """
 
     def __init__(
@@ -91,11 +98,16 @@ class ChatUnitOfWork:
         self.outbox = outbox
         self.lock = asyncio.Lock()
         self._wait = wait_seconds
-        self._owed: contextvars.ContextVar[list[Owed] | None] = contextvars.ContextVar("owed", default=None)
+        self._owed: contextvars.ContextVar[list[Owed | asyncio.Future[None]] | None] = contextvars.ContextVar(
+            "owed", default=None
+        )
+        self._group: list[tuple[str, Decision[Any], asyncio.Future[None]]] = []
+        self._group_writer: asyncio.Task[None] | None = None
+        self._settling: set[asyncio.Task[None]] = set()
 
     @contextlib.asynccontextmanager
     async def deciding(self) -> AsyncIterator[None]:
-        owed: list[Owed] = []
+        owed: list[Owed | asyncio.Future[None]] = []
         token = self._owed.set(owed)
         try:
             async with self.lock:
@@ -105,9 +117,74 @@ class ChatUnitOfWork:
         # The answer leaves once the events are out (a client hears its own change first), or after the
         # wait: they stay owed and the outbox carries them out later.
         for each in owed:
-            await self.outbox.carried_out(each, self._wait)
+            if isinstance(each, asyncio.Future):
+                await each  # a grouped commit: written (or failed) and its events out
+            else:
+                await self.outbox.carried_out(each, self._wait)
 
     async def commit(self, organization_id: str, decision: Decision[Any]) -> None:
+        await self._write_group()  # decided before this one: committed before it
+        owed = await self._write(organization_id, [decision])
+        if owed is None:
+            return
+        pending = self._owed.get()
+        if pending is not None:
+            pending.append(owed)  # waited for once the lock is released
+        else:
+            await self.outbox.carried_out(owed, self._wait)
+
+    async def commit_grouped(self, organization_id: str, decision: Decision[Any]) -> None:
+        """Within `deciding()`: commit a decision that only adds records no other decision of the group
+        reads (a message), together with the others decided meanwhile. Waited for by `deciding()`."""
+        pending = self._owed.get()
+        if pending is None:
+            await self.commit(organization_id, decision)
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._group.append((organization_id, decision, done))
+        pending.append(done)
+        if self._group_writer is None or self._group_writer.done():
+            self._group_writer = asyncio.create_task(self._write_group_after_queue())
+
+    async def _write_group_after_queue(self) -> None:
+        # Queued behind the commands already waiting for the lock: their sends join this group.
+        async with self.lock:
+            await self._write_group()
+
+    async def _write_group(self) -> None:
+        """Write the open group (under the lock): one commit per organization, in decision order."""
+        group, self._group = self._group, []
+        if not group:
+            return
+        by_org: dict[str, list[tuple[Decision[Any], asyncio.Future[None]]]] = {}
+        for org, decision, done in group:
+            by_org.setdefault(org, []).append((decision, done))
+        for org, members in by_org.items():
+            try:
+                owed = await self._write(org, [decision for decision, _ in members])
+            except Exception as exc:
+                for _, done in members:
+                    if not done.done():
+                        done.set_exception(exc)
+                continue
+            futures = [done for _, done in members]
+            if owed is None:
+                for done in futures:
+                    done.set_result(None)
+            else:
+                # Its events are waited for off the lock, as `deciding()` does for a single commit.
+                task = asyncio.create_task(self._settle(owed, futures))
+                self._settling.add(task)
+                task.add_done_callback(self._settling.discard)
+
+    async def _settle(self, owed: Owed, futures: list[asyncio.Future[None]]) -> None:
+        await self.outbox.carried_out(owed, self._wait)
+        for done in futures:
+            if not done.done():
+                done.set_result(None)
+
+    async def _write(self, organization_id: str, decisions: Sequence[Decision[Any]]) -> Owed | None:
+        decision = decisions[0] if len(decisions) == 1 else domain.merged(decisions)
         effects = effects_of(organization_id, decision)
         if decision.delete_rooms:
             # However a room goes (deleted, its last member gone, its workspace deleted), its files go
@@ -119,14 +196,10 @@ class ChatUnitOfWork:
             previews = await self.repository.previews_of_files(organization_id, decision.delete_attachments)
             effects.extend(DeleteObject(object_name=name) for name in previews)
         owed = await self.repository.commit(organization_id, decision, effects)
-        if owed is None:
-            return
-        self.outbox.committed(owed)
-        pending = self._owed.get()
-        if pending is not None:
-            pending.append(owed)  # waited for once the lock is released
-        else:
-            await self.outbox.carried_out(owed, self._wait)
+        if owed is not None:
+            self.outbox.watch(owed)  # a group's owed is waited for by a task that runs later
+            self.outbox.committed(owed)
+        return owed
 
 
 def chat_caller(request: Request[Any]) -> Caller:
@@ -477,8 +550,9 @@ class ChatHandlers:
             decision = domain.decide_send_message(
                 room, caller, body, self._ctx(), workspace=workspace, replied=replied
             )
-            # Durable once answered: the commit (message + its events) is written before the answer.
-            await self._uow.commit(caller.organization_id, decision)
+            # Durable once answered: the commit (message + its events) is written before the answer,
+            # together with the sends decided meanwhile (one commit for them all).
+            await self._uow.commit_grouped(caller.organization_id, decision)
         return Accepted(value=decision.result)
 
     @rejecting

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 from collections import defaultdict
 from typing import Any
 
@@ -43,6 +44,10 @@ from parley_common.sealing import Sealer, SealError
 
 log = get_logger(__name__)
 QUEUE_LIMIT = 1000
+# Frames written to a socket in one system call when several are queued (`PushConnection.transport`).
+WRITE_BATCH = 64
+# Bytes a client may leave unread in the gateway's send buffer before it is closed as too slow.
+UNSENT_LIMIT = 1024 * 1024
 # Unacknowledged events come back this soon after their gateway dies; while the socket lives, the
 # gateway keeps extending the deadline of what it delivered (in-progress), so nothing is sent twice.
 ACK_WAIT_SECONDS = 5.0
@@ -130,19 +135,67 @@ class PushConnection:
         self.conferences: set[str] = set()
         self._outgoing: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_LIMIT)
         self._closing: asyncio.Future[bool] | None = None
+        # The socket's transport, when its owner lets the writer batch frames (uncompressed sockets).
+        self.transport: asyncio.Transport | None = None
+        # Set by the writer once the queue is at most half full (`drained`).
+        self._roomy = asyncio.Event()
 
     def send(self, frame: bytes) -> None:
         try:
             self._outgoing.put_nowait(frame)
         except asyncio.QueueFull:
-            # The client cannot keep up: close it; it reconnects and catches up from the event feed.
+            self.send_overflowed()
+
+    def send_overflowed(self) -> None:
+        """The client cannot keep up: close it; it reconnects and catches up from the event feed."""
+        if self._closing is None:
             log.warning("push channel overflow, closing", user_endpoint_id=self.endpoint_id)
             self._closing = asyncio.ensure_future(self.ws.close(code=1013, message=b"too slow"))
+            self._roomy.set()
+
+    async def drained(self) -> None:
+        """Until the writer has sent at least half of what is queued (a replay waits on it between
+        batches rather than overflowing the queue)."""
+        while self._outgoing.qsize() > QUEUE_LIMIT // 2 and self._closing is None:
+            self._roomy.clear()
+            await self._roomy.wait()
 
     async def write_forever(self) -> None:
         while True:
-            frame = await self._outgoing.get()
-            await self.ws.send_str(frame.decode())
+            frames = [await self._outgoing.get()]
+            if self.transport is not None:
+                while len(frames) < WRITE_BATCH and not self._outgoing.empty():
+                    frames.append(self._outgoing.get_nowait())
+            if self._outgoing.qsize() <= QUEUE_LIMIT // 2:
+                self._roomy.set()
+            if len(frames) > 1 and self.transport is not None and not self.ws.compress:
+                self._write_batch(self.transport, frames)
+                continue
+            for frame in frames:
+                # The frame is UTF-8 JSON already: sent as a text frame without a decode and re-encode.
+                await self.ws.send_frame(frame, WSMsgType.TEXT)
+
+    def _write_batch(self, transport: asyncio.Transport, frames: list[bytes]) -> None:
+        """Several queued frames in one write: at 128 sockets a room message is 128 writes, and a
+        burst queues several per socket. Whole frames only, so aiohttp's own writes (pings, the close)
+        never land inside one."""
+        if transport.is_closing():
+            return
+        transport.write(b"".join(_text_frame(frame) for frame in frames))
+        if transport.get_write_buffer_size() > UNSENT_LIMIT:
+            self.send_overflowed()
+
+
+def _text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2: a server never masks)."""
+    size = len(payload)
+    if size < 126:
+        header = struct.pack("!BB", 0x81, size)
+    elif size < 65536:
+        header = struct.pack("!BBH", 0x81, 126, size)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, size)
+    return header + payload
 
 
 class PushHub:

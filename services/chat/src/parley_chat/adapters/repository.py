@@ -17,7 +17,8 @@ again first (they are idempotent), then carries out its effects. So an acknowled
 write, an event or an effect; a reader may see a commit half-applied for the few milliseconds it takes.
 
 Commands are serialised in this process (`ChatUnitOfWork.lock`): a decision is taken on state no other
-command of this process is changing. Several replicas would need a version check per room (see README).
+command of this process is changing. Several replicas would need a version check per room (see README),
+and could not keep the room cache (`room()`), which relies on this process being the only writer.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ OUTBOX = "chat_commits"
 # A commit not yet marked applied this recently may still be applying in its process: recovery waits.
 APPLY_GRACE = timedelta(seconds=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Rooms kept in memory (the least recently read first out); a hit saves reading a room's members.
+ROOM_CACHE_SIZE = 10_000
 
 
 def key(*parts: str) -> str:
@@ -187,6 +190,11 @@ class StorageChatRepository:
         self._attachments = collections["chat_attachments"]
         self._previews = collections["chat_previews"]
         self._commits = collections[OUTBOX]
+        # Rooms with their members by id (a message's send reads its room: 128 members are 1.4 ms of
+        # storage). This process is the only writer of rooms and members and every write goes through
+        # `_apply`, which drops the rooms it touches; `_room_epoch` counts those drops.
+        self._room_cache: dict[str, Room] = {}
+        self._room_epoch = 0
 
     @classmethod
     async def open(cls, store: DocumentStore) -> StorageChatRepository:
@@ -222,10 +230,21 @@ class StorageChatRepository:
         ]
 
     async def room(self, organization_id: str, room_id: str) -> Room | None:
-        doc = await self._rooms.get(room_id)
-        if doc is None or doc["org"] != organization_id:
-            return None
-        return (await self._with_members([doc]))[0]
+        room = self._room_cache.pop(room_id, None)
+        if room is not None:
+            self._room_cache[room_id] = room  # the most recently read: last out
+        else:
+            # Kept only if no commit touched a room while it was read (it may have read a half-applied one).
+            epoch = self._room_epoch
+            doc = await self._rooms.get(room_id)
+            if doc is None:
+                return None
+            room = (await self._with_members([doc]))[0]
+            if epoch == self._room_epoch:
+                self._room_cache[room_id] = room
+                if len(self._room_cache) > ROOM_CACHE_SIZE:
+                    del self._room_cache[next(iter(self._room_cache))]
+        return room if room.organization_id == organization_id else None
 
     async def room_with_parent(self, organization_id: str, room_id: str) -> tuple[Room | None, Room | None]:
         room = await self.room(organization_id, room_id)
@@ -415,7 +434,29 @@ class StorageChatRepository:
                 await collection.delete(op.id)
             else:
                 await collection.delete_many(op.where)
+            self._forget_room(op)
         await self._commits.update(commit_id, {"applied": True})
+
+    def _forget_room(self, op: Operation) -> None:
+        """Drop the cached room a write touches (after the write; a read that began before it is not
+        kept either: its epoch is stale)."""
+        room_id: str | None
+        if op.collection == "chat_rooms":
+            room_id = op.doc["_id"] if isinstance(op, Put) else op.id if isinstance(op, Delete) else None
+        elif op.collection == "chat_members":
+            if isinstance(op, Put):
+                room_id = op.doc["room"]
+            elif isinstance(op, Delete):
+                room_id = msgspec.json.decode(op.id)[0]  # a membership's id is key(room, user)
+            else:
+                room_id = op.where.get("room")
+        else:
+            return
+        self._room_epoch += 1
+        if isinstance(room_id, str):
+            self._room_cache.pop(room_id, None)
+        else:
+            self._room_cache.clear()
 
     async def _operations(self, org: str, decision: Decision[Any]) -> list[Operation]:
         ops: list[Operation] = []
