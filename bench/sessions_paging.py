@@ -32,10 +32,11 @@ from typing import Any
 import aiohttp
 import jwt
 import uvloop
+from parley_common.commits import CommitLog
 from parley_common.contracts import meeting as api
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from parley_common.storage import open_store
-from parley_conference.adapters.meetings import MeetingRepository
+from parley_conference.adapters.meetings import MeetingRepository, open_commit_log
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
@@ -92,12 +93,12 @@ def session(index: int, states: int, now: datetime) -> tuple[api.MeetingView, li
     return meeting, invitations
 
 
-async def seed(repo: MeetingRepository, sessions: int, states: int) -> None:
+async def seed(repo: MeetingRepository, log: CommitLog, sessions: int, states: int) -> None:
     now = datetime.now(UTC)
     for index in range(sessions):
         meeting, invitations = session(index, states, now)
         owed = await repo.commit(meeting, invitations=invitations, changed_invitations=invitations)
-        await repo.done([owed])  # nothing owed: no events (the stack is not running yet)
+        await log.done([owed])  # nothing owed: no events (the stack is not running yet)
 
 
 async def bench(sessions: int, states: int, runs: int) -> None:
@@ -105,9 +106,10 @@ async def bench(sessions: int, states: int, runs: int) -> None:
     data = root / "data"
     data.mkdir(parents=True)
     store = await open_store(mongo_url=None, sqlite_path=str(data / "conference.sqlite3"))
-    repo = await MeetingRepository.open(store)
+    log = await open_commit_log(store)
+    repo = await MeetingRepository.open(store, log)
     started = time.perf_counter()
-    await seed(repo, sessions, states)
+    await seed(repo, log, sessions, states)
     print(
         f"seeded {sessions} sessions of {PARTICIPANTS} participants in {time.perf_counter() - started:.1f}s"
     )
