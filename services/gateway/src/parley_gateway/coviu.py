@@ -152,7 +152,7 @@ class EntryLinks:
             name=invitation.display_name,
             not_before=meeting.starts_at,
             expires_at=meeting.ends_at,
-            claims={m.GRANT_CLAIM: msgspec.to_builtins(grant)},
+            grant=grant,
         )
         # A compact JWT is base64url and dots: URL-safe as it is.
         return f"{base}{DEMO_PATH}?access_token={token}"
