@@ -12,6 +12,10 @@ ports (nats-server, conference, gateway) on that directory and measures, in the 
 
     uv run python bench/sessions_paging.py [--sessions 10000] [--states 50] [--runs 30]
 
+A third line per query times the conference service's answer on the bus (`listMeetings`), to show where
+the time between the two goes. The HTTP timing ends when the answer is received whole (the client's JSON
+decoding is not the server's latency).
+
 Target: each HTTP p50 within 3x of its storage p50. Not run in CI.
 """
 
@@ -31,11 +35,17 @@ from typing import Any
 
 import aiohttp
 import jwt
+import msgspec
+import nats
 import uvloop
+from parley_common.commits import CommitLog
 from parley_common.contracts import meeting as api
+from parley_common.contracts.rpc import Accepted, Caller, Request
+from parley_common.messaging import subjects
+from parley_common.messaging.rpc import RpcClient
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from parley_common.storage import open_store
-from parley_conference.adapters.meetings import MeetingRepository
+from parley_conference.adapters.meetings import MeetingRepository, open_commit_log
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
@@ -92,12 +102,12 @@ def session(index: int, states: int, now: datetime) -> tuple[api.MeetingView, li
     return meeting, invitations
 
 
-async def seed(repo: MeetingRepository, sessions: int, states: int) -> None:
+async def seed(repo: MeetingRepository, log: CommitLog, sessions: int, states: int) -> None:
     now = datetime.now(UTC)
     for index in range(sessions):
         meeting, invitations = session(index, states, now)
         owed = await repo.commit(meeting, invitations=invitations, changed_invitations=invitations)
-        await repo.done([owed])  # nothing owed: no events (the stack is not running yet)
+        await log.done([owed])  # nothing owed: no events (the stack is not running yet)
 
 
 async def bench(sessions: int, states: int, runs: int) -> None:
@@ -105,9 +115,10 @@ async def bench(sessions: int, states: int, runs: int) -> None:
     data = root / "data"
     data.mkdir(parents=True)
     store = await open_store(mongo_url=None, sqlite_path=str(data / "conference.sqlite3"))
-    repo = await MeetingRepository.open(store)
+    log = await open_commit_log(store)
+    repo = await MeetingRepository.open(store, log)
     started = time.perf_counter()
-    await seed(repo, sessions, states)
+    await seed(repo, log, sessions, states)
     print(
         f"seeded {sessions} sessions of {PARTICIPANTS} participants in {time.perf_counter() - started:.1f}s"
     )
@@ -129,6 +140,8 @@ async def bench(sessions: int, states: int, runs: int) -> None:
             {"sub": CLIENT, "org": ORG, "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256"
         )
         pages = max(1, sessions // PAGE_SIZE)
+        nc = await nats.connect(stack.nats.url)
+        rpc = RpcClient(nc, timeout=10)
         async with aiohttp.ClientSession(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {bearer}"}
         ) as http:
@@ -146,8 +159,27 @@ async def bench(sessions: int, states: int, runs: int) -> None:
                         raise RuntimeError(
                             f"GET /v1/sessions answered {response.status}: {await response.text()}"
                         )
-                    body: dict[str, Any] = await response.json()
+                    body: dict[str, Any] = msgspec.json.decode(await response.read())
                     return body
+
+            async def http_read(params: dict[str, str]) -> None:
+                """The answer received whole; decoding it is the client's business, not the server's."""
+                async with http.get("/v1/sessions", params=params) as response:
+                    if response.status != 200:
+                        raise RuntimeError(f"GET /v1/sessions answered {response.status}")
+                    await response.read()
+
+            caller = Caller(organization_id=ORG, user_id=CLIENT, request_id="bench")
+
+            async def bus_get(query: api.ListMeetings) -> None:
+                """The conference service's answer on the bus (what the gateway waits for)."""
+                reply = await rpc.request(
+                    subjects.meeting_query("listMeetings"),
+                    Request(caller=caller, body=query),
+                    api.MeetingPage,
+                )
+                if not isinstance(reply, Accepted):
+                    raise RuntimeError(f"listMeetings answered {reply}")
 
             async def storage_get(query: api.ListMeetings) -> None:
                 """What the conference service reads for the page: the page, then its invitations."""
@@ -170,13 +202,19 @@ async def bench(sessions: int, states: int, runs: int) -> None:
                 raise RuntimeError(f"?state=s1 answered {len(held['content'])} sessions")
 
             async def http_page(n: int) -> None:
-                await http_get({"page_size": str(PAGE_SIZE), "page": str(page_of(n))})
+                await http_read({"page_size": str(PAGE_SIZE), "page": str(page_of(n))})
+
+            async def bus_page(n: int) -> None:
+                await bus_get(api.ListMeetings(dialect="coviu", page=page_of(n), page_size=PAGE_SIZE))
 
             async def storage_page(n: int) -> None:
                 await storage_get(api.ListMeetings(dialect="coviu", page=page_of(n), page_size=PAGE_SIZE))
 
             async def http_state(n: int) -> None:
-                await http_get({"page_size": str(PAGE_SIZE), "state": f"s{n % states}"})
+                await http_read({"page_size": str(PAGE_SIZE), "state": f"s{n % states}"})
+
+            async def bus_state(n: int) -> None:
+                await bus_get(api.ListMeetings(dialect="coviu", page_size=PAGE_SIZE, state=f"s{n % states}"))
 
             async def storage_state(n: int) -> None:
                 await storage_get(
@@ -184,9 +222,12 @@ async def bench(sessions: int, states: int, runs: int) -> None:
                 )
 
             results.append((f"GET /v1/sessions?page_size={PAGE_SIZE}&page=N", await timed(runs, http_page)))
+            results.append(("  bus: listMeetings (conference service)", await timed(runs, bus_page)))
             results.append(("  storage: page + invitations", await timed(runs, storage_page)))
             results.append((f"GET /v1/sessions?page_size={PAGE_SIZE}&state=X", await timed(runs, http_state)))
+            results.append(("  bus: listMeetings (conference service)", await timed(runs, bus_state)))
             results.append(("  storage: state page + invitations", await timed(runs, storage_state)))
+        await nc.drain()
     finally:
         await store.close()
         stack.stop()
@@ -197,7 +238,8 @@ async def bench(sessions: int, states: int, runs: int) -> None:
             f" {statistics.fmean(latencies):>9.2f}"
         )
     met = True
-    for (name, http_ms), (_, storage_ms) in (results[0:2], results[2:4]):
+    # Each query's lines: HTTP, bus, storage.
+    for (name, http_ms), _, (_, storage_ms) in (results[0:3], results[3:6]):
         ratio = pct(http_ms, 0.5) / pct(storage_ms, 0.5)
         met = met and ratio <= 3
         print(f"{name}: HTTP p50 = {ratio:.2f}x storage p50")

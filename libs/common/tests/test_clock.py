@@ -29,9 +29,16 @@ from parley_common.clock import parse_instant, rfc3339
 def test_parse_instant_reads_rfc3339_rfc1123_and_epoch_ms(
     text: str | None, expected: datetime | None
 ) -> None:
-    parsed = parse_instant(text)
+    parsed = parse_instant(text, epoch_ms=True)
     assert parsed == expected
     assert parsed is None or parsed.tzinfo is UTC
+
+
+def test_digits_are_a_time_only_where_epoch_milliseconds_are_allowed() -> None:
+    # Coviu's times are date-times (its document says so): `0` is no time there; SourceFuse's clients send
+    # JavaScript dates, numbers included.
+    assert parse_instant("0") is None
+    assert parse_instant("0", epoch_ms=True) == datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(

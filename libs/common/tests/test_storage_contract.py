@@ -202,6 +202,43 @@ async def test_find_sort(store: DocumentStore, name: str, sort: Any, expected: l
     assert await ids(coll, sort=sort) == expected
 
 
+@pytest.mark.parametrize(
+    ("where", "sort", "skip", "limit", "expected"),
+    [
+        # several ranks in one $in, sorted across them
+        (
+            {"flag": {"$in": [True, 0, None, False]}},
+            [("flag", DESCENDING)],
+            0,
+            None,
+            ["a", "b", "f", "c", "d"],
+        ),
+        ({"flag": {"$in": [True, False]}}, [("flag", ASCENDING)], 0, None, ["b", "a"]),
+        ({"flag": {"$in": [1, 0]}}, [("flag", DESCENDING)], 0, None, ["e", "f"]),
+        # a range pins its field to numbers (or strings), sorted either way
+        ({"n": {"$gt": 0}}, [("n", DESCENDING)], 0, None, ["c", "b", "a"]),
+        ({"n": {"$lt": 3}}, [("n", ASCENDING)], 1, 2, ["a", "b"]),
+        ({"s": {"$gt": "b"}}, [("s", DESCENDING)], 1, 1, ["c"]),
+        # an equality pins the first sort key; the next one orders
+        ({"meta.kind": "x"}, [("meta.kind", ASCENDING), ("n", DESCENDING)], 0, None, ["c", "a"]),
+        ({"flag": None}, [("flag", ASCENDING), ("n", ASCENDING)], 0, None, ["d", "c"]),
+        # $ne pins nothing
+        ({"flag": {"$ne": None}}, [("flag", ASCENDING)], 0, None, ["f", "e", "b", "a"]),
+    ],
+)
+async def test_find_sort_on_filtered_indexed_fields(
+    store: DocumentStore, name: str, where: Any, sort: Any, skip: int, limit: int | None, expected: list[str]
+) -> None:
+    # What a filter implies about a sorted field (its type, its value) never changes the order, whether an
+    # index serves the query or not.
+    indexes = [Index(("n",)), Index(("flag", "n")), Index(("meta.kind", "n")), Index(("s",))]
+    for coll in (await sample(store, name), await store.collection(f"{name}_ix", indexes)):
+        if coll.name.endswith("_ix"):
+            for doc in SAMPLE:
+                await coll.insert(dict(doc))
+        assert await ids(coll, where, sort=sort, skip=skip, limit=limit) == expected, coll.name
+
+
 async def test_find_limit(store: DocumentStore, name: str) -> None:
     coll = await sample(store, name)
     assert await ids(coll, sort=[("n", ASCENDING)], limit=2) == ["d", "f"]
@@ -555,6 +592,31 @@ async def test_sqlite_queries_use_the_expression_indexes(tmp_path: Path) -> None
             assert "USING INDEX" in str(plan), (where, plan)
 
 
+async def test_sqlite_replaces_indexes_built_on_older_expressions(tmp_path: Path) -> None:
+    # A database from before the (rank, key) index columns: its `ix:` indexes no query can use are dropped
+    # and the current ones built; an old unique index still may not be redefined as non-unique.
+    path = str(tmp_path / "old.sqlite3")
+    with sqlite3.connect(path) as raw:
+        raw.execute('CREATE TABLE "events" (id TEXT PRIMARY KEY, doc TEXT NOT NULL)')
+        raw.execute("""INSERT INTO "events" VALUES ('a', '{"_id": "a", "room": "r", "code": 1}')""")
+        raw.execute("""CREATE INDEX "ix:events:room" ON "events" (json_extract(doc, '$.room'))""")
+        raw.execute("""CREATE UNIQUE INDEX "ix:events:code" ON "events" (json_extract(doc, '$.code'))""")
+    store = SqliteStore(path)
+    await store.start()
+    try:
+        coll = await store.collection("events", [Index(("room",))])
+        with pytest.raises(StorageError):
+            await store.collection("events", [Index(("code",))])
+        assert await ids(coll, {"room": "r"}, sort=[("room", ASCENDING)]) == ["a"]
+    finally:
+        await store.close()
+    with sqlite3.connect(path) as raw:
+        names = {row[0] for row in raw.execute("SELECT name FROM pragma_index_list('events')")}
+    assert "ix:events:room" not in names
+    assert "ix2:events:room" in names
+    assert "ix:events:code" in names  # refused, so left alone
+
+
 async def test_sqlite_store_unavailable_once_closed(tmp_path: Path) -> None:
     store = SqliteStore(str(tmp_path / "closed.sqlite3"))
     await store.start()
@@ -618,3 +680,83 @@ async def test_values_outside_json_raise_invalid_value_on_writes_and_filters(
         with pytest.raises(InvalidValue):
             await coll.find({"n": {"$gte": value}})
     assert await coll.count() == 1
+
+
+# The listing shapes the services page with (conference `MeetingRepository.page`, `due`, `invitations`,
+# the commit log's `owed`): each must read its index in order, never sort every match (a temp B-tree),
+# or deep pages (`skip`) cost the whole match.
+LISTING_INDEXES = [
+    Index(("org", "dialect", "canceled", "createdMs")),
+    Index(("org", "dialect", "createdMs")),
+    Index(("org", "dialect", "startsMs")),
+    Index(("meeting", "createdMs")),
+    Index(("endsMs",)),
+]
+LISTING = {"org": "o", "dialect": "coviu"}
+SORTED_QUERIES: list[tuple[Any, Any, str]] = [
+    ({**LISTING, "canceled": False}, [("createdMs", ASCENDING)], "org,dialect,canceled,createdMs"),
+    ({**LISTING, "canceled": False}, [("createdMs", DESCENDING)], "org,dialect,canceled,createdMs"),
+    (LISTING, [("createdMs", ASCENDING)], "org,dialect,createdMs"),
+    ({**LISTING, "startsMs": {"$gte": 10, "$lte": 5000}}, [("startsMs", ASCENDING)], "org,dialect,startsMs"),
+    (
+        {"meeting": {"$in": ["m1", "m7"]}},
+        [("meeting", ASCENDING), ("createdMs", ASCENDING)],
+        "meeting,createdMs",
+    ),
+    ({"endsMs": {"$lte": 5000}}, [("endsMs", ASCENDING)], "endsMs"),
+    (None, [("endsMs", ASCENDING)], "endsMs"),
+]
+
+
+async def _plans(tmp_path: Path, where: Any, sort: Any) -> tuple[list[str], list[str]]:
+    """The query plans (detail column) of the `find` and the `count` this store runs for `where`."""
+    path = str(tmp_path / "plan.sqlite3")
+    store = SqliteStore(path)
+    await store.start()
+    statements: list[tuple[str, list[Any]]] = []
+    read = store._read
+
+    async def recording(sql: str, params: Any) -> list[Any]:
+        statements.append((sql, list(params)))
+        return await read(sql, params)
+
+    try:
+        coll = await store.collection("meetings", LISTING_INDEXES)
+        for i in range(300):
+            await coll.insert(
+                {
+                    "_id": f"{i:04d}",
+                    "org": "o" if i % 3 else "p",
+                    "dialect": "coviu",
+                    "canceled": i % 5 == 0,
+                    "createdMs": i,
+                    "startsMs": (i * 37) % 300,
+                    "endsMs": None if i % 4 else i * 10,
+                    "meeting": f"m{i % 10}",
+                }
+            )
+        store._read = recording  # type: ignore[method-assign]
+        await coll.find(where, sort=sort, skip=20, limit=10)
+        await coll.count(where)
+    finally:
+        await store.close()
+    (find_sql, find_params), (count_sql, count_params) = statements[-2:]
+    with sqlite3.connect(path) as raw:
+        find_plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {find_sql}", find_params)]
+        count_plan = [row[3] for row in raw.execute(f"EXPLAIN QUERY PLAN {count_sql}", count_params)]
+    return find_plan, count_plan
+
+
+@pytest.mark.parametrize(("where", "sort", "fields"), SORTED_QUERIES)
+async def test_sqlite_sorted_queries_read_their_index_in_order(
+    tmp_path: Path, where: Any, sort: Any, fields: str
+) -> None:
+    find_plan, count_plan = await _plans(tmp_path, where, sort)
+    assert any(f"INDEX ix2:meetings:{fields} " in f"{step} " for step in find_plan), find_plan
+    assert "USE TEMP B-TREE FOR ORDER BY" not in find_plan, find_plan
+    if all(direction == ASCENDING for _, direction in sort):
+        # Not even the `_id` tie-breaker is sorted apart ("RIGHT PART OF ORDER BY"): it ends the index.
+        # (Descending sorts still break ties by ascending `_id`, so they sort each run of ties.)
+        assert not any("TEMP B-TREE" in step for step in find_plan), find_plan
+    if where is not None:
+        assert any("USING" in step and "INDEX" in step for step in count_plan), count_plan

@@ -137,8 +137,8 @@ async def test_a_malformed_permissions_claim_is_401(client: Any, claim: Any) -> 
 
 
 async def test_a_meeting_token_is_refused_on_the_sourcefuse_routes(client: Any, rpc: Recorder) -> None:
-    grant = {"meetingId": "abc123XYZ_", "conferenceId": CONFERENCE, "role": "moderator"}
-    response = await client.post("/session", json={}, headers=bearer(claims={meeting.GRANT_CLAIM: grant}))
+    grant = meeting.MeetingGrant(meeting_id="abc123XYZ_", conference_id=CONFERENCE, role="moderator")
+    response = await client.post("/session", json={}, headers=bearer(grant=grant))
     assert response.status == 403
     assert rpc.sent == []
 

@@ -17,9 +17,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-def parse_instant(text: str | None) -> datetime | None:
-    """An instant (UTC) from RFC 3339 / ISO 8601, RFC 1123 (`toUTCString()`) or epoch milliseconds (digits);
-    None when empty or unreadable (each caller words its own error).
+def parse_instant(text: str | None, *, epoch_ms: bool = False) -> datetime | None:
+    """An instant (UTC) from RFC 3339 / ISO 8601, RFC 1123 (`toUTCString()`) or, with `epoch_ms`, epoch
+    milliseconds (digits: what a JavaScript client sends for a `Date` as a number); None when empty or
+    unreadable (each caller words its own error).
 
     A time without a zone is UTC (the real services read ISO dates without one as the local time of a server
     that runs in UTC; RFC 1123's `-0000` is UTC too).
@@ -31,6 +32,8 @@ def parse_instant(text: str | None) -> datetime | None:
         return None
     parsed: datetime | None = None
     if text.isdigit():
+        if not epoch_ms:
+            return None
         try:
             parsed = datetime.fromtimestamp(int(text) / 1000, UTC)
         except (OverflowError, ValueError, OSError):

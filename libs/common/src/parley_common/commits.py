@@ -19,6 +19,7 @@ guarded document first marks the previous writer's commit applied, so a landed c
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,7 @@ import msgspec
 from parley_common.clock import utcnow
 from parley_common.errors import Busy
 from parley_common.outbox import Owed
-from parley_common.storage import Collection, DocumentStore, DuplicateKeyError, Index
+from parley_common.storage import Collection, DocumentStore, DuplicateKeyError
 
 # A commit not yet marked applied this recently may still be applying in its process: recovery waits.
 APPLY_GRACE = timedelta(seconds=5)
@@ -82,6 +83,7 @@ class CommitLog:
 
     def __init__(self, commits: Collection, effect_type: Any, targets: Iterable[Collection] = ()) -> None:
         self._commits = commits
+        self._last_stamp = 0
         self._targets: dict[str, Collection] = {}
         self._stored = msgspec.defstruct(
             "StoredCommit", [("operations", list[Operation]), ("effects", list[effect_type])], frozen=True
@@ -90,7 +92,7 @@ class CommitLog:
 
     @classmethod
     async def open(cls, store: DocumentStore, name: str, effect_type: Any) -> CommitLog:
-        return cls(await store.collection(name, [Index(("committedMs",))]), effect_type)
+        return cls(await store.collection(name), effect_type)
 
     @property
     def name(self) -> str:
@@ -111,7 +113,7 @@ class CommitLog:
             if op.collection not in self._targets:
                 raise ValueError(f"{op.collection} is not a target of the commit log {self.name}")
         now = utcnow()
-        commit_id = f"{int(now.timestamp() * 1e6):020d}-{uuid.uuid4().hex}"
+        commit_id = f"{self._stamp():020d}-{uuid.uuid4().hex}"
         stored = self._stored(operations=ops, effects=list(effects))
         await self._commits.insert(
             {"_id": commit_id, "committedMs": _ms(now), "applied": False, **as_document(stored)}
@@ -119,6 +121,13 @@ class CommitLog:
         if not await self._apply(commit_id, ops):
             raise ChangedConcurrently()
         return Owed(store=self.name, key=commit_id, committed_at=now, effects=tuple(effects))
+
+    def _stamp(self) -> int:
+        """Microseconds since the epoch, strictly increasing in this process: commit ids sort in commit
+        order (`utcnow()` keeps milliseconds only, and two commits often share one)."""
+        stamp = max(time.time_ns() // 1000, self._last_stamp + 1)
+        self._last_stamp = stamp
+        return stamp
 
     async def _apply(self, commit_id: str, operations: Sequence[Operation]) -> bool:
         """Apply a commit's writes (again: idempotent) and mark it applied; False: its guard failed, the
@@ -166,13 +175,13 @@ class CommitLog:
     async def land_unapplied(self) -> int:
         """Before serving, in a single-writer service: land the writes of commits a stopped process left
         half-applied (before any new command, so an old commit's writes never land over a newer one's)."""
-        docs = await self._commits.find({"applied": False}, sort=[("committedMs", 1)])
+        docs = await self._commits.find({"applied": False}, sort=[("_id", 1)])
         for doc in docs:
             await self._apply(doc["_id"], self._read(doc).operations)
         return len(docs)
 
     async def owed(self, limit: int) -> list[Owed]:
-        docs = await self._commits.find(None, sort=[("committedMs", 1)], limit=limit)
+        docs = await self._commits.find(None, sort=[("_id", 1)], limit=limit)
         owed: list[Owed] = []
         horizon = utcnow() - APPLY_GRACE
         for doc in docs:

@@ -109,7 +109,7 @@ def decide_create(
         if command.scheduled:
             if not command.starts_at:
                 raise InvalidCommand("Schedule time is not set.")
-            parsed = parse_instant(command.starts_at)
+            parsed = parse_instant(command.starts_at, epoch_ms=True)
             if parsed is None:
                 raise InvalidCommand("Scheduled time is not in correct format.")
             if now > parsed:
@@ -197,7 +197,7 @@ def decide_update(
         starts_at = meeting.starts_at
         if command.scheduled and not command.starts_at:
             raise InvalidCommand("Schedule Time is required if isScheduled is set to true")
-        parsed = parse_instant(command.starts_at) if command.starts_at else None
+        parsed = parse_instant(command.starts_at, epoch_ms=True) if command.starts_at else None
         if command.starts_at and parsed is None:
             raise InvalidCommand("Schedule Time is Not in correct format")
         if parsed is not None and now > parsed:
@@ -333,7 +333,7 @@ def check_expire_time(text: str | None, now: datetime) -> datetime | None:
     """SourceFuse's first two checks, before the meeting is even looked up."""
     if not text:
         return None
-    expires = parse_instant(text)
+    expires = parse_instant(text, epoch_ms=True)
     if expires is None:
         raise InvalidCommand("Expire time is not in correct format.")
     if now > expires:

@@ -106,8 +106,8 @@ def invitation_fields(request: m.ParticipantCreationRequest) -> m.InvitationFiel
 
 
 def parse_time(text: str, name: str) -> datetime:
-    """An instant (`parley_common.clock.parse_instant`: RFC 3339, RFC 1123 as `toUTCString()` writes it, epoch
-    milliseconds); BadRequest `Invalid <name>` otherwise."""
+    """An instant (`parley_common.clock.parse_instant`: RFC 3339, or RFC 1123 as `toUTCString()` writes it);
+    BadRequest `Invalid <name>` otherwise."""
     value = parse_instant(text)
     if value is None:
         raise BadRequest(_invalid(name))
@@ -152,7 +152,7 @@ class EntryLinks:
             name=invitation.display_name,
             not_before=meeting.starts_at,
             expires_at=meeting.ends_at,
-            claims={m.GRANT_CLAIM: msgspec.to_builtins(grant)},
+            grant=grant,
         )
         # A compact JWT is base64url and dots: URL-safe as it is.
         return f"{base}{DEMO_PATH}?access_token={token}"

@@ -8,7 +8,14 @@ document value onto SQLite's storage classes so that SQLite's own comparisons be
 
 so booleans never equal numbers, a number bound only ranges over numbers (numbers < TEXT < BLOB), null and
 missing compare equal (and collide in a unique index, as in MongoDB), and the key is never SQL NULL, which
-keeps `<>` two-valued. Indexes are built on the very same expression, so queries can use them.
+keeps `<>` two-valued.
+
+Sorting follows MongoDB's cross-type order, which the key alone does not (null sorts first, objects, arrays
+and booleans after strings): a field sorts by `(_rank(path), _key(path))`. An index stores every field as
+that same pair (and ends with `id`, the sort's tie-breaker), and each condition states the rank its operand
+implies (a tautology: a scalar's key belongs to one rank), so an equality prefix, a range and the sort all
+read one index in order: no sort of every match, and `skip` walks index entries only. Indexes are built on
+the very same expressions, which SQLite must see spelled identically to use them.
 """
 
 from __future__ import annotations
@@ -45,6 +52,10 @@ from parley_common.storage.port import (
     StorageUnavailable,
 )
 
+# Index names carry the version of their column expressions: a changed expression gets a new index name
+# (built by `CREATE INDEX IF NOT EXISTS` on existing databases) and the old versions are dropped.
+_INDEX_PREFIX = "ix2"
+_OLD_INDEX_PREFIXES = ("ix",)
 _COMPARE = {"$eq": "=", "$ne": "<>", "$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
 _decode = msgspec.json.Decoder(Doc).decode
 _encode = msgspec.json.Encoder().encode
@@ -135,14 +146,20 @@ class SqliteStore:
         check_index(index)
         if index.fields == ("_id",):
             return  # the primary key is that index already
-        name = f"ix:{table}:{','.join(index.fields)}"
-        rows = await self._read('SELECT "unique" FROM pragma_index_list(?) WHERE name = ?', (table, name))
-        if rows and bool(rows[0][0]) != index.unique:
+        fields = ",".join(index.fields)
+        name = f"{_INDEX_PREFIX}:{table}:{fields}"
+        old = [f"{prefix}:{table}:{fields}" for prefix in _OLD_INDEX_PREFIXES]
+        marks = ", ".join("?" for _ in (name, *old))
+        sql = f'SELECT "unique" FROM pragma_index_list(?) WHERE name IN ({marks})'
+        rows = await self._read(sql, (table, name, *old))
+        if any(bool(row[0]) != index.unique for row in rows):
             # MongoDB refuses to redefine an index too; silently keeping the old one would hide the mistake.
             raise StorageError(f"index {name!r} exists with unique={not index.unique}")
         unique = "UNIQUE " if index.unique else ""
-        keys = ", ".join(_key(path) for path in index.fields)
-        await self._ddl(f'CREATE {unique}INDEX IF NOT EXISTS "{name}" ON "{table}" ({keys})')
+        await self._ddl(f'CREATE {unique}INDEX IF NOT EXISTS "{name}" ON "{table}" ({_index_columns(index)})')
+        for stale in old:
+            # Built by an earlier version on other expressions: no query can use it any more.
+            await self._ddl(f'DROP INDEX IF EXISTS "{stale}"')
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -238,8 +255,9 @@ class SqliteCollection:
         limit: int | None = None,
         skip: int = 0,
     ) -> list[Doc]:
-        clause, params = _where(where)
-        order = ", ".join(_order(path, direction) for path, direction in check_sort(sort))
+        conditions = parse_filter(where)
+        clause, params = _conditions(conditions)
+        order = _order_by(conditions, check_sort(sort))
         check_limit(limit)
         check_skip(skip)
         sql = f'SELECT doc FROM "{self.name}" WHERE {clause} ORDER BY {order}'
@@ -307,36 +325,94 @@ def _key(path: str) -> str:
     )
 
 
-def _order(path: str, direction: int) -> str:
-    way = "ASC" if direction == ASCENDING else "DESC"
-    if path == "_id":
-        return f"id {way}"
-    # MongoDB's cross-type order: null/missing < numbers < strings < objects < arrays < booleans. The key
-    # already orders numbers < strings; the rank moves null first and objects, arrays and booleans last.
+def _rank(path: str) -> str:
+    """MongoDB's cross-type order: null/missing (0) < numbers and strings (1; the key orders numbers before
+    strings) < objects (2) < arrays (3) < booleans (4)."""
     at = f"'$.{path}'"
-    rank = (
+    return (
         f"CASE ifnull(json_type(doc, {at}), 'null') WHEN 'null' THEN 0 WHEN 'object' THEN 2 "
         f"WHEN 'array' THEN 3 WHEN 'true' THEN 4 WHEN 'false' THEN 4 ELSE 1 END"
     )
-    return f"{rank} {way}, {_key(path)} {way}"
+
+
+def _rank_of(value: Any) -> int:
+    """The rank of the documents a scalar filter operand can match (its key is only ever theirs)."""
+    if value is None:
+        return 0
+    return 4 if isinstance(value, bool) else 1
+
+
+def _index_columns(index: Index) -> str:
+    """A field is indexed as its (rank, key) pair, what `_order_by` sorts by and `_term` constrains, so an
+    equality prefix and the sort read one index in order. A non-unique index ends with `id`, the sort's
+    final tie-breaker, so not even ties are sorted apart (a unique index has no ties)."""
+    columns = [
+        column
+        for path in index.fields
+        for column in (("id",) if path == "_id" else (_rank(path), _key(path)))
+    ]
+    if not index.unique and "_id" not in index.fields:
+        columns.append("id")
+    return ", ".join(columns)
+
+
+def _order_by(conditions: Sequence[Condition], sort: Sequence[tuple[str, int]]) -> str:
+    """The ORDER BY for validated sort keys, leaving out the terms the filter holds constant: SQLite reads an
+    index in order only if each ORDER BY term after its equality prefix is the next index column, and it
+    does not see that an expression the WHERE pins to one value is constant (a field's rank when a
+    condition implies it, its key too under `$eq`). Dropping a constant term changes no order."""
+    pinned_rank = {c.path for c in conditions if len(_implied_ranks(c)) == 1}
+    pinned_key = {c.path for c in conditions if c.op == "$eq"}
+    terms: list[str] = []
+    for path, direction in sort:
+        way = "ASC" if direction == ASCENDING else "DESC"
+        if path == "_id":
+            terms.append(f"id {way}")
+            continue
+        if path not in pinned_rank:
+            terms.append(f"{_rank(path)} {way}")
+        if path not in pinned_key:
+            terms.append(f"{_key(path)} {way}")
+    return ", ".join(terms)
 
 
 def _where(where: Filter | None) -> tuple[str, list[Any]]:
     """The SQL condition for a filter (never empty) and its bound parameters."""
+    return _conditions(parse_filter(where))
+
+
+def _conditions(conditions: Sequence[Condition]) -> tuple[str, list[Any]]:
     terms: list[str] = []
     params: list[Any] = []
-    for cond in parse_filter(where):
+    for cond in conditions:
         terms.append(_term(cond))
         params.extend(map(_arg, cond.value) if cond.op == "$in" else [_arg(cond.value)])
     return " AND ".join(terms) or "1", params
 
 
+def _implied_ranks(cond: Condition) -> list[int]:
+    """The ranks of the values a condition can match, when it names them ($ne matches any)."""
+    if cond.op == "$ne":
+        return []
+    # Range bounds are numbers or strings: rank 1.
+    return sorted({_rank_of(v) for v in cond.value}) if cond.op == "$in" else [_rank_of(cond.value)]
+
+
 def _term(cond: Condition) -> str:
-    key = _key(cond.path)
     if cond.path == "_id" and _all_strings(cond.value):
         # Ids are always strings, so string operands can use the primary key itself (an index, not a scan);
         # other operands keep the JSON expression, where a number never equals a string.
-        key = "id"
+        return _compare("id", cond)
+    ranks = _implied_ranks(cond)
+    if not ranks:
+        return _compare(_key(cond.path), cond)
+    # The operand's key belongs to one rank only, so stating that rank changes nothing that matches, but
+    # lets the (rank, key) index columns serve the condition (and a sort after it).
+    rank = f"= {ranks[0]}" if len(ranks) == 1 else f"IN ({', '.join(map(str, ranks))})"
+    return f"{_rank(cond.path)} {rank} AND {_compare(_key(cond.path), cond)}"
+
+
+def _compare(key: str, cond: Condition) -> str:
     if cond.op == "$in":
         return f"{key} IN ({', '.join('?' for _ in cond.value)})"
     term = f"{key} {_COMPARE[cond.op]} ?"
