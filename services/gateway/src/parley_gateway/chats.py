@@ -669,7 +669,7 @@ def chat_files(rpc: RpcClient, js: JetStreamContext | None, settings: ChatGatewa
 
 # Header values are visible ASCII and spaces (RFC 9110 text; what every HTTP client can send): any other
 # character of a name or description comes `\\uXXXX`-escaped, as Carbonio's clients send them all.
-_HEADER_TEXT = "^[ -~]*$(?!\\n)"
+HEADER_TEXT = "^[ -~]*$(?!\\n)"
 # An escaped character takes 6 (`\\uXXXX`): the header may be that much longer than the text it holds.
 _ESCAPED_MAX = 6
 _ESCAPED = "; \\uXXXX escapes (UTF-16) are decoded, a plain value is taken as it is"
@@ -679,7 +679,7 @@ UPLOAD_HEADERS = (
         Annotated[
             str,
             msgspec.Meta(
-                min_length=1, max_length=_ESCAPED_MAX * chat.FILE_NAME_MAX_LENGTH, pattern=_HEADER_TEXT
+                min_length=1, max_length=_ESCAPED_MAX * chat.FILE_NAME_MAX_LENGTH, pattern=HEADER_TEXT
             ),
         ],
         required=True,
@@ -690,18 +690,18 @@ UPLOAD_HEADERS = (
         "description",
         Annotated[
             str,
-            msgspec.Meta(max_length=_ESCAPED_MAX * chat.FILE_DESCRIPTION_MAX_LENGTH, pattern=_HEADER_TEXT),
+            msgspec.Meta(max_length=_ESCAPED_MAX * chat.FILE_DESCRIPTION_MAX_LENGTH, pattern=HEADER_TEXT),
         ],
         description="what the file is" + _ESCAPED,
     ),
     QueryParam(
         "messageId",
-        Annotated[str, msgspec.Meta(max_length=256, pattern=_HEADER_TEXT)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=HEADER_TEXT)],
         description="the message the file belongs to (empty: none)",
     ),
     QueryParam(
         "replyId",
-        Annotated[str, msgspec.Meta(max_length=256, pattern=_HEADER_TEXT)],
+        Annotated[str, msgspec.Meta(max_length=256, pattern=HEADER_TEXT)],
         description="the message replied to (empty: none)",
     ),
     QueryParam(
