@@ -211,3 +211,21 @@ async def test_a_commit_holds_one_guarded_put_on_its_own_targets(world: World) -
         )
     with pytest.raises(ValueError, match="not a target"):
         await log.commit([Put("elsewhere", {"_id": "a"})])
+
+
+async def test_watchers_hear_each_write_once_landed_a_recoverys_too(world: World, no_grace: None) -> None:
+    """A cache over the targets (the chat service's rooms) is told of every write after it lands, also of
+    the writes a recovery lands for a commit its process left half-applied."""
+    docs = await world.collection("docs")
+    crashing = Crashing(docs, "delete_many")
+    log = await world.log(None, crashing)
+    heard: list[Any] = []
+    log.watch(heard.append)
+    operations = [Put("docs", {"_id": "a"}), Delete("docs", "b"), DeleteWhere("docs", {"group": "g"})]
+    with pytest.raises(StorageUnavailable):
+        await log.commit(operations, [Note("n")])
+    assert heard == operations[:2]  # the third never landed: not heard
+    crashing.crash = False
+    heard.clear()
+    assert await world.outbox(log).recover() == 1
+    assert heard == operations and world.carried_out == ["n"]

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -85,6 +85,7 @@ class CommitLog:
         self._commits = commits
         self._last_stamp = 0
         self._targets: dict[str, Collection] = {}
+        self._watchers: list[Callable[[Operation], None]] = []
         self._stored = msgspec.defstruct(
             "StoredCommit", [("operations", list[Operation]), ("effects", list[effect_type])], frozen=True
         )
@@ -101,6 +102,11 @@ class CommitLog:
     def add_targets(self, *collections: Collection) -> None:
         """The collections this log's operations may write (each repository adds its own)."""
         self._targets.update((c.name, c) for c in collections)
+
+    def watch(self, wrote: Callable[[Operation], None]) -> None:
+        """Call `wrote(op)` after each write lands, a commit's or a recovery's: a cache over the targets
+        (the chat room cache) drops what the write touched."""
+        self._watchers.append(wrote)
 
     async def commit(self, operations: Sequence[Operation], effects: Sequence[Any] = ()) -> Owed:
         """Write `operations` and owe `effects` atomically (one commit document), then apply the writes.
@@ -145,6 +151,8 @@ class CommitLog:
                 await collection.delete(op.id)
             else:
                 await collection.delete_many(op.where)
+            for wrote in self._watchers:
+                wrote(op)
         await self._commits.update(commit_id, {"applied": True})
         return True
 
