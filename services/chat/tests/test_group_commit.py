@@ -61,7 +61,7 @@ async def test_concurrent_sends_share_commits_in_decision_order(tmp_path: Path) 
         collections = dict(plain._c)
         collections[OUTBOX] = CountingInserts(plain._c[OUTBOX], commits)  # type: ignore[assignment]
         repository = StorageChatRepository(collections)
-        outbox = Outbox([repository], {DeleteObject: record})
+        outbox = Outbox([repository.log], {DeleteObject: record})
         relay = asyncio.create_task(outbox.run())
         uow = ChatUnitOfWork(repository, outbox)
         answered: list[str] = []

@@ -1,16 +1,21 @@
-"""The storage repository on real SQLite: `rooms_of_user` costs a fixed number of queries."""
+"""The storage repository on real SQLite: `rooms_of_user` costs a fixed number of queries; commits are
+recovered in commit order."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
-from parley_chat.adapters.repository import StorageChatRepository
+import pytest
+from parley_chat.adapters.repository import OUTBOX, StorageChatRepository
 from parley_chat.domain import Decision, Room, RoomMember, WorkspaceRank
+from parley_common import clock
 from parley_common.contracts import chat as api
+from parley_common.outbox import DeleteObject, Outbox
 from parley_common.storage import Collection, SqliteStore
 
 ORG = "org"
@@ -182,5 +187,54 @@ async def test_a_room_read_while_a_commit_applies_is_not_kept(tmp_path: Path) ->
         assert (await repository.room(ORG, room.id)) == room  # what storage held when it was read
         repository._members = members
         assert (await repository.room(ORG, room.id)) == grown
+    finally:
+        await store.close()
+
+
+class _Stuck(datetime):
+    """`datetime.now()` stuck at `at` (what `utcnow()` reads): every commit made meanwhile falls in one
+    millisecond, as commits a few hundred microseconds apart often do."""
+
+    at: ClassVar[datetime] = NOW
+
+    @classmethod
+    def now(cls, tz: tzinfo | None = None) -> _Stuck:
+        return cls.fromtimestamp(cls.at.timestamp(), tz)
+
+
+async def test_commits_of_one_millisecond_are_recovered_in_commit_order(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash leaves commits of one millisecond owed and their writes not landed: the restarted process
+    lands the writes and carries out the effects in the order they were committed (not by a random tie
+    break: a ROOM_MEMBER_ADDED before its ROOM_CREATED, an older rename landing last)."""
+    monkeypatch.setattr(clock, "datetime", _Stuck)
+    store = SqliteStore(str(tmp_path / "chat-crash.sqlite3"))
+    await store.start()
+    carried: list[str] = []
+
+    async def record(effects: Sequence[DeleteObject], *, recovering: bool) -> None:
+        carried.extend(effect.object_name for effect in effects)
+
+    try:
+        repository = await StorageChatRepository.open(store)
+        room = _room("group", ("a", "b"))
+        for n in range(20):
+            renamed = msgspec.structs.replace(room, name=f"v{n}")
+            decision = Decision(result=None, put_rooms=(renamed,))
+            await repository.commit(ORG, decision, [DeleteObject(object_name=f"c{n}")])
+        # The process dies before its outbox carried anything out, the writes not landed.
+        commits, rooms = repository._c[OUTBOX], repository._c["chat_rooms"]
+        for doc in await commits.find(None):
+            await commits.update(doc["_id"], {"applied": False})
+        await rooms.delete(room.id)
+
+        _Stuck.at = NOW + timedelta(minutes=1)  # restarted later
+        restarted = await StorageChatRepository.open(store)
+        assert await restarted.log.land_unapplied() == 20
+        landed = await restarted.room(ORG, room.id)
+        assert landed is not None and landed.name == "v19"  # the last commit's write last
+        assert await Outbox([restarted.log], {DeleteObject: record}).recover() == 20
+        assert carried == [f"c{n}" for n in range(20)]
     finally:
         await store.close()

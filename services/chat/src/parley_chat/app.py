@@ -30,7 +30,7 @@ PUBLISH_ATTEMPTS = 3
 def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
     async def wire(runtime: Runtime) -> None:
         repository = await StorageChatRepository.open(runtime.store)
-        landed = await repository.land_unapplied()
+        landed = await repository.log.land_unapplied()
         if landed:
             log.info("landed the writes of interrupted commits", commits=landed)
         rpc = RpcClient(runtime.nc, timeout=runtime.common.request_timeout)
@@ -45,7 +45,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
 
         outbox = runtime.use_outbox(
             Outbox(
-                [repository],
+                [repository.log],
                 # Events (the stream, then each recipient's copy) before the conference changes they announce.
                 {
                     PublishEvent: Publisher(runtime.js, attempts=PUBLISH_ATTEMPTS),

@@ -7,13 +7,11 @@ paged by (room, order)), `chat_attachments` (one record
 per file, `pos` its newest-first paging key) and `chat_commits`. A deleted room's attachment records go
 with it; their objects are deleted by the outbox (`files_of_rooms`).
 
-Atomicity. The port has no transactions, so a commit is ONE document, as the snapshot service's record
-holding its effects and the conference's event are: the insert of a `chat_commits` document is the commit
-point. It holds every write the decision makes (as idempotent operations: put a document, delete one,
-delete those matching a filter) and the effects it owes (events to publish, conferences to end). The writes
-are then applied and the document marked `applied`; the outbox carries the effects out and deletes the
-document. A process dying in between leaves the document: the outbox's recovery (`owed`) applies its writes
-again first (they are idempotent), then carries out its effects. So an acknowledged command never loses a
+Atomicity. The port has no transactions: a commit is ONE `chat_commits` document of the shared commit log
+(`parley_common.commits.CommitLog`, the outbox store of the chat service) holding every write the decision
+makes (idempotent puts and deletes) and the effects it owes (events to publish, conferences to end, objects
+to delete). Its insert is the commit point; the log applies the writes, and its recovery applies them again
+(in commit order) and carries out the effects after a crash. So an acknowledged command never loses a
 write, an event or an effect; a reader may see a commit half-applied for the few milliseconds it takes.
 
 Commands are serialised in this process (`ChatUnitOfWork.lock`): a decision is taken on state no other
@@ -23,13 +21,12 @@ and could not keep the room cache (`room()`), which relies on this process being
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
-from parley_common.clock import utcnow
+from parley_common.commits import CommitLog, Delete, DeleteWhere, Operation, Put, as_document
 from parley_common.contracts import chat as api
 from parley_common.outbox import Owed
 from parley_common.storage import Collection, DocumentStore, Index
@@ -49,8 +46,6 @@ from parley_chat.domain import (
 from parley_chat.effects import Effect
 
 OUTBOX = "chat_commits"
-# A commit not yet marked applied this recently may still be applying in its process: recovery waits.
-APPLY_GRACE = timedelta(seconds=5)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Rooms kept in memory (the least recently read first out); a hit saves reading a room's members.
 ROOM_CACHE_SIZE = 10_000
@@ -59,37 +54,6 @@ ROOM_CACHE_SIZE = 10_000
 def key(*parts: str) -> str:
     """A document id from several ids, unambiguous whatever characters they hold."""
     return msgspec.json.encode(parts).decode()
-
-
-def as_document(value: object) -> Any:
-    """Plain JSON values (lists, not tuples; ISO strings, not datetimes) as the storage port requires."""
-    return msgspec.json.decode(msgspec.json.encode(value))
-
-
-# ---------------------------------------------------------------- the operations a commit applies
-
-
-class Put(msgspec.Struct, frozen=True, tag="put"):
-    collection: str
-    doc: dict[str, Any]
-
-
-class Delete(msgspec.Struct, frozen=True, tag="delete"):
-    collection: str
-    id: str
-
-
-class DeleteWhere(msgspec.Struct, frozen=True, tag="deleteWhere"):
-    collection: str
-    where: dict[str, Any]
-
-
-Operation = Put | Delete | DeleteWhere
-
-
-class StoredCommit(msgspec.Struct, frozen=True):
-    operations: list[Operation]
-    effects: list[Effect]
 
 
 def _pair(user_a: str, user_b: str) -> str:
@@ -174,9 +138,8 @@ def _user_doc(user: DirectoryUser) -> dict[str, Any]:
 
 
 class StorageChatRepository:
-    """`ChatRepository` over the storage port, and the outbox store of its commits (`OutboxStore`)."""
-
-    name = OUTBOX
+    """`ChatRepository` over the storage port; `log` commits its writes and is the outbox store of what
+    they owe (`OutboxStore`)."""
 
     def __init__(self, collections: dict[str, Collection]) -> None:
         self._c = collections
@@ -189,12 +152,15 @@ class StorageChatRepository:
         self._messages = collections["chat_messages"]
         self._attachments = collections["chat_attachments"]
         self._previews = collections["chat_previews"]
-        self._commits = collections[OUTBOX]
         # Rooms with their members by id (a message's send reads its room: 128 members are 1.4 ms of
         # storage). This process is the only writer of rooms and members and every write goes through
-        # `_apply`, which drops the rooms it touches; `_room_epoch` counts those drops.
+        # the log, which tells `_forget_room` (recoveries' writes too); `_room_epoch` counts those drops.
         self._room_cache: dict[str, Room] = {}
         self._room_epoch = 0
+        self.log = CommitLog(
+            collections[OUTBOX], Effect, (c for name, c in collections.items() if name != OUTBOX)
+        )
+        self.log.watch(self._forget_room)
 
     @classmethod
     async def open(cls, store: DocumentStore) -> StorageChatRepository:
@@ -210,7 +176,8 @@ class StorageChatRepository:
             "chat_attachments": [Index(("room", "pos"))],
             # One per rendered preview (its object): found by room or file when they go.
             "chat_previews": [Index(("room",)), Index(("file",))],
-            OUTBOX: [Index(("committedMs",))],
+            # The log reads its commits in id (commit) order: the primary key.
+            OUTBOX: [],
         }
         return cls({name: await store.collection(name, indexes) for name, indexes in specs.items()})
 
@@ -411,31 +378,7 @@ class StorageChatRepository:
         operations = await self._operations(organization_id, decision)
         if not operations and not effects:
             return None
-        now = utcnow()
-        commit_id = f"{int(now.timestamp() * 1e6):020d}-{uuid.uuid4().hex}"
-        stored = StoredCommit(operations=operations, effects=list(effects))
-        await self._commits.insert(
-            {
-                "_id": commit_id,
-                "committedMs": int(now.timestamp() * 1000),
-                "applied": False,
-                **as_document(stored),
-            }
-        )
-        await self._apply(commit_id, operations)
-        return Owed(store=OUTBOX, key=commit_id, committed_at=now, effects=tuple(effects))
-
-    async def _apply(self, commit_id: str, operations: Iterable[Operation]) -> None:
-        for op in operations:
-            collection = self._c[op.collection]
-            if isinstance(op, Put):
-                await collection.replace(op.doc, upsert=True)
-            elif isinstance(op, Delete):
-                await collection.delete(op.id)
-            else:
-                await collection.delete_many(op.where)
-            self._forget_room(op)
-        await self._commits.update(commit_id, {"applied": True})
+        return await self.log.commit(operations, effects)
 
     def _forget_room(self, op: Operation) -> None:
         """Drop the cached room a write touches (after the write; a read that began before it is not
@@ -518,45 +461,3 @@ class StorageChatRepository:
             )
         ops.extend(Delete("chat_members", doc["_id"]) for doc in stored.values())
         return ops
-
-    # ---------------------------------------------------------------- OutboxStore
-
-    async def land_unapplied(self) -> int:
-        """At start, before serving: land the writes of commits a stopped process left half-applied.
-
-        Before any new command, so an old commit's writes never land over a newer one's.
-        """
-        docs = await self._commits.find({"applied": False}, sort=[("committedMs", 1)])
-        for doc in docs:
-            await self._apply(doc["_id"], _stored(doc).operations)
-        return len(docs)
-
-    async def owed(self, limit: int) -> list[Owed]:
-        docs = await self._commits.find(None, sort=[("committedMs", 1)], limit=limit)
-        owed: list[Owed] = []
-        horizon = utcnow() - APPLY_GRACE
-        for doc in docs:
-            stored = _stored(doc)
-            committed_at = datetime.fromtimestamp(doc["committedMs"] / 1000, UTC)
-            if not doc.get("applied"):
-                if committed_at > horizon:
-                    continue  # its command may still be applying it
-                # Its command failed while applying it (storage away): land the writes (idempotent).
-                await self._apply(doc["_id"], stored.operations)
-            owed.append(
-                Owed(
-                    store=OUTBOX,
-                    key=doc["_id"],
-                    committed_at=committed_at,
-                    effects=tuple(stored.effects),
-                )
-            )
-        return owed
-
-    async def done(self, done: Sequence[Owed]) -> None:
-        for owed in done:
-            await self._commits.delete(owed.key)
-
-
-def _stored(doc: dict[str, Any]) -> StoredCommit:
-    return msgspec.convert({"operations": doc["operations"], "effects": doc["effects"]}, StoredCommit)
