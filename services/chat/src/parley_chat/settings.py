@@ -32,17 +32,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         workers = env_int("PARLEY_CHAT_PREVIEW_WORKERS", 2)
         if workers < 1:
             raise ValueError(f"PARLEY_CHAT_PREVIEW_WORKERS must be at least 1, got {workers}")
+        # Spelled out: the deploy checks find every setting the code reads by its full name.
         limits = {
-            name: env_float(f"PARLEY_CHAT_{name.upper()}", 600.0)
-            for name in ("edit_message_seconds", "delete_message_seconds")
+            "edit_message_seconds": ("PARLEY_CHAT_EDIT_MESSAGE_SECONDS", 600.0),
+            "delete_message_seconds": ("PARLEY_CHAT_DELETE_MESSAGE_SECONDS", 600.0),
         }
-        for name, value in limits.items():
+        values = {field: env_float(name, default) for field, (name, default) in limits.items()}
+        for field, value in values.items():
             if value <= 0:
-                raise ValueError(f"PARLEY_CHAT_{name.upper()} must be positive, got {value:g}")
+                raise ValueError(f"{limits[field][0]} must be positive, got {value:g}")
         return cls(
             common=CommonSettings.from_env(),
             max_group_members=max_members,
             effects_wait_seconds=wait,
             preview_workers=workers,
-            **limits,
+            **values,
         )
