@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from datetime import datetime
@@ -209,6 +210,10 @@ def chat_caller(request: Request[Any]) -> Caller:
     return Caller(organization_id=request.caller.organization_id, user_id=user_id)
 
 
+# How many rendered previews a chat process remembers are in the bucket (names only).
+RENDERED_REMEMBERED = 10_000
+
+
 class ChatHandlers:
     def __init__(
         self,
@@ -237,6 +242,9 @@ class ChatHandlers:
         # Rendering is CPU work: off the event loop, in this pool (None: the loop's default pool).
         self._renderer = renderer
         self._max_preview_source = max_preview_source_bytes
+        # Previews known to be in the bucket: a cached one is answered without asking the object store
+        # first. A preview goes only with its file (or room), whose record `_previewable` checks first.
+        self._rendered: OrderedDict[str, None] = OrderedDict()
 
     def _ctx(self) -> Context:
         return Context(now=self._clock(), new_id=self._ids)
@@ -869,7 +877,8 @@ class ChatHandlers:
         """A rendered preview from the cache (`previews/{fileId}/{key}`), or rendered now and kept."""
         record = await self._previewable(caller, file_id)
         name = f"previews/{record.id}/{key}"
-        if await self._bucket.exists(name):
+        if name in self._rendered or await self._bucket.exists(name):
+            self._remember_rendered(name)
             return api.StoredFile(object_name=name, mime_type=mime, cached=True)
         source = await self._bucket.read(api.attachment_object(record.id), self._max_preview_source)
         if source is None:
@@ -877,7 +886,14 @@ class ChatHandlers:
         rendered: previews.Rendered = await self._cpu(render, source)
         await self._repo.record_preview(caller.organization_id, record.room_id, record.id, name)
         await self._bucket.write(name, rendered.data, rendered.mime_type)
+        self._remember_rendered(name)
         return api.StoredFile(object_name=name, mime_type=rendered.mime_type, cached=False)
+
+    def _remember_rendered(self, name: str) -> None:
+        self._rendered[name] = None
+        self._rendered.move_to_end(name)
+        if len(self._rendered) > RENDERED_REMEMBERED:
+            self._rendered.popitem(last=False)
 
     async def _image(
         self, request: Request[api.ImagePreviewQuery], *, thumbnail: bool, pdf: bool
