@@ -43,15 +43,11 @@ from parley_common.contracts import chat as api
 from parley_common.messaging import subjects
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from parley_common.storage import open_store
+from timing import pct
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
 DELIVERY_TIMEOUT = 120.0
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 class Frame(msgspec.Struct):

@@ -31,9 +31,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import jwt
@@ -41,15 +39,11 @@ import uvloop
 from parley_chat import previews
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from PIL import Image, ImageDraw
+from timing import pct, timed
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
 AREA = "256x256"
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def photo() -> bytes:
@@ -75,15 +69,6 @@ def small_png() -> bytes:
     out = io.BytesIO()
     Image.effect_noise((24, 24), 60).convert("RGB").save(out, "PNG")
     return out.getvalue()
-
-
-async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    latencies = []
-    for n in range(runs):
-        started = time.perf_counter()
-        await call(n)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
 
 
 def vips_rows(files: dict[str, Path], runs: int, out_dir: Path) -> list[tuple[str, list[float]]]:

@@ -46,25 +46,12 @@ from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.messaging import subjects
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from parley_common.storage import open_store
+from timing import pct, timed
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
 BIG_GROUP = 127
 IN_FLIGHT = 16
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    latencies = []
-    for n in range(runs):
-        started = time.perf_counter()
-        await call(n)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
 
 
 class Bus:

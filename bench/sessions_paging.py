@@ -28,7 +28,6 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -46,26 +45,13 @@ from parley_common.messaging.rpc import RpcClient
 from parley_common.processes import LocalStack, free_port, wait_for_port
 from parley_common.storage import open_store
 from parley_conference.adapters.meetings import MeetingRepository, open_commit_log
+from timing import pct, timed
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
 CLIENT = "bench-client"
 PARTICIPANTS = 4
 PAGE_SIZE = 200
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def timed(runs: int, call: Callable[[int], Awaitable[Any]]) -> list[float]:
-    latencies = []
-    for n in range(runs):
-        started = time.perf_counter()
-        await call(n)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
 
 
 def session(index: int, states: int, now: datetime) -> tuple[api.MeetingView, list[api.InvitationView]]:

@@ -24,7 +24,6 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -40,6 +39,7 @@ from parley_common.contracts.rpc import Accepted, Caller, Request
 from parley_common.messaging import subjects
 from parley_common.messaging.rpc import RpcClient
 from parley_common.processes import LocalStack, free_port, wait_for_port
+from timing import pct, timed
 
 SECRET = "bench-secret-bench-secret-bench-secret"
 ORG = "bench"
@@ -67,20 +67,6 @@ class MovingPicture(VideoStreamTrack):
         frame = VideoFrame.from_ndarray(picture, format="rgb24")
         frame.pts, frame.time_base = pts, time_base
         return frame
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-async def measure(count: int, call: Callable[[int], Awaitable[None]]) -> list[float]:
-    latencies = []
-    for n in range(count):
-        started = time.perf_counter()
-        await call(n)
-        latencies.append((time.perf_counter() - started) * 1000)
-    return latencies
 
 
 async def bench(requests: int) -> dict[str, list[float]]:
@@ -207,14 +193,14 @@ async def bench(requests: int) -> dict[str, list[float]]:
                         raise
                     await asyncio.sleep(0.2)
             for warm in (node_grab, stream_still, request):
-                await measure(10, warm)
+                await timed(10, warm)
 
             results = {
-                "media node grab alone": await measure(requests, node_grab),
-                "streamStill via conference": await measure(requests, stream_still),
+                "media node grab alone": await timed(requests, node_grab),
+                "streamStill via conference": await timed(requests, stream_still),
             }
             snapshot_ids.clear()
-            results["HTTP request -> stored"] = await measure(requests, request)
+            results["HTTP request -> stored"] = await timed(requests, request)
 
             # Every measured request must have produced a stored server-side capture.
             for snapshot_id in snapshot_ids:
@@ -243,10 +229,10 @@ def report(results: dict[str, list[float]]) -> None:
     print(f"{'path':<30} {'n':>5} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for name, latencies in results.items():
         print(
-            f"{name:<30} {len(latencies):>5} {percentile(latencies, 0.5):>8.2f}"
-            f" {percentile(latencies, 0.99):>8.2f} {statistics.fmean(latencies):>8.2f}"
+            f"{name:<30} {len(latencies):>5} {pct(latencies, 0.5):>8.2f}"
+            f" {pct(latencies, 0.99):>8.2f} {statistics.fmean(latencies):>8.2f}"
         )
-    p50 = percentile(results["HTTP request -> stored"], 0.5)
+    p50 = pct(results["HTTP request -> stored"], 0.5)
     verdict = "meets" if p50 < 100 else "misses"
     print(
         f"\nrequest -> stored p50 = {p50:.2f} ms ({verdict} the 100 ms target); every capture verified stored"
