@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from parley_common.contracts.media import RecordingStoredEvent
+from parley_common.contracts.media import RECORDING_PATH, RecordingStoredEvent
 from parley_common.contracts.meeting import (
     ArchiveCreatedEvent,
     ArchiveDeletedEvent,
@@ -23,8 +23,6 @@ from parley_common.contracts.meeting import (
     StorageTarget,
 )
 from parley_common.errors import InvalidCommand, NotFound
-
-from parley_conference.media import RECORDING_PATH
 
 TargetName = Literal["AWSS3", "AZURE"]
 # The real service's messages (`PUT /archives/storage-target`).

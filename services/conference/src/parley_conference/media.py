@@ -18,6 +18,7 @@ from parley_common.contracts import conference as api
 from parley_common.contracts.base import Empty
 from parley_common.contracts.media import (
     MEDIA_NODE_LOST,
+    RECORDING_PATH,
     AddMediaCandidates,
     GrabStill,
     MediaOp,
@@ -48,7 +49,6 @@ from parley_conference.placement import MediaNodes, NodeStatus
 
 log = get_logger(__name__)
 T = TypeVar("T")
-RECORDING_PATH = "/rtc-api/conferences/{conference_id}/recordings/{recording_id}"
 
 
 class MediaUnavailable(Unavailable):

@@ -161,6 +161,10 @@ class RecordingLocation(Payload, frozen=True):
     bytes: int
 
 
+# The gateway route that serves a recording's bytes to a caller of its organization (Recording.url).
+RECORDING_PATH = "/rtc-api/conferences/{conference_id}/recordings/{recording_id}"
+
+
 class Recording(Payload, frozen=True):
     """One entry of the conference metadata key RECORDINGS (its value is a JSON list of these)."""
 
