@@ -195,10 +195,33 @@ def set_aside_reason(case: Any, response: Any, failure: Failure, gateway_log: st
     return None
 
 
+def fuzz_stack(root: Path) -> Stack:
+    """The fuzzed stack (not started): nats-server, conference, snapshot, chat, one gateway, no media node."""
+    return Stack(root, snapshot=True, chat=True, env={"PARLEY_LONGPOLL_SECONDS": "1"})
+
+
+def fuzz_config(max_examples: int, *, max_response_time: float | None = None) -> SchemathesisConfig:
+    """The schemathesis configuration of the fuzzing: every check, valid and invalid data, a real token."""
+    checks: dict[str, Any] = {"enabled": True}
+    if max_response_time is not None:
+        checks["max_response_time"] = max_response_time
+    return SchemathesisConfig.from_dict(
+        {
+            # Through the document's security scheme: public operations (token, health, signed
+            # snapshots) go without it, and schemathesis checks that the others refuse a call without.
+            # A UUID subject: the chat routes know a caller by it (any other is 403 there).
+            # Every SourceFuse permission key, so its routes are fuzzed past the permission check.
+            "auth": {"openapi": {"bearer": {"bearer": token(FUZZER, ttl=3600, permissions=SOURCEFUSE)}}},
+            "generation": {"mode": "all", "max-examples": max_examples},
+            "checks": checks,
+            "request-timeout": 10,
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    root: Path = tmp_path_factory.mktemp("fuzz")
-    running = Stack(root, snapshot=True, chat=True, env={"PARLEY_LONGPOLL_SECONDS": "1"})
+    running = fuzz_stack(tmp_path_factory.mktemp("fuzz"))
     running.start()
     yield running
     running.stop()
@@ -208,29 +231,16 @@ def fuzzed_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 
 @pytest.fixture(scope="module")
 def gateway_schema(fuzzed_stack: Stack) -> Any:
-    config = SchemathesisConfig.from_dict(
-        {
-            # Through the document's security scheme: public operations (token, health, signed
-            # snapshots) go without it, and schemathesis checks that the others refuse a call without.
-            # A UUID subject: the chat routes know a caller by it (any other is 403 there).
-            # Every SourceFuse permission key, so its routes are fuzzed past the permission check.
-            "auth": {"openapi": {"bearer": {"bearer": token(FUZZER, ttl=3600, permissions=SOURCEFUSE)}}},
-            "generation": {"mode": "all", "max-examples": MAX_EXAMPLES},
-            "checks": {"enabled": True},
-            "request-timeout": 10,
-        }
-    )
-    return schemathesis.openapi.from_url(f"{fuzzed_stack.url}/openapi.json", config=config)
+    return schemathesis.openapi.from_url(f"{fuzzed_stack.url}/openapi.json", config=fuzz_config(MAX_EXAMPLES))
 
 
 # The push WebSockets: schemathesis speaks plain HTTP and cannot send the upgrade handshake, so even a valid
 # request is refused (400) by the WebSocket handshake itself; test_push_channel.py and test_chat_push.py
 # cover the routes. The long-poll `events` route is fuzzed (the stack answers it within a second).
-schema = (
-    schemathesis.pytest.from_fixture("gateway_schema")
-    .exclude(path="/rtc-api/events/ws")
-    .exclude(path="/events/ws")
-)
+NOT_FUZZED = ("/rtc-api/events/ws", "/events/ws")
+schema = schemathesis.pytest.from_fixture("gateway_schema")
+for _path in NOT_FUZZED:
+    schema = schema.exclude(path=_path)
 
 
 @schema.parametrize()
