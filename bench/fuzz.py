@@ -70,6 +70,8 @@ class Tally:
     base_url: str
     cases: int = 0
     statuses: Counter[int | str] = field(default_factory=Counter)
+    # The same by the data's kind, to see how far each kind gets (an invalid token stops at 401).
+    by_mode: Counter[tuple[str, int | str]] = field(default_factory=Counter)
     failures_by_operation: Counter[str] = field(default_factory=Counter)
     set_aside: Counter[str] = field(default_factory=Counter)
     distinct: dict[tuple[str, str, int | None, str], Distinct] = field(default_factory=dict)
@@ -109,7 +111,7 @@ def _curl(case: Any, base_url: str) -> str:
         return f"(no curl: {error})"
 
 
-def run_case(case: Any, tally: Tally, stack: Any) -> None:
+def run_case(case: Any, mode: GenerationMode, tally: Tally, stack: Any) -> None:
     tally.cases += 1
     base_url = stack.url
     started = time.perf_counter()
@@ -117,10 +119,12 @@ def run_case(case: Any, tally: Tally, stack: Any) -> None:
         response = case.call(base_url=base_url)
     except Exception as error:  # no answer within the request timeout (a hang) or a broken connection
         tally.statuses[TRANSPORT] += 1
+        tally.by_mode[mode.value, TRANSPORT] += 1
         tally.fail(case, None, [(TRANSPORT, "No response", f"{type(error).__name__}: {error}")], b"")
         return
     tally.latencies_ms.append((time.perf_counter() - started) * 1000)
     tally.statuses[response.status_code] += 1
+    tally.by_mode[mode.value, response.status_code] += 1
     try:
         case.validate_response(response, transport_kwargs={"base_url": base_url})
     except FailureGroup as group:
@@ -159,7 +163,7 @@ def run_operation(
     )
     @seed(run)
     def one(case: Any) -> None:
-        run_case(case, tally, stack)
+        run_case(case, mode, tally, stack)
 
     name = f"{operation.method.upper()} {operation.path} ({mode.value})"
     try:
@@ -178,9 +182,10 @@ def report(tally: Tally, elapsed: float, operations: int) -> None:
             f"response time: p50 {pct(latencies, 0.5):.1f} ms, p99 {pct(latencies, 0.99):.1f} ms,"
             f" max {max(latencies):.1f} ms (limit {MAX_RESPONSE_SECONDS:.0f} s)"
         )
-    print("\nby HTTP status:")
+    print(f"\n{'by HTTP status':<16} {'all':>6} {'valid':>6} {'invalid':>7}")
     for status, count in sorted(tally.statuses.items(), key=lambda item: str(item[0])):
-        print(f"  {status!s:>9} {count:>6}")
+        valid, invalid = tally.by_mode["positive", status], tally.by_mode["negative", status]
+        print(f"  {status!s:<14} {count:>6} {valid:>6} {invalid:>7}")
     print(f"\nfailing cases by operation ({sum(tally.failures_by_operation.values())}):")
     for operation, count in tally.failures_by_operation.most_common():
         print(f"  {count:>6}  {operation}")
