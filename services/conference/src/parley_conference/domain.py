@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+from parley_common.contracts.base import JsonObject
 from parley_common.contracts.conference import (
     Admission,
     AnyConferenceEvent,
@@ -33,7 +34,6 @@ from parley_common.contracts.conference import (
     ConferenceStreamMetadataUpdatedEvent,
     ConferenceStreamPublishedEvent,
     ConferenceStreamUnpublishedEvent,
-    JsonObject,
     Metadata,
     MetadataOperation,
     StreamType,

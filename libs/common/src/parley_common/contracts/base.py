@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import msgspec
+
+from parley_common.jsonlimits import JSON_VALUE_REF
 
 # Largest integer the storage layer holds (BSON and SQLite int64).
 MAX_INT64: Final = 2**63 - 1
@@ -45,3 +47,10 @@ class Payload(msgspec.Struct, frozen=True, kw_only=True, rename="camel"):
 
 class Empty(Payload, frozen=True):
     """The `{}` body of commands that return nothing of interest."""
+
+
+# Free-form JSON (metadata, events, extMetadata): any object whose values obey the one rule of all
+# free-form JSON (`parley_common.jsonlimits`: the gateway enforces it, the document states it as the
+# JsonValue component).
+JSON_VALUE = {"$ref": JSON_VALUE_REF}
+JsonObject = Annotated[dict[str, Any], msgspec.Meta(extra_json_schema={"additionalProperties": JSON_VALUE})]

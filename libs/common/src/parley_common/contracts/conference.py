@@ -8,15 +8,12 @@ a request are ignored (clients send `userId` next to `userEndpointId`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import msgspec
 
-from parley_common.contracts.base import ID_MAX_LENGTH, MAX_INT64, Id, Payload
+from parley_common.contracts.base import ID_MAX_LENGTH, MAX_INT64, Id, JsonObject, Payload
 from parley_common.contracts.meeting import MeetingGrant
-from parley_common.jsonlimits import JSON_VALUE_REF
-
-JSON_VALUE = {"$ref": JSON_VALUE_REF}
 
 ConferenceMode = Literal["P2P", "ROUTER", "UNKNOWN"]
 ParticipantState = Literal["HEALTHY", "SICK", "UNKNOWN"]
@@ -25,9 +22,6 @@ StreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM", "UNKNOWN"]
 PublishableStreamType = Literal["MIC", "CAM", "SCREEN", "MIC_AND_CAM"]
 MetadataOperation = Literal["SET", "REMOVE"]
 Qos = Literal["AT_LEAST_ONCE", "BEST_EFFORT"]
-# Free-form JSON (metadata, events): any object whose values obey the one rule of all free-form JSON
-# (`parley_common.jsonlimits`: the gateway enforces it, the document states it as the JsonValue component).
-JsonObject = Annotated[dict[str, Any], msgspec.Meta(extra_json_schema={"additionalProperties": JSON_VALUE})]
 Bitrate = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT64, description="bits per second")]
 MetadataKey = Annotated[str, msgspec.Meta(min_length=1)]
 # What `sendEvent` checks in its free-form event (parley_conference.sending uses these patterns). The

@@ -28,7 +28,7 @@ from typing import Annotated, Any, Literal, NamedTuple
 
 import msgspec
 
-from parley_common.contracts.base import Empty, Id, Payload
+from parley_common.contracts.base import Empty, Id, JsonObject, Payload
 
 Dialect = Literal["sourcefuse", "coviu"]
 MeetingRole = Literal["subscriber", "publisher", "moderator"]
@@ -136,7 +136,7 @@ class AttendeeView(Payload, frozen=True):
     is_deleted: bool
     modified_on: datetime | None = None
     ext_id: str | None = None
-    ext_metadata: dict[str, Any] | None = None
+    ext_metadata: JsonObject | None = None
 
 
 class Attendees(Payload, frozen=True):
@@ -507,7 +507,7 @@ class VideoChatSessionPartial(SourceFuseBody, frozen=True):
     start_time: TimeText | None = None
     end_time: TimeText | None = None
     ext_id: Id | None = None
-    ext_metadata: dict[str, Any] | None = None
+    ext_metadata: JsonObject | None = None
 
 
 class SessionAttendee(SourceFuseBody, frozen=True):
@@ -520,7 +520,7 @@ class SessionAttendee(SourceFuseBody, frozen=True):
     is_deleted: bool
     modified_on: datetime | None = None
     ext_id: str | None = None
-    ext_metadata: dict[str, Any] | None = None
+    ext_metadata: JsonObject | None = None
 
 
 class ArchiveResponse(SourceFuseBody, frozen=True):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from parley_common.contracts.base import Payload
-from parley_common.contracts.conference import JsonObject, Qos
+from parley_common.contracts.base import JsonObject, Payload
+from parley_common.contracts.conference import Qos
 
 
 class PushedEvent(Payload, frozen=True):
