@@ -264,9 +264,14 @@ async def test_two_viewers_receive_forwarded_video_and_audio(engine: MediaEngine
     video.set_color(BLUE)
     await asyncio.gather(first.wait_for_color(BLUE), second.wait_for_color(BLUE))
 
+    # Forwarding goes on: the counts pass 30 packets each (soon, however loaded the machine is).
+    deadline = time.monotonic() + 5
     stats = engine.stream_stats(stream)
+    while stats.packets["video"] <= 30 or stats.packets["audio"] <= 30:
+        assert time.monotonic() < deadline, stats
+        await asyncio.sleep(0.1)
+        stats = engine.stream_stats(stream)
     assert stats.viewers == 2
-    assert stats.packets["video"] > 30 and stats.packets["audio"] > 30
     assert stats.plis_sent >= 1, "the late viewer's keyframe must come from a PLI to the publisher"
     assert engine.counters().peer_connections == 3
     assert engine.counters().threads == 2  # one forwarding worker per publisher track, nothing per viewer
