@@ -35,9 +35,10 @@ OTHER_ORG = "globex"
 
 @pytest.fixture(scope="module")
 def chat_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    running = Stack(
-        tmp_path_factory.mktemp("chat"), chat=True, env={"PARLEY_ESSENTIAL_SERVICES": "conference,chat"}
-    ).start()
+    # A generous request deadline: one test lists 200 rooms of 128 members in pages, which a loaded CI
+    # machine can take longer than the default 1.5 s to answer (a 503 here tests the machine, not Parley).
+    env = {"PARLEY_ESSENTIAL_SERVICES": "conference,chat", "PARLEY_REQUEST_TIMEOUT_SECONDS": "6"}
+    running = Stack(tmp_path_factory.mktemp("chat"), chat=True, env=env).start()
     yield running
     running.stop()
 
