@@ -12,7 +12,8 @@ from parley_common.commits import CommitLog
 from parley_common.outbox import Owed
 from parley_common.storage import DocumentStore, Index
 
-from parley_conference.adapters.records import Records, publish
+from parley_conference.adapters.meetings import event_effect
+from parley_conference.adapters.records import Records
 from parley_conference.archives import Archive, Target
 
 
@@ -46,7 +47,7 @@ class ArchiveRepository:
             archive.version,
             archive,
             fields,
-            [*(publish(e) for e in events), *effects],
+            [*(event_effect(e) for e in events), *effects],
         )
 
     # ------------------------------------------------------------ storage targets

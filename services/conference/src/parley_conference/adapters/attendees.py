@@ -14,7 +14,8 @@ from parley_common.commits import CommitLog
 from parley_common.outbox import Owed
 from parley_common.storage import DocumentStore, Index
 
-from parley_conference.adapters.records import Records, publish
+from parley_conference.adapters.meetings import event_effect
+from parley_conference.adapters.records import Records
 from parley_conference.adapters.repository import key
 from parley_conference.attendance import Attendee, Change, MeetingInfo
 
@@ -101,7 +102,7 @@ class AttendeeRepository:
             "conference": a.conference_id,
             "createdMs": int(a.created_on.timestamp() * 1000),
         }
-        effects = [] if change.event is None else [publish(change.event)]
+        effects = [] if change.event is None else [event_effect(change.event)]
         return await self.records.write(a.id, a.version, a, fields, effects)
 
     # ------------------------------------------------------------ endpoints

@@ -25,6 +25,7 @@ from parley_common.messaging.streams import MEETING_STREAM
 from parley_common.outbox import DeleteObject, Owed, PublishEvent
 from parley_common.storage import ASCENDING, DESCENDING, Collection, DocumentStore, Filter, Index
 
+from parley_conference.adapters.repository import key
 from parley_conference.meetings import states_of
 
 COMMITS = "meeting_commits"
@@ -51,10 +52,6 @@ async def open_commit_log(store: DocumentStore) -> CommitLog:
 
 def _ms(at: datetime | None) -> int | None:
     return None if at is None else int(at.timestamp() * 1000)
-
-
-def key(*parts: str) -> str:
-    return msgspec.json.encode(parts).decode()
 
 
 def _meeting_doc(meeting: api.MeetingView, *, swept: bool = False) -> dict[str, Any]:

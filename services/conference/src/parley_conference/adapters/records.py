@@ -11,21 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from parley_common.clock import utcnow
 from parley_common.commits import CommitLog, Put, as_document
-from parley_common.messaging import subjects
-from parley_common.outbox import Owed, PublishEvent
+from parley_common.outbox import Owed
 from parley_common.storage import Collection
-
-
-def publish(event: Any) -> PublishEvent:
-    """A meeting event owed on PARLEY_MEETING."""
-    return PublishEvent(
-        subject=subjects.MEETING_EVENTS.format(type=type(event).__name__),
-        msg_id=event.id,
-        event=event,
-        committed_at=utcnow(),
-    )
 
 
 class Records:
