@@ -23,7 +23,7 @@ from parley_common.messaging import subjects
 class EventKind(msgspec.Struct, frozen=True, kw_only=True):
     """One event type as subscribers see it."""
 
-    # The subject's last token, and the `type` a subscriber filters on: `ConferenceJoinedEvent`, `ROOM_CREATED`.
+    # The subject's last token and the `type` subscribers filter on: `ConferenceJoinedEvent`, `ROOM_CREATED`.
     type: str
     # The JetStream stream that keeps it, and its exact subject.
     stream: str
