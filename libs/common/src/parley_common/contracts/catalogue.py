@@ -8,6 +8,7 @@ A new event type is added to its service's union (`AnyConferenceEvent`...) and a
 
 from __future__ import annotations
 
+import builtins
 from typing import Any, Final, get_args
 
 import msgspec
@@ -30,7 +31,7 @@ class EventKind(msgspec.Struct, frozen=True, kw_only=True):
     subject: str
     # Which service publishes it (the Deployment's name).
     publisher: str
-    payload: type[msgspec.Struct]
+    payload: builtins.type[msgspec.Struct]
     # The type's docstring, first paragraph: what the event means.
     summary: str
 
