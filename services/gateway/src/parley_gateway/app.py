@@ -15,6 +15,8 @@ from aiohttp import web
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from openapi_ui_bundles import swagger_ui
+from parley_common.asyncapi import asyncapi_document
+from parley_common.asyncapi import encode as encode_asyncapi
 from parley_common.clock import new_id
 from parley_common.contracts import conference as api
 from parley_common.contracts.base import Id
@@ -27,6 +29,7 @@ from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.service import run_service
 
+from parley_gateway.asyncapi_page import render_asyncapi
 from parley_gateway.chats import TOKEN, ChatGatewaySettings, chat_operations
 from parley_gateway.conferences import conference_operations
 from parley_gateway.coviu import coviu_operations
@@ -284,8 +287,21 @@ def build_app(
     async def docs(_: web.Request) -> web.Response:
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
+    # The event catalogue (what the services put on NATS), generated like the OpenAPI document.
+    events_document = asyncapi_document(version=package_version("parley-gateway"))
+    events_json = encode_asyncapi(events_document)
+    events_page = render_asyncapi(events_document)
+
+    async def asyncapi_json(_: web.Request) -> web.Response:
+        return web.Response(body=events_json, content_type="application/json")
+
+    async def asyncapi_html(_: web.Request) -> web.Response:
+        return web.Response(text=events_page, content_type="text/html")
+
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    app.router.add_get("/asyncapi.json", asyncapi_json)
+    app.router.add_get("/asyncapi", asyncapi_html)
     app.router.add_static("/docs/static", swagger_ui.static_path)
     add_demo_routes(app)
     return app
