@@ -651,7 +651,7 @@ class RoomUnmuted(ChatEvent, tag="ROOM_UNMUTED", frozen=True, kw_only=True):
 
 
 class RoomHistoryCleared(ChatEvent, tag="ROOM_HISTORY_CLEARED", frozen=True, kw_only=True):
-    """The user cleared the room's history for themselves: messages before `clearedAt` are hidden from them."""
+    """The user cleared the room's history for themselves: they stop seeing messages before `clearedAt`."""
 
     room_id: str
     cleared_at: datetime
