@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from parley_common.config import DEV_JWT_SECRET
+from parley_common.devstack import banner, credentials
 from parley_gateway.identity import TokenVerifier
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,8 +36,6 @@ DOCKER_HOST_PROGRAMS = {"docker", "openssl"}
 FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 # An inline code span that is a command to type (not a path or a name).
 INLINE_COMMAND = re.compile(r"`((?:make|uv run|\.venv/bin/|\.tools/bin/)[^`]*)`")
-COMMENT = re.compile(r"(^|\s)#.*$")
-SUBSTITUTION = re.compile(r"\$\(([^()]*)\)")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 DEV_SECRET_ENV = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_JWT")}
 
@@ -51,15 +50,22 @@ def _fenced_commands(text: str) -> list[str]:
 
 
 def _programs(command: str) -> list[str]:
-    """The programs a command line runs: the first word of each pipeline part and of each `$(...)`."""
-    command = COMMENT.sub("", command)
-    lines = [SUBSTITUTION.sub("X", command), *SUBSTITUTION.findall(command)]
+    """The programs a command line runs: the first word of each command of its pipelines, lists and
+    `$(...)` substitutions (quotes respected, comments dropped, `VAR=value` prefixes skipped)."""
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    lexer.whitespace_split = True  # words end at blanks and operators only (`URL=mongodb://h:27017` is one)
+    commands: list[list[str]] = [[]]
+    for token in lexer:
+        if set(token) <= set("();<>|&"):
+            commands.append([])  # an operator ends a command (a redirection's file is no program)
+        else:
+            commands[-1].append(token)
     programs: list[str] = []
-    for line in lines:
-        for part in re.split(r"&&|\|\||[|;]", line):
-            words = [word for word in shlex.split(part, comments=True) if not ASSIGNMENT.match(word)]
-            if words:
-                programs.append(words[0] if words[0] != "make" else f"make {_make_target(words[1:])}")
+    for words in commands:
+        # `$` before `(` opens a substitution: the shlex word before it, not a program.
+        words = [word for word in words if not ASSIGNMENT.match(word) and word != "$"]
+        if words:
+            programs.append(words[0] if words[0] != "make" else f"make {_make_target(words[1:])}")
     return programs
 
 
@@ -104,6 +110,21 @@ def test_every_readme_command_names_a_program_that_exists() -> None:
         if (problem := _missing(readme, program))
     ]
     assert problems == []
+
+
+def test_the_commands_make_run_prints_name_programs_that_exist() -> None:
+    # `make run` shows a new user how to get a token: the first step after the README's `make run`.
+    text = banner(8080, "nats://127.0.0.1:4222", Path(".data"), credentials({}))
+    commands = [line.strip().removeprefix("or:").strip() for line in text.replace("\\\n", " ").splitlines()]
+    commands = [line for line in commands if line.startswith(("TOKEN=", "curl ", "uv ", ".venv/"))]
+    problems = [
+        f"{command!r}: {problem}"
+        for command in commands
+        for program in _programs(command)
+        if (problem := _missing("make run", program))
+    ]
+    assert problems == []
+    assert len(commands) >= 3
 
 
 def _verify(token: str, user: str, org: str) -> None:
