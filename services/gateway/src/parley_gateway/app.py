@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -266,6 +267,16 @@ def routing_order(path: str) -> tuple[bool, ...]:
     return tuple("{" in segment for segment in path.split("/"))
 
 
+@functools.cache
+def event_catalogue(version: str) -> tuple[bytes, str]:
+    """The AsyncAPI document of the events and NATS subjects (`/asyncapi.json`) and its page (`/asyncapi`).
+
+    Built from the code alone, once per process: every app built (tests build many) shares it.
+    """
+    document = asyncapi_document(version=version)
+    return encode_asyncapi(document), render_asyncapi(document)
+
+
 def build_app(
     operations: list[Operation],
     verifier: TokenVerifier,
@@ -287,10 +298,7 @@ def build_app(
     async def docs(_: web.Request) -> web.Response:
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
-    # The event catalogue (what the services put on NATS), generated like the OpenAPI document.
-    events_document = asyncapi_document(version=package_version("parley-gateway"))
-    events_json = encode_asyncapi(events_document)
-    events_page = render_asyncapi(events_document)
+    events_json, events_page = event_catalogue(package_version("parley-gateway"))
 
     async def asyncapi_json(_: web.Request) -> web.Response:
         return web.Response(body=events_json, content_type="application/json")
