@@ -13,6 +13,7 @@ import pytest
 from parley_common import asyncapi
 from parley_common.contracts import chat, conference, media, meeting, push, snapshot
 from parley_common.contracts.catalogue import EVENT_KINDS, EVENT_TYPES
+from parley_common.messaging import subjects
 from parley_common.messaging.streams import STREAMS
 
 # The official schema, vendored from npm @asyncapi/specs (see tests/asyncapi/README.md).
@@ -110,4 +111,13 @@ def test_every_stream_and_the_other_subjects_are_documented(document: dict[str, 
     for address in ["parley.push.durable.{endpoint}", "parley.users.seen.{org}.{user}", "parley.presence"]:
         assert address in addresses
     assert "parley.cmd.meeting.createMeeting" in addresses and "parley.qry.chat.listRoom" in addresses
+    for pattern in [
+        subjects.CONFERENCE_COMMAND,
+        subjects.CONFERENCE_QUERY,
+        subjects.SNAPSHOT_COMMAND,
+        subjects.SNAPSHOT_QUERY,
+        subjects.MEDIA_NODE,
+        subjects.HEALTH,
+    ]:
+        assert pattern in addresses
     assert set(EVENT_TYPES) <= set(document["components"]["messages"])

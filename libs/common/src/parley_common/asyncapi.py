@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import inspect
 import re
-from typing import Any, Final, NamedTuple
+from typing import Any, Final, NamedTuple, get_args
 
 import msgspec
 from nats.js.api import StreamConfig
 
 from parley_common.contracts import chat, meeting
 from parley_common.contracts.catalogue import EVENT_KINDS
-from parley_common.contracts.media import MediaNodeHeartbeat
+from parley_common.contracts.health import HealthQuery, ServiceHealth
+from parley_common.contracts.media import MediaNodeHeartbeat, MediaOp
 from parley_common.contracts.push import PresenceReport, PushedEvent
 from parley_common.contracts.rpc import Accepted, Rejected, Request
 from parley_common.messaging import streams, subjects
@@ -84,6 +85,9 @@ def _fix_schema(node: Any) -> Any:
     """msgspec writes OpenAPI's `discriminator` object; an AsyncAPI schema's is the property's name."""
     if isinstance(node, dict):
         fixed = {key: _fix_schema(value) for key, value in node.items()}
+        if isinstance(fixed.get("description"), str):
+            # A docstring as msgspec copies it, its indentation included.
+            fixed["description"] = inspect.cleandoc(fixed["description"])
         if isinstance(fixed.get("discriminator"), dict):
             fixed["discriminator"] = fixed["discriminator"]["propertyName"]
         return fixed
@@ -97,10 +101,12 @@ class _Rpc(NamedTuple):
 
     channel: str
     address: str
-    queue: str
+    queue: str | None
     summary: str
     request: Any
     reply: Any
+    # The address's `{name}` tokens, as AsyncAPI parameter objects.
+    parameters: dict[str, dict[str, Any]] = {}
 
 
 def _rpcs() -> list[_Rpc]:
@@ -121,6 +127,67 @@ def _rpcs() -> list[_Rpc]:
                     reply=Accepted[op.result] | Rejected,  # type: ignore[name-defined]
                 )
             )
+    # The services whose operations have no typed table in the contracts: one channel per subject pattern,
+    # the body left open (the conference bodies are the seed's web commands, `contracts/conference.py`).
+    any_reply = Accepted[Any] | Rejected
+    by_op = {"op": {"description": "the operation's name"}}
+    rpcs += [
+        _Rpc(
+            "conference.command",
+            subjects.CONFERENCE_COMMAND,
+            "conference",
+            "Conference commands: `op` is the seed's web command (`join`, `leave`, `end`, `sendEvent`, ...), "
+            "the body its web command; `createGuarded` and `removeParticipant` are for services only.",
+            Request[Any],
+            any_reply,
+            by_op,
+        ),
+        _Rpc(
+            "conference.query",
+            subjects.CONFERENCE_QUERY,
+            "conference",
+            "Conference queries: `get`, `simpleView`, `events`, `endpointConferences`, `streamStill`, ...",
+            Request[Any],
+            any_reply,
+            by_op,
+        ),
+        _Rpc(
+            "snapshot.command",
+            subjects.SNAPSHOT_COMMAND,
+            "snapshot",
+            "Snapshot commands (the snapshot API's operations).",
+            Request[Any],
+            any_reply,
+            by_op,
+        ),
+        _Rpc(
+            "snapshot.query",
+            subjects.SNAPSHOT_QUERY,
+            "snapshot",
+            "Snapshot queries.",
+            Request[Any],
+            any_reply,
+            by_op,
+        ),
+        _Rpc(
+            "media.node",
+            subjects.MEDIA_NODE,
+            "<node id>",
+            "One media node's operations (`contracts/media.py`), sent by the conference service.",
+            Request[Any],
+            any_reply,
+            {"node": {"description": "the media node's id"}, "op": {"enum": list(get_args(MediaOp))}},
+        ),
+        _Rpc(
+            "health",
+            subjects.HEALTH,
+            None,
+            "A service's health, gathered by the gateway's `/health`.",
+            HealthQuery,
+            Accepted[ServiceHealth] | Rejected,
+            {"service": {"description": "the service's name (`conference`, `snapshot`, `chat`, `media`)"}},
+        ),
+    ]
     return rpcs
 
 
@@ -150,6 +217,9 @@ def asyncapi_document(*, version: str, nats_host: str = "127.0.0.1:4222") -> dic
             payload=schema_of[id(kind.payload)],
             headers=True,
         )
+        if (full := inspect.cleandoc(kind.payload.__doc__ or "")) and " ".join(full.split()) != kind.summary:
+            # The rest of the docstring (the summary is its first paragraph).
+            messages[kind.type]["description"] = full
         messages[kind.type]["tags"] = [{"name": kind.stream}, {"name": f"publisher:{kind.publisher}"}]
         channels[kind.type] = {
             "address": kind.subject,
@@ -292,11 +362,14 @@ def asyncapi_document(*, version: str, nats_host: str = "127.0.0.1:4222") -> dic
             payload=schema_of[id(rpc.reply)]["anyOf"][0],
             headers=False,
         )
+        queue = f", queue group `{rpc.queue}`" if rpc.queue else ""
         channels[rpc.channel] = {
             "address": rpc.address,
-            "description": f"Request/reply, queue group `{rpc.queue}`. {rpc.summary}",
+            "description": f"Request/reply{queue}. {rpc.summary}",
             "messages": {"request": msg_ref(request_name)},
         }
+        if rpc.parameters:
+            channels[rpc.channel]["parameters"] = rpc.parameters
         channels[f"{rpc.channel}.reply"] = {
             "address": None,
             "description": "The requester's inbox.",
@@ -304,9 +377,9 @@ def asyncapi_document(*, version: str, nats_host: str = "127.0.0.1:4222") -> dic
         }
         operations[rpc.channel] = {
             "action": "receive",
+            "summary": f"The {rpc.queue or 'addressed'} service answers `{rpc.address}`.",
             "channel": {"$ref": f"#/channels/{rpc.channel}"},
             "messages": [{"$ref": f"#/channels/{rpc.channel}/messages/request"}],
-            "bindings": {"nats": {"queue": rpc.queue, "bindingVersion": "0.1.0"}},
             "reply": {
                 "channel": {"$ref": f"#/channels/{rpc.channel}.reply"},
                 "messages": [
@@ -315,6 +388,8 @@ def asyncapi_document(*, version: str, nats_host: str = "127.0.0.1:4222") -> dic
                 ],
             },
         }
+        if rpc.queue:
+            operations[rpc.channel]["bindings"] = {"nats": {"queue": rpc.queue, "bindingVersion": "0.1.0"}}
 
     return {
         "asyncapi": ASYNCAPI_VERSION,

@@ -14,6 +14,7 @@ from typing import Any
 import msgspec
 
 _REF = re.compile(r"&quot;#/components/schemas/([^&]+)&quot;")
+_CODE = re.compile(r"`([^`]+)`")
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem;
@@ -35,6 +36,22 @@ def _json(value: Any) -> str:
     )
 
 
+def _text(value: str) -> str:
+    """Prose, escaped, its `code` spans set as code."""
+    return _CODE.sub(r"<code>\1</code>", html.escape(value))
+
+
+def _payload(payload: Any, schemas: dict[str, Any]) -> str:
+    """A message's payload: the schema it names, shown in place (its own references stay links)."""
+    ref = payload.get("$ref", "") if isinstance(payload, dict) else ""
+    name = ref.rsplit("/", 1)[-1]
+    if ref.startswith("#/components/schemas/") and name in schemas:
+        return (
+            f'<a href="#schema-{html.escape(name)}">{html.escape(name)}</a><pre>{_json(schemas[name])}</pre>'
+        )
+    return f"<pre>{_json(payload)}</pre>"
+
+
 def _message_name(ref: dict[str, str]) -> str:
     return ref["$ref"].rsplit("/", 1)[-1]
 
@@ -43,6 +60,7 @@ def render_asyncapi(document: dict[str, Any]) -> str:
     esc = html.escape
     info = document["info"]
     messages: dict[str, Any] = document["components"]["messages"]
+    schemas: dict[str, Any] = document["components"]["schemas"]
     out = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8">',
@@ -50,14 +68,14 @@ def render_asyncapi(document: dict[str, Any]) -> str:
         f"<h1>{esc(info['title'])} <small>{esc(info['version'])}</small></h1>",
         f'<p>AsyncAPI {esc(document["asyncapi"])}: <a href="/asyncapi.json">/asyncapi.json</a>; '
         'the HTTP API: <a href="/docs">/docs</a>.</p>',
-        f"<p>{esc(info.get('description', ''))}</p>",
+        f"<p>{_text(info.get('description', ''))}</p>",
         "<h2>Streams</h2><table><tr><th>stream</th><th>subjects</th><th>description</th></tr>",
     ]
     for stream in document.get("x-parley-streams", []):
         out.append(
             f"<tr><td><code>{esc(stream['name'])}</code></td>"
             f"<td><code>{esc(', '.join(stream['subjects']))}</code></td>"
-            f"<td>{esc(stream.get('description', ''))}</td></tr>"
+            f"<td>{_text(stream.get('description', ''))}</td></tr>"
         )
     out.append("</table><h2>Channels</h2>")
     for channel_id, channel in document["channels"].items():
@@ -69,20 +87,23 @@ def render_asyncapi(document: dict[str, Any]) -> str:
         if "x-parley-publisher" in channel:
             tags.append(f"published by {channel['x-parley-publisher']}")
         out.append("".join(f'<span class="tag">{esc(tag)}</span>' for tag in tags))
-        out.append(f"<p>{esc(channel.get('description', ''))}</p>")
+        out.append(f"<p>{_text(channel.get('description', ''))}</p>")
         for parameter, spec in channel.get("parameters", {}).items():
-            out.append(f"<p><code>{{{esc(parameter)}}}</code>: {esc(spec.get('description', ''))}</p>")
+            meaning = spec.get("description") or "one of " + ", ".join(spec.get("enum", ()))
+            out.append(f"<p><code>{{{esc(parameter)}}}</code>: {_text(meaning)}</p>")
+        channel_summary = channel.get("description", "").split(". ", 1)[-1]
         replies = document["channels"].get(f"{channel_id}.reply", {}).get("messages", {})
         for role, ref in [*channel["messages"].items(), *replies.items()]:
             name = _message_name(ref)
             message = messages[name]
-            out.append(f"<details><summary><b>{esc(role)}</b>: {esc(name)}")
-            if message.get("summary"):
-                out.append(f" — {esc(message['summary'])}")
-            out.append(f"</summary><pre>{_json(message['payload'])}</pre></details>")
+            label = esc(name) if role == name else f"{esc(role)}: {esc(name)}"
+            out.append(f"<details><summary><b>{label}</b>")
+            if message.get("summary") and message["summary"] != channel_summary:
+                out.append(f" — {_text(message['summary'])}")
+            out.append(f"</summary>{_payload(message['payload'], schemas)}</details>")
         out.append("</section>")
     out.append("<h2>Schemas</h2>")
-    for name, schema in document["components"]["schemas"].items():
+    for name, schema in schemas.items():
         out.append(f'<h4 id="schema-{esc(name)}">{esc(name)}</h4><pre>{_json(schema)}</pre>')
     out.append("</body></html>")
     return "\n".join(out)
