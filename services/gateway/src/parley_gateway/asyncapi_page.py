@@ -15,6 +15,7 @@ import msgspec
 
 _REF = re.compile(r"&quot;#/components/schemas/([^&]+)&quot;")
 _CODE = re.compile(r"`([^`]+)`")
+_BOLD = re.compile(r"\*\*([^*]+)\*\*")
 
 _STYLE = """
 body { font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 72rem;
@@ -37,8 +38,8 @@ def _json(value: Any) -> str:
 
 
 def _text(value: str) -> str:
-    """Prose, escaped, its `code` spans set as code."""
-    return _CODE.sub(r"<code>\1</code>", html.escape(value))
+    """Prose (the document's descriptions are CommonMark), escaped, its `code` and **bold** spans set."""
+    return _BOLD.sub(r"<b>\1</b>", _CODE.sub(r"<code>\1</code>", html.escape(value)))
 
 
 def _payload(payload: Any, schemas: dict[str, Any]) -> str:
