@@ -35,9 +35,9 @@ typecheck: sync
 
 check: lint typecheck
 
-## Mint a development token: make token USER=alice ORG=acme
+## Mint a development token, printing only the token: TOKEN=$$(make -s token USER_ID=alice ORG=acme)
 token: sync
-	$(UV) run --frozen parley-token --user "$(or $(USER_ID),alice)" --org "$(or $(ORG),parley-dev)"
+	@$(UV) run --frozen parley-token --user "$(or $(USER_ID),alice)" --org "$(or $(ORG),parley-dev)"
 
 clean:
 	rm -rf .venv .tools .pytest_cache .mypy_cache .ruff_cache

@@ -170,7 +170,7 @@ def banner(http_port: int, nats_url: str, data_dir: Path, identity: Credentials)
     base = f"http://127.0.0.1:{http_port}"
     text = f"""
 Parley is running.
-  gateway      {base}            (API docs: {base}/docs, OpenAPI: {base}/openapi.json)
+  gateway      {base}            (API docs: {base}/docs, events: {base}/asyncapi)
   nats         {nats_url}        (JetStream data under {data_dir})
   media node   media-0           (WebRTC from this machine's interfaces; no STUN/TURN configured)
 """
@@ -181,10 +181,12 @@ Development credentials (never use these in production):
   OAuth client  id={client_id}  secret={client_secret}  organization={organization}
   JWT secret    {DEV_JWT_SECRET}
 
+  TOKEN=$(.venv/bin/parley-token --user alice --org {organization})
+  or, as the OAuth client (no jq needed):
   TOKEN=$(curl -s -u {client_id}:{client_secret} -d grant_type=client_credentials \\
-          {base}/security/oauth/token | jq -r .access_token)
-  or:  uv run parley-token --user alice --org {organization}
-  curl -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{}}' \\
+          {base}/security/oauth/token \\
+          | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  curl -s -H "Authorization: Bearer $TOKEN" -H 'Content-Type: application/json' -d '{{}}' \\
        {base}/rtc-api/conferences/create
 """
     else:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import time
 from collections.abc import Awaitable, Callable
@@ -15,6 +16,8 @@ from aiohttp import web
 from faststream.nats import NatsBroker
 from nats.aio.msg import Msg
 from openapi_ui_bundles import swagger_ui
+from parley_common.asyncapi import asyncapi_document
+from parley_common.asyncapi import encode as encode_asyncapi
 from parley_common.clock import new_id
 from parley_common.contracts import conference as api
 from parley_common.contracts.base import Id
@@ -27,6 +30,7 @@ from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
 from parley_common.service import run_service
 
+from parley_gateway.asyncapi_page import render_asyncapi
 from parley_gateway.chats import TOKEN, ChatGatewaySettings, chat_operations
 from parley_gateway.conferences import conference_operations
 from parley_gateway.coviu import coviu_operations
@@ -263,6 +267,16 @@ def routing_order(path: str) -> tuple[bool, ...]:
     return tuple("{" in segment for segment in path.split("/"))
 
 
+@functools.cache
+def event_catalogue(version: str) -> tuple[bytes, str]:
+    """The AsyncAPI document of the events and NATS subjects (`/asyncapi.json`) and its page (`/asyncapi`).
+
+    Built from the code alone, once per process: every app built (tests build many) shares it.
+    """
+    document = asyncapi_document(version=version)
+    return encode_asyncapi(document), render_asyncapi(document)
+
+
 def build_app(
     operations: list[Operation],
     verifier: TokenVerifier,
@@ -284,8 +298,18 @@ def build_app(
     async def docs(_: web.Request) -> web.Response:
         return web.Response(text=DOCS_PAGE, content_type="text/html")
 
+    events_json, events_page = event_catalogue(package_version("parley-gateway"))
+
+    async def asyncapi_json(_: web.Request) -> web.Response:
+        return web.Response(body=events_json, content_type="application/json")
+
+    async def asyncapi_html(_: web.Request) -> web.Response:
+        return web.Response(text=events_page, content_type="text/html")
+
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
+    app.router.add_get("/asyncapi.json", asyncapi_json)
+    app.router.add_get("/asyncapi", asyncapi_html)
     app.router.add_static("/docs/static", swagger_ui.static_path)
     add_demo_routes(app)
     return app

@@ -955,5 +955,5 @@ class IdentitySettings:
                 f"OAuth client (client_credentials): id={DEV_OAUTH_CLIENT_ID} "
                 f"secret={DEV_OAUTH_CLIENT_SECRET} organization={DEV_OAUTH_ORGANIZATION}"
             )
-        lines.append("User token: TOKEN=$(uv run parley-token --user alice --org parley-dev)")
+        lines.append("User token: TOKEN=$(.venv/bin/parley-token --user alice --org parley-dev)")
         return tuple(lines)

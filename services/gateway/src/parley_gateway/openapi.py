@@ -199,6 +199,8 @@ DOCS_PAGE = """<!doctype html>
   <link rel="stylesheet" href="/docs/static/swagger-ui.css">
 </head>
 <body>
+  <p style="font-family: sans-serif; margin: .5rem 1rem">The events and NATS subjects:
+    <a href="/asyncapi">/asyncapi</a> (AsyncAPI 3, <a href="/asyncapi.json">/asyncapi.json</a>)</p>
   <div id="swagger-ui"></div>
   <script src="/docs/static/swagger-ui-bundle.js"></script>
   <script>

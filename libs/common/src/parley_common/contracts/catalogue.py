@@ -55,7 +55,8 @@ def _summary(cls: type[msgspec.Struct]) -> str:
     # A type without its own docstring inherits its base's, which describes the family, not the event.
     if doc and any(doc == (base.__doc__ or "").strip() for base in cls.__mro__[1:]):
         doc = ""
-    return doc.split("\n\n", 1)[0].replace("\n", " ").strip()
+    # Joined on one line whatever the docstring's indentation (Python < 3.13 keeps it).
+    return " ".join(doc.split("\n\n", 1)[0].split())
 
 
 FAMILIES: Final[tuple[EventFamily, ...]] = (

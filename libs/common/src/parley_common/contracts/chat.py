@@ -587,20 +587,30 @@ class ChatEvent(ChatPayload, tag_field="type", frozen=True, kw_only=True):
 
 
 class RoomCreated(ChatEvent, tag="ROOM_CREATED", frozen=True, kw_only=True):
+    """A chat room (group, one-to-one, channel...) was created; its members are in the `ROOM_MEMBER_ADDED`
+    events that follow.
+    """
+
     room_id: str
 
 
 class RoomUpdated(ChatEvent, tag="ROOM_UPDATED", frozen=True, kw_only=True):
+    """A room's name or description changed (the new values; an absent one did not change)."""
+
     room_id: str
     name: str | None = None
     description: str | None = None
 
 
 class RoomDeleted(ChatEvent, tag="ROOM_DELETED", frozen=True, kw_only=True):
+    """A room was deleted with its members, messages, attachments and meeting."""
+
     room_id: str
 
 
 class RoomMemberAdded(ChatEvent, tag="ROOM_MEMBER_ADDED", frozen=True, kw_only=True):
+    """A user became a member of a room (`isOwner`: as one of its owners)."""
+
     room_id: str
     user_id: str
     # Written out when false too (omit_defaults only drops fields that have a default).
@@ -608,58 +618,82 @@ class RoomMemberAdded(ChatEvent, tag="ROOM_MEMBER_ADDED", frozen=True, kw_only=T
 
 
 class RoomMemberRemoved(ChatEvent, tag="ROOM_MEMBER_REMOVED", frozen=True, kw_only=True):
+    """A user stopped being a member of a room (left or was removed); they are dropped from its meeting."""
+
     room_id: str
     user_id: str
 
 
 class RoomOwnerPromoted(ChatEvent, tag="ROOM_OWNER_PROMOTED", frozen=True, kw_only=True):
+    """A member of a room became one of its owners."""
+
     room_id: str
     user_id: str
 
 
 class RoomOwnerDemoted(ChatEvent, tag="ROOM_OWNER_DEMOTED", frozen=True, kw_only=True):
+    """An owner of a room became an ordinary member."""
+
     room_id: str
     user_id: str
 
 
 class RoomMuted(ChatEvent, tag="ROOM_MUTED", frozen=True, kw_only=True):
+    """The user muted the room's notifications (sent to that user only)."""
+
     room_id: str
 
 
 class RoomUnmuted(ChatEvent, tag="ROOM_UNMUTED", frozen=True, kw_only=True):
+    """The user unmuted the room's notifications (sent to that user only)."""
+
     room_id: str
 
 
 class RoomHistoryCleared(ChatEvent, tag="ROOM_HISTORY_CLEARED", frozen=True, kw_only=True):
+    """The user cleared the room's history for themselves: they stop seeing messages before `clearedAt`."""
+
     room_id: str
     cleared_at: datetime
 
 
 class RoomPictureChanged(ChatEvent, tag="ROOM_PICTURE_CHANGED", frozen=True, kw_only=True):
+    """A room's picture was set or replaced (`updatedAt`)."""
+
     room_id: str
     updated_at: datetime
 
 
 class RoomPictureDeleted(ChatEvent, tag="ROOM_PICTURE_DELETED", frozen=True, kw_only=True):
+    """A room's picture was removed."""
+
     room_id: str
 
 
 class UserPictureChanged(ChatEvent, tag="USER_PICTURE_CHANGED", frozen=True, kw_only=True):
+    """A user's picture was set or replaced (`imageId`, `updatedAt`)."""
+
     user_id: str
     image_id: str
     updated_at: datetime
 
 
 class UserPictureDeleted(ChatEvent, tag="USER_PICTURE_DELETED", frozen=True, kw_only=True):
+    """A user's picture was removed."""
+
     user_id: str
 
 
 class MeetingCreated(ChatEvent, tag="MEETING_CREATED", frozen=True, kw_only=True):
+    """A room's meeting (its video call, a Parley conference) was created."""
+
     meeting_id: str
     room_id: str
 
 
 class MeetingDeleted(ChatEvent, tag="MEETING_DELETED", frozen=True, kw_only=True):
+    """A room's meeting was deleted; its conference is ended."""
+
     meeting_id: str
 
 
@@ -781,11 +815,15 @@ PUSH_ROOMS_CHANGE = frozenset({"ROOM_CREATED", "ROOM_DELETED", "ROOM_MEMBER_ADDE
 
 
 class RoomMessageSent(ChatEvent, tag="ROOM_MESSAGE_SENT", frozen=True, kw_only=True):
+    """A member sent a message (or a forwarded one) to a room."""
+
     room_id: str
     message: Message
 
 
 class RoomMessageEdited(ChatEvent, tag="ROOM_MESSAGE_EDITED", frozen=True, kw_only=True):
+    """A message's author replaced its text with `text` at `editedAt`."""
+
     room_id: str
     message_id: str
     text: str
@@ -793,6 +831,8 @@ class RoomMessageEdited(ChatEvent, tag="ROOM_MESSAGE_EDITED", frozen=True, kw_on
 
 
 class RoomMessageDeleted(ChatEvent, tag="ROOM_MESSAGE_DELETED", frozen=True, kw_only=True):
+    """A message was deleted from a room."""
+
     room_id: str
     message_id: str
 

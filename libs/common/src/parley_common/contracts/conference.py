@@ -399,6 +399,10 @@ class ConferenceEvent(Payload, tag_field="type", tag=True, frozen=True):
 
 
 class ConferenceCreatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """A conference was created (by an HTTP create, or by a service for a room meeting or a scheduled
+    meeting); it is empty until someone joins.
+    """
+
     mode: ConferenceMode
     creator_endpoint: str | None = None
     metadata: dict[str, Metadata] = {}
@@ -410,6 +414,10 @@ class ConferenceCreatedEvent(ConferenceEvent, kw_only=True, frozen=True):
 
 
 class ConferenceJoinedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """An endpoint (`userEndpointId`, of `userId`) joined the conference and now receives its events and may
+    publish and view streams.
+    """
+
     metadata: JsonObject = {}
     # The meeting token's grant the endpoint joined with (role, attendee), when it had one.
     grant: MeetingGrant | None = None
@@ -439,24 +447,42 @@ class ConferenceLobbyRejectedEvent(ConferenceEvent, kw_only=True, frozen=True):
 
 
 class ConferenceLeftEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """An endpoint left the conference: by asking, by timing out (no keep-alive), or removed by a service
+    (`reason`).
+    """
+
     reason: str | None = None
 
 
 class ConferenceEndedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """The conference ended (asked by a participant or a service, emptied past its timeout, or its meeting
+    ended; `reason`): nobody can join it any more.
+    """
+
     reason: str | None = None
 
 
 class ConferenceMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """A conference metadata entry `key` was set or removed (`operation`); `value` is the new value (masked
+    values starred out).
+    """
+
     key: str
     operation: MetadataOperation
     value: str | None = None
 
 
 class ConferenceParticipantMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """An endpoint replaced its own participant metadata with `newMetadata`."""
+
     new_metadata: JsonObject = {}
 
 
 class ConferenceStreamPublishedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """An endpoint started publishing a stream (`streamId`, camera or screen) on the conference's media node;
+    others may now view it.
+    """
+
     stream_id: str
     stream_type: StreamType
     metadata: JsonObject = {}
@@ -464,18 +490,27 @@ class ConferenceStreamPublishedEvent(ConferenceEvent, kw_only=True, frozen=True)
 
 
 class ConferenceStreamUnpublishedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """A published stream stopped: its publisher unpublished it, left, or the media node reported it ended
+    (`reason`).
+    """
+
     stream_id: str
     stream_type: StreamType
     reason: str | None = None
 
 
 class ConferenceStreamMetadataUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
+    """The metadata of a published stream was replaced with `newMetadata`."""
+
     stream_id: str
     new_metadata: JsonObject = {}
 
 
 class ConferencePublishedStreamBitrateUpdatedEvent(ConferenceEvent, kw_only=True, frozen=True):
-    """The publishing client is expected to apply `videoBitrate` to its encoder (the server cannot)."""
+    """A published stream's requested video bitrate changed to `videoBitrate`.
+
+    The publishing client is expected to apply `videoBitrate` to its encoder (the server cannot).
+    """
 
     stream_id: str
     video_bitrate: int | None = None

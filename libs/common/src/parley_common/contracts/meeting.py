@@ -378,60 +378,86 @@ class MeetingEvent(Payload, tag_field="type", tag=True, frozen=True):
 
 
 class MeetingCreatedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """A scheduled meeting (SourceFuse session or Coviu session) was created with its conference; `meeting` is
+    its full view.
+    """
+
     meeting: MeetingView
 
 
 class MeetingUpdatedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """A scheduled meeting's details (title, times, settings) were changed; `meeting` is its new view."""
+
     meeting: MeetingView
 
 
 class MeetingStartedEvent(MeetingEvent, kw_only=True, frozen=True):
-    pass
+    """A scheduled meeting started: its first pass (token) was issued."""
 
 
 class MeetingEndedEvent(MeetingEvent, kw_only=True, frozen=True):
-    pass
+    """A scheduled meeting ended: by the end command or, past its end time, by the service's sweep."""
 
 
 class MeetingCanceledEvent(MeetingEvent, kw_only=True, frozen=True):
-    pass
+    """A scheduled meeting was canceled before its start: no pass is issued for it any more."""
 
 
 class InvitationAddedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """Someone was invited to a scheduled meeting with a role (`invitation`)."""
+
     invitation: InvitationView
 
 
 class InvitationUpdatedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An invitation to a scheduled meeting was changed (role, name); `invitation` is its new view."""
+
     invitation: InvitationView
 
 
 class InvitationRemovedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An invitation to a scheduled meeting was withdrawn: its tokens no longer admit anyone."""
+
     invitation_id: str
 
 
 class AttendeeJoinedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An attendee joined a scheduled meeting's conference (from the conference's own join events)."""
+
     attendee: AttendeeView
 
 
 class AttendeeLeftEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An attendee left a scheduled meeting's conference."""
+
     attendee: AttendeeView
 
 
 class ArchiveCreatedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """A recording of a scheduled meeting became an archive (`archive`), available for download."""
+
     archive: ArchiveView
 
 
 class ArchiveUploadedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An archive was copied to the meeting's storage target (S3 or Azure; `upload` says where)."""
+
     archive_id: str
     upload: ArchiveUpload
 
 
 class ArchiveUploadFailedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """Copying an archive to the storage target failed for good (`upload` says why); the archive stays
+    downloadable.
+    """
+
     archive_id: str
     upload: ArchiveUpload
 
 
 class ArchiveDeletedEvent(MeetingEvent, kw_only=True, frozen=True):
+    """An archive was deleted with its recording."""
+
     archive_id: str
 
 

@@ -227,6 +227,10 @@ class SnapshotEvent(Payload, tag_field="type", tag=True, frozen=True):
 
 
 class SnapshotRequestedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A participant asked for a snapshot of another endpoint's camera (`targetUserEndpointId`); the target
+    (or the server) is now expected to capture it.
+    """
+
     snapshot_id: str
     target_user_endpoint_id: str
     target_user_id: str | None = None
@@ -235,6 +239,10 @@ class SnapshotRequestedEvent(SnapshotEvent, kw_only=True, frozen=True):
 
 
 class SnapshotAcquiredEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A requested snapshot was captured and stored at `snapshotLocation` (`serverSide`: taken by the server
+    from the target's published camera).
+    """
+
     snapshot_id: str
     snapshot_location: str
     snapshot_type: str | None = None
@@ -243,6 +251,10 @@ class SnapshotAcquiredEvent(SnapshotEvent, kw_only=True, frozen=True):
 
 
 class SnapshotUploadedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A client uploaded a snapshot image, stored at `snapshotLocation` (possibly an edit of
+    `relatedSnapshotId`).
+    """
+
     snapshot_id: str
     snapshot_location: str
     snapshot_type: str | None = None
@@ -250,15 +262,23 @@ class SnapshotUploadedEvent(SnapshotEvent, kw_only=True, frozen=True):
 
 
 class SnapshotApprovedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A snapshot was approved: it is kept as the session's record."""
+
     snapshot_id: str
     snapshot_type: str | None = None
 
 
 class SnapshotDiscardedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A snapshot was discarded: it no longer counts for the session."""
+
     snapshot_id: str
 
 
 class SnapshotCameraRequestedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """A participant asked another endpoint (`targetUserEndpointId`) to change its camera
+    (`cameraRequestType`).
+    """
+
     snapshot_camera_request_id: str
     camera_request_type: CameraRequestType
     target_user_endpoint_id: str
@@ -266,6 +286,8 @@ class SnapshotCameraRequestedEvent(SnapshotEvent, kw_only=True, frozen=True):
 
 
 class SnapshotCameraRequestProcessedEvent(SnapshotEvent, kw_only=True, frozen=True):
+    """The target of a camera request reported whether it applied it (`succeeded`)."""
+
     snapshot_camera_request_id: str
     succeeded: bool
     additional_information: str | None = None
