@@ -157,8 +157,8 @@ async def _answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) ->
 
 
 @contextlib.asynccontextmanager
-async def serve_metrics(port: int | None, host: str | None = None) -> AsyncIterator[None]:
-    """`GET /metrics` on `port` (nothing when None) while the context is open.
+async def serve_metrics(port: int | None, host: str | None = None) -> AsyncIterator[bool]:
+    """`GET /metrics` on `port` (nothing when None) while the context is open; yields whether it serves.
 
     A port it cannot bind is logged, not fatal: the service is worth more running unobserved than not at all.
     """
@@ -174,7 +174,7 @@ async def serve_metrics(port: int | None, host: str | None = None) -> AsyncItera
         else:
             log.info("metrics served", url=f"http://{host}:{port}/metrics")
     try:
-        yield
+        yield server is not None
     finally:
         if server is not None:
             server.close()
