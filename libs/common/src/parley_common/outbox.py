@@ -195,8 +195,8 @@ class Outbox:
         self._idle = asyncio.Event()
         self._idle.set()
         # Metrics per store (an outbox's stores are its outboxes for an operator: `chat`, `meetings`...).
-        self._owed = {name: metrics.OUTBOX_OWED.labels(name) for name in self._stores}
-        self._lag = {name: metrics.OUTBOX_LAG_SECONDS.labels(name) for name in self._stores}
+        self._owed: dict[str, Any] = {}
+        self._lag: dict[str, Any] = {}
         # Effects a failed live relay left owed (still counted in `_owed`) until a recovery clears them.
         self._failed: dict[str, int] = {}
 
@@ -207,7 +207,7 @@ class Outbox:
         self._idle.clear()
         k = (owed.store, owed.key, owed.version)
         self._in_flight[k] = self._in_flight.get(k, 0) + 1
-        self._owed[owed.store].inc(len(owed.effects))
+        self._owed_of(owed.store).inc(len(owed.effects))
         self._queue.put_nowait(owed)
 
     def watch(self, owed: Owed) -> asyncio.Future[bool]:
@@ -297,8 +297,18 @@ class Outbox:
         now = time.time()
         for owed in batch:
             if live:
-                self._owed[owed.store].dec(len(owed.effects))
-            self._lag[owed.store].observe(max(0.0, now - owed.committed_at.timestamp()))
+                self._owed_of(owed.store).dec(len(owed.effects))
+            lag = self._lag.get(owed.store)
+            if lag is None:
+                lag = self._lag[owed.store] = metrics.OUTBOX_LAG_SECONDS.labels(owed.store)
+            lag.observe(max(0.0, now - owed.committed_at.timestamp()))
+
+    def _owed_of(self, store: str) -> Any:
+        # Resolved once per store, and never raising on the command path (whatever `store` says).
+        gauge = self._owed.get(store)
+        if gauge is None:
+            gauge = self._owed[store] = metrics.OUTBOX_OWED.labels(store)
+        return gauge
 
     async def _flush(self) -> None:
         done, self._executed = self._executed, []
@@ -369,7 +379,7 @@ class Outbox:
             self._dirty = False
             # What the live relay failed to carry out is carried out now (or was by another replica).
             for name, effects in self._failed.items():
-                self._owed[name].dec(effects)
+                self._owed_of(name).dec(effects)
             self._failed.clear()
         if count:
             log.info("outbox recovered owed effects", commits=count)

@@ -6,6 +6,7 @@ ingress or network level) and not in the OpenAPI document, which describes the p
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
@@ -15,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 AiohttpHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 METRICS_PATH = "/metrics"
+# nginx's status for a request its client abandoned before the answer.
+CLIENT_CLOSED = 499
 # A request no route matched (404, 405): one label, whatever path was asked for.
 UNMATCHED = "unmatched"
 
@@ -39,6 +42,9 @@ async def measure(request: web.Request, handler: AiohttpHandler) -> web.StreamRe
         return response
     except web.HTTPException as exc:  # a redirect raised by a handler (errors are answered inside)
         status = exc.status
+        raise
+    except asyncio.CancelledError:  # the client went away mid-request: not a server error
+        status = CLIENT_CLOSED
         raise
     finally:
         operation = operation_label(request)
