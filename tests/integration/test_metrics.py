@@ -104,6 +104,9 @@ async def test_gateway_counts_requests_by_operation_never_by_path(
     assert moved("parley_http_requests_total", operation="unmatched", status="404") == 1
     operations = label_values(after, "parley_http_requests_total", "operation")
     assert not any(unknown in o or conference_id in o for o in operations), operations
+    # An operator's route like /docs: scraped without a token above, and not in the public API's document.
+    document = await api.get("/openapi.json")
+    assert "/metrics" not in document.body["paths"]
     # The gateway's NATS round trip for it, by the subject's operation.
     assert (
         moved("parley_nats_request_seconds_count", operation="cmd.conference.create", outcome="accepted") >= 1
