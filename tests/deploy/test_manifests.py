@@ -502,3 +502,31 @@ def test_chat_runs_one_replica_replaced_by_recreate() -> None:
     assert doc["spec"]["strategy"]["type"] == "Recreate"
     (container,) = containers(doc)
     assert container["args"] == ["parley_chat"]
+
+
+# --- metrics -----------------------------------------------------------------------------------
+
+PARLEY_DEPLOYMENTS = ("gateway", "conference", "media", "snapshot", "chat")
+
+
+def test_every_parley_deployment_is_scraped_on_a_port_its_pod_exposes() -> None:
+    """Prometheus finds every service by its pod annotations, on the port the service serves /metrics on:
+    the gateway's HTTP port, the others' PARLEY_METRICS_PORT (the ConfigMap's, on every interface)."""
+    data = config_data()
+    assert data["PARLEY_METRICS_HOST"] == "0.0.0.0"
+    deployments = {
+        d["metadata"]["name"]: d for d in of_kind(deployed(), "Deployment") if is_parley_workload(d)
+    }
+    assert set(deployments) == set(PARLEY_DEPLOYMENTS)
+    for name, doc in deployments.items():
+        annotations = doc["spec"]["template"]["metadata"].get("annotations", {})
+        assert annotations.get("prometheus.io/scrape") == "true", name
+        assert annotations.get("prometheus.io/path") == "/metrics", name
+        port = int(annotations["prometheus.io/port"])
+        assert port in _container_ports(doc), f"{name}: scrape port {port} is not a container port"
+        expected = data["PARLEY_HTTP_PORT"] if name == "gateway" else data["PARLEY_METRICS_PORT"]
+        assert port == int(expected), name
+
+
+def is_parley_workload(doc: Doc) -> bool:
+    return any(is_parley(container) for container in containers(doc))

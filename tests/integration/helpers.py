@@ -98,6 +98,10 @@ class Stack:
     def nats_url(self) -> str:
         return self.local.nats.url
 
+    def metrics_url(self, name: str) -> str:
+        """Where process `name` (`conference`, `media-0`, `gateway-0`...) serves its Prometheus metrics."""
+        return self.local.metrics_url(name)
+
     def start(self) -> Stack:
         """Start every process and wait until each gateway is ready. A failed start stops what it started
         (no process outlives the test) and prints the tail of each service's log, then raises."""

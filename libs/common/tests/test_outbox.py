@@ -32,6 +32,7 @@ from parley_common.outbox import (
 )
 from parley_common.processes import NatsServer
 from parley_common.storage import Collection, SqliteStore
+from prometheus_client import REGISTRY
 
 SHORT_WINDOW = 1.0
 Effect = PublishEvent | DeleteObject
@@ -133,6 +134,14 @@ class Objects:
         self.deleted.append(effect.object_name)
 
 
+def owed_effects() -> float:
+    return REGISTRY.get_sample_value("parley_outbox_owed_effects", {"outbox": "ledger"}) or 0.0
+
+
+def lag_count() -> float:
+    return REGISTRY.get_sample_value("parley_outbox_lag_seconds_count", {"outbox": "ledger"}) or 0.0
+
+
 def outbox(nc: Client, ledger: Ledger, objects: Objects, **options: Any) -> Outbox:
     return Outbox(
         [ledger],
@@ -186,10 +195,14 @@ async def test_a_failed_effect_stays_owed_and_is_recovered_once_the_failure_is_o
     objects = Objects(None)
     box = outbox(nc, ledger, objects, flush_interval=0.05, recovery_interval=0.1, sweep=False)
     relay = asyncio.create_task(box.run())
+    owed_before, lag_before = owed_effects(), lag_count()
     owed = await ledger.commit([event(1), DeleteObject(object_name="gone.jpg")])
     box.committed(owed)
     assert await box.carried_out(owed, timeout=5) is False
     assert [o.key for o in await ledger.owed(100)] == [owed.key]
+    # The metrics say so: two effects owed, nothing carried out.
+    assert owed_effects() - owed_before == 2
+    assert lag_count() == lag_before
 
     deleted: list[str] = []
     objects.deleted = deleted  # the object store is back
@@ -207,6 +220,8 @@ async def test_a_failed_effect_stays_owed_and_is_recovered_once_the_failure_is_o
     assert await box.recover() == 1  # the failed commit, once old enough for nobody else to hold it
     assert deleted == ["old.jpg", "gone.jpg"]
     assert await ledger.owed(100) == []
+    assert owed_effects() == owed_before  # owed no more
+    assert lag_count() == lag_before + 2  # old.jpg and the failed commit, with their commit-to-done lag
     assert await stored(nc, {owed.effects[0].msg_id}) == [owed.effects[0].msg_id]
 
 

@@ -356,6 +356,8 @@ async def test_close_conference_tears_everything_down(engine: MediaEngine, clien
     assert isinstance(await viewers["mic"].frame("audio"), AudioFrame)
     assert close_to(await viewers["other"].video_color(), GREEN)
     assert engine.counters().peer_connections == 6
+    forwarded = engine.forwarding_totals()
+    assert forwarded.packets > 0 and forwarded.bytes > forwarded.packets
 
     await engine.close_conference("org-1", "conf-1")
     assert engine.streams() == [other]
@@ -364,6 +366,11 @@ async def test_close_conference_tears_everything_down(engine: MediaEngine, clien
 
     await engine.close_all()
     assert await viewers["other"].ended()
+    # The node's metrics are counters: what closed streams forwarded stays counted.
+    closed = engine.forwarding_totals()
+    assert engine.streams() == []
+    assert closed.packets >= forwarded.packets and closed.bytes >= forwarded.bytes
+    assert closed.plis_sent >= 1  # each viewer's join asked its publisher for a keyframe
     await clients.close()
     await assert_nothing_left(engine, threads_before, tasks_before)
 

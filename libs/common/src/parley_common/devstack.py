@@ -34,6 +34,9 @@ SERVICES = (
 )
 # Per-service settings: the media node's id names its request subjects (parley.media.media-0.<op>).
 SERVICE_ENV = {"media-0": {"PARLEY_MEDIA_NODE_ID": "media-0"}}
+# Prometheus metrics: each service but the gateway (its HTTP port, /metrics) on its own fixed port, from
+# PARLEY_METRICS_BASE_PORT up in the order of SERVICES.
+METRICS_BASE_PORT = 9101
 # Ready means every service started here is ready: the gateway's /health/ready covers them all.
 # The health name each module answers to; chat is essential as soon as `make run` starts it.
 HEALTH_NAMES = {
@@ -81,6 +84,7 @@ def main() -> int:
     http_port = env_int("PARLEY_HTTP_PORT", 8080)
     nats_port = env_int("PARLEY_NATS_PORT", 4222)
     ready_timeout = env_float("PARLEY_READY_TIMEOUT_SECONDS", 60.0)
+    metrics_base = env_int("PARLEY_METRICS_BASE_PORT", METRICS_BASE_PORT)
     identity = credentials(os.environ)
     env = {
         "PARLEY_DATA_DIR": str(data_dir),
@@ -95,6 +99,7 @@ def main() -> int:
         env=env,
         service_env=SERVICE_ENV,
         nats_port=nats_port,
+        metrics_ports=metrics_ports(metrics_base),
         # On a terminal the services log to it; otherwise (CI, background) to files under .data/logs.
         log_dir=None if sys.stderr.isatty() else data_dir / "logs",
     )
@@ -122,7 +127,7 @@ def main() -> int:
                 + "; stopping everything"
             )
             return 1
-        print(banner(http_port, stack.nats.url, data_dir, identity), flush=True)
+        print(banner(http_port, stack.nats.url, data_dir, identity, stack), flush=True)
         while not stopping:
             supervisor.tick()
             time.sleep(0.2)
@@ -131,6 +136,12 @@ def main() -> int:
         stack.stop()
         say("stopped")
     return 0
+
+
+def metrics_ports(base: int) -> dict[str, int]:
+    """Each service but the gateway on its own fixed metrics port, for a local Prometheus."""
+    names = [name for name, module in SERVICES if module != "parley_gateway"]
+    return {name: base + index for index, name in enumerate(names)}
 
 
 def say(line: str) -> None:
@@ -166,7 +177,9 @@ def _unhealthy(base: str) -> str:
     return "down: " + ", ".join(down) if down else "nothing reported down"
 
 
-def banner(http_port: int, nats_url: str, data_dir: Path, identity: Credentials) -> str:
+def banner(
+    http_port: int, nats_url: str, data_dir: Path, identity: Credentials, stack: LocalStack | None = None
+) -> str:
     base = f"http://127.0.0.1:{http_port}"
     text = f"""
 Parley is running.
@@ -174,6 +187,10 @@ Parley is running.
   nats         {nats_url}        (JetStream data under {data_dir})
   media node   media-0           (WebRTC from this machine's interfaces; no STUN/TURN configured)
 """
+    if stack is not None:
+        for index, name in enumerate(stack.processes):
+            label = "metrics" if index == 0 else ""
+            text += f"  {label:<12} {stack.metrics_url(name):<34}({name})\n"
     if identity.development:
         client_id, client_secret, organization = DEV_OAUTH_CLIENT
         text += f"""

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import msgspec
 from nats.js import JetStreamContext
 
+from parley_common import metrics
 from parley_common.contracts.push import PushedEvent
 from parley_common.log import get_logger
 from parley_common.messaging.events import publish_event
@@ -193,6 +194,11 @@ class Outbox:
         self._waiters: dict[int, asyncio.Future[bool]] = {}
         self._idle = asyncio.Event()
         self._idle.set()
+        # Metrics per store (an outbox's stores are its outboxes for an operator: `chat`, `meetings`...).
+        self._owed: dict[str, Any] = {}
+        self._lag: dict[str, Any] = {}
+        # Effects a failed live relay left owed (still counted in `_owed`) until a recovery clears them.
+        self._failed: dict[str, int] = {}
 
     # ------------------------------------------------------------ the command path
 
@@ -201,6 +207,7 @@ class Outbox:
         self._idle.clear()
         k = (owed.store, owed.key, owed.version)
         self._in_flight[k] = self._in_flight.get(k, 0) + 1
+        self._owed_of(owed.store).inc(len(owed.effects))
         self._queue.put_nowait(owed)
 
     def watch(self, owed: Owed) -> asyncio.Future[bool]:
@@ -253,11 +260,14 @@ class Outbox:
                 try:
                     await self._execute(batch, recovering=False)
                     self._executed.extend(batch)
+                    self._observe(batch)
                     self._notify(batch, True)
                 except Exception:
                     # Still owed in storage: the next recovery carries it out.
                     log.exception("outbox relay failed", commits=len(batch))
                     self._dirty = True
+                    for owed in batch:
+                        self._failed[owed.store] = self._failed.get(owed.store, 0) + len(owed.effects)
                     self._release(batch)
                     self._notify(batch, False)
             if self._executed and (
@@ -281,6 +291,24 @@ class Outbox:
         for kind, effects in by_kind.items():
             if effects:
                 await self._executors[kind](effects, recovering=recovering)
+
+    def _observe(self, batch: Sequence[Owed], *, live: bool = True) -> None:
+        """`batch` was carried out: no longer owed (live ones), and its commit-to-publish lag."""
+        now = time.time()
+        for owed in batch:
+            if live:
+                self._owed_of(owed.store).dec(len(owed.effects))
+            lag = self._lag.get(owed.store)
+            if lag is None:
+                lag = self._lag[owed.store] = metrics.OUTBOX_LAG_SECONDS.labels(owed.store)
+            lag.observe(max(0.0, now - owed.committed_at.timestamp()))
+
+    def _owed_of(self, store: str) -> Any:
+        # Resolved once per store, and never raising on the command path (whatever `store` says).
+        gauge = self._owed.get(store)
+        if gauge is None:
+            gauge = self._owed[store] = metrics.OUTBOX_OWED.labels(store)
+        return gauge
 
     async def _flush(self) -> None:
         done, self._executed = self._executed, []
@@ -338,6 +366,7 @@ class Outbox:
                 ]
                 if batch:
                     await self._execute(batch, recovering=True)
+                    self._observe(batch, live=False)
                     await store.done(batch)
                     count += len(batch)
                 # A full listing may hide more behind it, unless part of it was left for others.
@@ -348,6 +377,10 @@ class Outbox:
                     break
         if not left:
             self._dirty = False
+            # What the live relay failed to carry out is carried out now (or was by another replica).
+            for name, effects in self._failed.items():
+                self._owed_of(name).dec(effects)
+            self._failed.clear()
         if count:
             log.info("outbox recovered owed effects", commits=count)
         return count

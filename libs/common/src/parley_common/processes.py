@@ -385,11 +385,15 @@ class Supervisor:
         watch.started_at = self._clock()
 
 
+GATEWAY_MODULE = "parley_gateway"
+
+
 class LocalStack:
     """nats-server plus Parley services, all on this machine: what `make run` and the integration tests start.
 
     `services` are (name, module) pairs, started in order; `service_env` adds variables for one of them
-    (e.g. a second gateway's port).
+    (e.g. a second gateway's port). Every service but the gateway gets a `PARLEY_METRICS_PORT`: the one
+    `metrics_ports` names, else a free port (`metrics_url` says where to scrape each, the gateway included).
     """
 
     def __init__(
@@ -401,20 +405,42 @@ class LocalStack:
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         nats_port: int | None = None,
         log_dir: Path | None = None,
+        metrics_ports: Mapping[str, int] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.nats = NatsServer(data_dir / "nats", port=nats_port)
         self.env = {"PARLEY_DATA_DIR": str(data_dir), **(env or {}), "PARLEY_NATS_URL": self.nats.url}
+        # The gateway serves its metrics on its HTTP port.
+        self.metrics_ports = {
+            name: (metrics_ports or {}).get(name) or free_port()
+            for name, module in services
+            if module != GATEWAY_MODULE
+        }
         self.processes = {
             name: ServiceProcess(
                 name,
                 module,
-                {**self.env, **(service_env or {}).get(name, {})},
+                {
+                    **self.env,
+                    **(
+                        {"PARLEY_METRICS_PORT": str(self.metrics_ports[name])}
+                        if name in self.metrics_ports
+                        else {}
+                    ),
+                    **(service_env or {}).get(name, {}),
+                },
                 log_path=(log_dir / f"{name}.log") if log_dir else None,
             )
             for name, module in services
         }
+
+    def metrics_url(self, name: str) -> str:
+        """Where service `name` serves its Prometheus metrics."""
+        port = self.metrics_ports.get(name)
+        if port is None:  # a gateway: its HTTP port
+            port = int(self.processes[name].env.get("PARLEY_HTTP_PORT", "8080"))
+        return f"http://127.0.0.1:{port}/metrics"
 
     def start(self) -> LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)

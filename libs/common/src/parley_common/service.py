@@ -28,6 +28,7 @@ from faststream.nats import NatsBroker
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from parley_common import metrics
 from parley_common.config import CommonSettings
 from parley_common.log import configure_logging, get_logger
 from parley_common.messaging.broker import make_broker
@@ -171,15 +172,19 @@ def run_service(
     serve: Callable[[S, asyncio.Event], Awaitable[None]],
     *,
     use_uvloop: bool = True,
+    metrics_server: bool = True,
 ) -> None:
-    """A service's `main()`: logging, settings, SIGTERM/SIGINT -> stop, the event loop.
+    """A service's `main()`: logging, settings, metrics, SIGTERM/SIGINT -> stop, the event loop.
 
     A setting the service cannot run with (`load_settings` raising ValueError) ends the process with one
-    log line naming it and exit status 2, not a traceback.
+    log line naming it and exit status 2, not a traceback. With `metrics_server` (every service but the
+    gateway, which serves /metrics on its own HTTP port), `PARLEY_METRICS_PORT` serves the metrics.
     """
     configure_logging(name)
+    metrics.describe_service(name)
     try:
         settings = load_settings()
+        port = metrics.metrics_port() if metrics_server else None
     except ValueError as exc:
         log.error(f"{name} service cannot start", reason=str(exc))
         raise SystemExit(2) from None
@@ -189,7 +194,8 @@ def run_service(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop)
+        async with metrics.serve_metrics(port):
+            await serve(settings, stop)
 
     with contextlib.suppress(KeyboardInterrupt):
         if use_uvloop:

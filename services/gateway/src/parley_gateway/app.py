@@ -49,6 +49,7 @@ from parley_gateway.identity import (
     bearer_token,
     handle_token_request,
 )
+from parley_gateway.metrics import add_metrics_route, measure
 from parley_gateway.openapi import DOCS_PAGE, encode_document, openapi_document
 from parley_gateway.operations import PERMISSION_REFUSED, Operation, QueryParam
 from parley_gateway.protocol import GatewayRunner
@@ -283,7 +284,7 @@ def build_app(
     settings: Settings,
     seen: SeenReporter | None = None,
 ) -> web.Application:
-    app = web.Application(middlewares=[request_context], client_max_size=settings.max_body_bytes)
+    app = web.Application(middlewares=[measure, request_context], client_max_size=settings.max_body_bytes)
     for operation in sorted(operations, key=lambda op: routing_order(op.path)):
         app.router.add_route(
             operation.method, operation.path, route(operation, verifier, seen), name=operation.operation_id
@@ -312,6 +313,7 @@ def build_app(
     app.router.add_get("/asyncapi", asyncapi_html)
     app.router.add_static("/docs/static", swagger_ui.static_path)
     add_demo_routes(app)
+    add_metrics_route(app)
     return app
 
 
@@ -398,4 +400,4 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
 
 def main() -> None:
     # The gateway serves HTTP rather than bus requests: only `main` is shared, not the serve skeleton.
-    run_service("gateway", Settings.from_env, serve)
+    run_service("gateway", Settings.from_env, serve, metrics_server=False)

@@ -12,6 +12,7 @@ from parley_common.messaging.broker import make_broker
 from parley_common.messaging.streams import ensure_streams
 from parley_common.service import run_service
 
+from parley_media.adapters import metrics
 from parley_media.adapters.bus import ConferenceEvents, Heartbeats, JetStreamEvents, register
 from parley_media.adapters.recordings import ObjectStoreRecordings
 from parley_media.engine import MediaEngine
@@ -69,6 +70,7 @@ class MediaNode:
         )
         await self._conference_events.start()
         register(broker, self.handlers, self.node_id, nc)
+        metrics.NODES.add(self.engine, self.node_id)
         await broker.start()
         heartbeats = Heartbeats(
             nc, self.engine, node_id=self.node_id, started_at=self.started_at, capacity=settings.capacity
@@ -105,6 +107,7 @@ class MediaNode:
         await self.recordings.drain(STORE_GRACE_SECONDS)
         await self._engine_follower.drain(EVENT_GRACE_SECONDS)
         self._remove_listener()
+        metrics.NODES.remove(self.node_id)
         if broker.connection.is_connected:
             await _quietly("deleting the event consumer", self._conference_events.stop())
         if not await _quietly("draining the NATS connection", broker.stop()):

@@ -43,6 +43,26 @@ class EngineCounters:
     threads: int  # engine-owned threads (forwarding receiver workers, still decoders)
 
 
+@dataclass(slots=True)
+class ForwardingTotals:
+    """What this node forwarded since it started, for its metrics (counters: they only grow).
+
+    Kept as plain sums the engine adds a closed stream's or viewer's counts to, so that the packet path
+    counts nothing more than it did (one int per packet in `TrackFanout`), and read at scrape time.
+    """
+
+    packets: int = 0
+    bytes: int = 0
+    plis_sent: int = 0
+    dropped: int = 0
+
+    def add(self, other: ForwardingTotals) -> None:
+        self.packets += other.packets
+        self.bytes += other.bytes
+        self.plis_sent += other.plis_sent
+        self.dropped += other.dropped
+
+
 @dataclass(frozen=True, slots=True)
 class StreamStats:
     kind: StreamKind
@@ -68,6 +88,8 @@ class MediaEngine:
         self._threads = ThreadCounter()
         self._live_pcs: set[RTCPeerConnection] = set()
         self._events = EventHub()
+        # The counts of streams and viewers closed so far (the live ones are read from them at scrape).
+        self._retired = ForwardingTotals()
 
     # -- publishing ---------------------------------------------------------------------------------
 
@@ -123,7 +145,11 @@ class MediaEngine:
         await self._tasks.wait_idle()
 
     async def _close_publisher(self, publisher: Publisher) -> None:
+        viewers = list(publisher.viewers.values())  # closed by the publisher: their drops are counted here
         info = await publisher.close()
+        self._retired.add(_publisher_totals(publisher, ()))
+        for viewer in viewers:
+            self._retired.dropped += viewer.dropped
         if info is not None:
             self._events.emit(RecordingFinished(publisher.stream, info))
 
@@ -148,7 +174,7 @@ class MediaEngine:
             raise UnknownStream(f"{stream} is still negotiating")
         previous = publisher.viewers.pop(viewer_id, None)
         if previous is not None:
-            await previous.close()
+            await self._close_viewer(previous)
 
         def lost(reason: str) -> None:
             self._viewer_lost(publisher, viewer, reason)
@@ -185,7 +211,7 @@ class MediaEngine:
         self._early_viewer.discard((stream, viewer_id))
         if viewer is None:
             raise UnknownViewer(f"{viewer_id} on {stream}")
-        await viewer.close()
+        await self._close_viewer(viewer)
 
     def _viewer_lost(self, publisher: Publisher, viewer: Viewer, reason: str) -> None:
         if publisher.viewers.get(viewer.viewer_id) is not viewer:
@@ -193,10 +219,14 @@ class MediaEngine:
         del publisher.viewers[viewer.viewer_id]
 
         async def teardown() -> None:
-            await viewer.close()
+            await self._close_viewer(viewer)
             self._events.emit(ViewerEnded(viewer.stream, viewer.viewer_id, reason))
 
         self._tasks.spawn(teardown(), f"media-teardown-{viewer.stream}-{viewer.viewer_id}")
+
+    async def _close_viewer(self, viewer: Viewer) -> None:
+        await viewer.close()
+        self._retired.dropped += viewer.dropped
 
     # -- recording and stills -----------------------------------------------------------------------
 
@@ -232,6 +262,18 @@ class MediaEngine:
             threads=self._threads.live,
         )
 
+    def forwarding_totals(self) -> ForwardingTotals:
+        """Everything forwarded since the engine started: closed streams and viewers, plus the live ones.
+
+        Read on the event loop (the metrics are served from it). A stream being closed is briefly in
+        neither part: the reader keeps its counters monotonic (`parley_media.adapters.metrics`).
+        """
+        totals = ForwardingTotals()
+        totals.add(self._retired)
+        for publisher in self._publishers.values():
+            totals.add(_publisher_totals(publisher, publisher.viewers.values()))
+        return totals
+
     def streams(self) -> list[StreamKey]:
         return list(self._publishers)
 
@@ -258,3 +300,13 @@ class MediaEngine:
         if publisher is None:
             raise UnknownStream(str(stream))
         return publisher
+
+
+def _publisher_totals(publisher: Publisher, viewers: Iterable[Viewer]) -> ForwardingTotals:
+    keyframes = publisher.keyframes
+    return ForwardingTotals(
+        packets=sum(f.packets for f in publisher.fanouts.values()),
+        bytes=sum(f.bytes for f in publisher.fanouts.values()),
+        plis_sent=keyframes.sent if keyframes else 0,
+        dropped=sum(v.dropped for v in viewers),
+    )

@@ -308,6 +308,7 @@ class TrackFanout:
         self._fast_start_frames = fast_start_frames
         self._gop: list[Packet] = []
         self.packets = 0
+        self.bytes = 0
         self.keyframes = 0
         self.ended = False
 
@@ -345,6 +346,7 @@ class TrackFanout:
                     logger.error("publisher %s track produced a decoded frame; dropping", self.kind)
                     continue
                 self.packets += 1
+                self.bytes += item.size
                 if item.is_keyframe and self.kind == "video":
                     self.keyframes += 1
                     if self._on_keyframe is not None:

@@ -27,6 +27,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from parley_common import metrics
 from parley_common.contracts.rpc import Accepted, Deadlined, Rejected
 from parley_common.log import get_logger, log_context
 from parley_common.messaging.codec import encode
@@ -57,6 +58,10 @@ def answering(
 ) -> Callable[[bytes], Awaitable[bytes]]:
     """The request body -> reply body function both `serve` and `Responders` run: it always answers."""
     decoder = msgspec.json.Decoder(request_type)
+    # The counters of this subject, resolved once (not per request).
+    operation = metrics.subject_operation(subject)
+    accepted = metrics.COMMANDS.labels(metrics.service_name(), operation, "accepted")
+    rejected = metrics.COMMANDS.labels(metrics.service_name(), operation, "rejected")
 
     async def on_request(body: bytes) -> bytes:
         started = time.perf_counter()
@@ -64,6 +69,7 @@ def answering(
             request = decoder.decode(body)
         except msgspec.DecodeError as exc:
             log.info("request rejected", subject=subject, status=400, reason=str(exc))
+            rejected.inc()
             return encode(Rejected.bad_request(str(exc)))
         caller = getattr(request, "caller", None)
         deadline: float | None = getattr(request, "deadline", None)
@@ -76,6 +82,7 @@ def answering(
                 # Its sender has answered for it already (503): doing it now would do it behind its back.
                 late_ms = round((time.time() - deadline) * 1e3, 1)
                 log.warning("request refused: deadline passed", subject=subject, late_ms=late_ms)
+                rejected.inc()
                 return encode(Rejected.unavailable("service unavailable: the request's deadline passed"))
             token = _serving_deadline.set(deadline)
             try:
@@ -86,8 +93,10 @@ def answering(
             finally:
                 _serving_deadline.reset(token)
             if isinstance(reply, Rejected):
+                rejected.inc()
                 log.info("request rejected", subject=subject, status=reply.status, reason=reply.message)
             else:
+                accepted.inc()
                 log.debug(
                     "request served", subject=subject, ms=round((time.perf_counter() - started) * 1e3, 3)
                 )
@@ -217,22 +226,31 @@ class RpcClient:
             return Rejected.unavailable("service unavailable: message bus connection lost")
         if isinstance(request, Deadlined):
             request = msgspec.structs.replace(request, deadline=deadline)
+        started = time.perf_counter()
+        reply: Accepted[T] | Rejected
+        outcome = "unavailable"
         try:
             msg = await self._nc.request(subject, encode(request), timeout=wait)
         except nats.errors.NoRespondersError:
-            return Rejected.unavailable(f"service unavailable: no responder for {subject}")
+            reply = Rejected.unavailable(f"service unavailable: no responder for {subject}")
         except (nats.errors.TimeoutError, TimeoutError):
-            return Rejected.unavailable(f"service unavailable: {subject} did not answer in time")
+            reply = Rejected.unavailable(f"service unavailable: {subject} did not answer in time")
         except (
             nats.errors.ConnectionClosedError,
             nats.errors.ConnectionReconnectingError,
             nats.errors.ConnectionDrainingError,
             nats.errors.OutboundBufferLimitError,
         ):
-            return Rejected.unavailable("service unavailable: message bus connection lost")
-        try:
-            reply: Accepted[T] | Rejected = self._decoder(value_type).decode(msg.data)
-        except msgspec.DecodeError as exc:
-            log.error("undecodable reply", subject=subject, error=str(exc))
-            return Rejected(status=502, message="invalid reply from service")
+            reply = Rejected.unavailable("service unavailable: message bus connection lost")
+        else:
+            try:
+                reply = self._decoder(value_type).decode(msg.data)
+                outcome = "rejected" if isinstance(reply, Rejected) else "accepted"
+            except msgspec.DecodeError as exc:
+                log.error("undecodable reply", subject=subject, error=str(exc))
+                reply = Rejected(status=502, message="invalid reply from service")
+                outcome = "invalid"
+        metrics.NATS_REQUEST_SECONDS.labels(metrics.subject_operation(subject), outcome).observe(
+            time.perf_counter() - started
+        )
         return reply
