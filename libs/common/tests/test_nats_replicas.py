@@ -3,7 +3,9 @@ R>1 with a clear error, a cluster scales an older deployment's R1 streams and bu
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import nats
@@ -111,3 +113,31 @@ async def test_a_new_bucket_is_created_with_the_replicas(cluster_nc: Client) -> 
     await js.delete_object_store(subjects.CHAT_FILES_BUCKET)
     await ensure_object_store(js, subjects.CHAT_FILES_BUCKET, replicas=3)
     assert (await js.stream_info(f"OBJ_{subjects.CHAT_FILES_BUCKET}")).config.num_replicas == 3
+
+
+async def test_a_service_starting_while_the_cluster_has_no_quorum_waits_for_it(
+    cluster: list[NatsServer],
+) -> None:
+    """JetStream does not answer (or answers 503) until a quorum elects a meta leader: declaring the
+    streams waits that out instead of failing the service's start."""
+    first, *others = cluster
+    for server in others:
+        server.kill()
+    connection = await nats.connect(first.url)
+    try:
+        config = replace(STREAMS[0], name="PARLEY_QUORUM_TEST", subjects=["parley.test.quorum.>"])
+        declaring = asyncio.create_task(ensure_streams(connection.jetstream(), (config,), replicas=3))
+        await asyncio.sleep(2.0)
+        assert not declaring.done(), declaring
+        for server in others:
+            server.start(wait=False)
+        await asyncio.wait_for(declaring, timeout=45)
+        info = await connection.jetstream().stream_info("PARLEY_QUORUM_TEST")
+        assert info.config.num_replicas == 3
+    finally:
+        for server in others:
+            if server.poll() is not None:
+                server.start(wait=False)
+        for server in cluster:
+            server.wait_ready()
+        await connection.close()

@@ -8,19 +8,31 @@ their stream's count (the server default).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any, TypeVar
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, ObjectStoreConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from nats.js.object_store import ObjectStore
 
 from parley_common.config import nats_replicas
+from parley_common.log import get_logger
 from parley_common.messaging import subjects
 
 T = TypeVar("T")
+log = get_logger(__name__)
 
 DAY = 24 * 3600.0
 CONFERENCE_STREAM = "PARLEY_CONFERENCE"
@@ -102,6 +114,8 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+# How long a starting service waits for a busy JetStream (a cluster electing leaders) to declare a stream.
+SETUP_SECONDS = 60.0
 # JetStream API error code: a stream of that name exists already (with another configuration).
 STREAM_NAME_IN_USE = 10058
 
@@ -114,7 +128,7 @@ class JetStreamSetupError(RuntimeError):
 async def _declared(step: Awaitable[T], what: str, replicas: int) -> T:
     try:
         return await step
-    except NotFoundError:
+    except (NotFoundError, ServiceUnavailableError):
         raise
     except APIError as exc:
         hint = (
@@ -133,27 +147,54 @@ def _name_taken(exc: JetStreamSetupError) -> bool:
     return isinstance(exc.__cause__, BadRequestError) and exc.__cause__.err_code == STREAM_NAME_IN_USE
 
 
+async def _patiently(step: Callable[[], Awaitable[T]], what: str, *, within: float) -> T:
+    """`step` again while the JetStream API does not answer or answers "temporarily unavailable": a
+    cluster electing leaders (all its servers just started, or one died) is slow for a few seconds, and
+    a service starting meanwhile waits that out instead of dying. Each step is idempotent."""
+    deadline = time.monotonic() + within
+    delay = 0.2
+    while True:
+        try:
+            return await step()
+        except (TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise JetStreamSetupError(
+                    f"NATS did not declare {what} within {within:g} s: {exc!r}"
+                ) from exc
+            log.warning("jetstream busy; declaring again", what=what, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, count: int) -> None:
+    what = f"stream {config.name}"
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        try:
+            await _declared(js.add_stream(config), what, count)
+        except JetStreamSetupError as exc:
+            if not _name_taken(exc):
+                raise
+            # Another service created it in between: fall through to update.
+            await _declared(js.update_stream(config), what, count)
+    else:
+        await _declared(js.update_stream(config), what, count)
+
+
 async def ensure_streams(
-    js: JetStreamContext, streams: tuple[StreamConfig, ...] = STREAMS, *, replicas: int | None = None
+    js: JetStreamContext,
+    streams: tuple[StreamConfig, ...] = STREAMS,
+    *,
+    replicas: int | None = None,
+    within: float = SETUP_SECONDS,
 ) -> None:
     """Create each stream, or bring an existing one's configuration (replica count included) up to date.
     `replicas` defaults to `PARLEY_NATS_REPLICAS`."""
     count = nats_replicas() if replicas is None else replicas
     for declared in streams:
         config = replace(declared, num_replicas=count)
-        what = f"stream {config.name}"
-        try:
-            await js.stream_info(config.name or "")
-        except NotFoundError:
-            try:
-                await _declared(js.add_stream(config), what, count)
-            except JetStreamSetupError as exc:
-                if not _name_taken(exc):
-                    raise
-                # Another service created it in between: fall through to update.
-                await _declared(js.update_stream(config), what, count)
-        else:
-            await _declared(js.update_stream(config), what, count)
+        await _patiently(partial(_ensure_stream, js, config, count), f"stream {config.name}", within=within)
 
 
 async def ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
@@ -191,6 +232,12 @@ async def ensure_object_store(
     """Open one of the `OBJECT_STORES` buckets, creating it when missing (idempotent on the server), in
     `replicas` copies (default `PARLEY_NATS_REPLICAS`)."""
     count = nats_replicas() if replicas is None else replicas
+    return await _patiently(
+        partial(_open_object_store, js, bucket, count), f"object store {bucket}", within=SETUP_SECONDS
+    )
+
+
+async def _open_object_store(js: JetStreamContext, bucket: str, count: int) -> ObjectStore:
     try:
         store = await js.object_store(bucket)
     except BucketNotFoundError:
