@@ -89,6 +89,9 @@ class Stack:
             log_dir=root / "logs",
         )
         self.gateway_names = names
+        # A fresh cluster elects its leaders while the services declare their streams: slower to start
+        # on a busy machine (a service waits out a JetStream request that timed out, and declares again).
+        self.ready_timeout = 30.0 if nats_cluster == 1 else 90.0
 
     @property
     def url(self) -> str:
@@ -112,7 +115,7 @@ class Stack:
         try:
             self.local.start()
             for port in self.ports:
-                self.wait_ready(port)
+                self.wait_ready(port, self.ready_timeout)
         except Exception:
             self.stop()
             for name in self.local.processes:

@@ -75,8 +75,11 @@ class NatsServer:
         cluster_port: int | None = None,
         routes: Sequence[str] = (),
         cluster_name: str = "parley",
+        log_path: Path | None = None,
     ) -> None:
         self.store_dir = store_dir
+        # Where the server logs (appended across restarts), or nowhere.
+        self.log_path = log_path
         self.host = host
         self.port = port or free_port(host)
         self.server_name = server_name
@@ -118,6 +121,8 @@ class NatsServer:
         args += ["-m", str(self.monitor_port)]
         if self.server_name is not None:
             args += ["-n", self.server_name]
+        if self.log_path is not None:
+            args += ["-l", str(self.log_path)]
         if self.cluster_port is not None:
             args += [
                 "--cluster",
@@ -189,7 +194,12 @@ class NatsServer:
 
 
 def nats_cluster_servers(
-    store_root: Path, size: int, *, ports: Sequence[int] | None = None, host: str = "127.0.0.1"
+    store_root: Path,
+    size: int,
+    *,
+    ports: Sequence[int] | None = None,
+    host: str = "127.0.0.1",
+    log_dir: Path | None = None,
 ) -> list[NatsServer]:
     """`size` nats-servers of one JetStream cluster on loopback (`nats-0`...), each with its own client
     port, cluster port and store under `store_root`, routes to all of them; `size` 1 is a plain server
@@ -197,7 +207,8 @@ def nats_cluster_servers(
     if size < 1:
         raise ValueError(f"a NATS cluster has at least one server, not {size}")
     if size == 1:
-        return [NatsServer(store_root, port=ports[0] if ports else None, host=host)]
+        log_path = None if log_dir is None else log_dir / "nats-server.log"
+        return [NatsServer(store_root, port=ports[0] if ports else None, host=host, log_path=log_path)]
     cluster_ports = [free_port(host) for _ in range(size)]
     routes = [f"nats://{host}:{p}" for p in cluster_ports]
     return [
@@ -208,6 +219,7 @@ def nats_cluster_servers(
             server_name=f"nats-{i}",
             cluster_port=cluster_ports[i],
             routes=routes,
+            log_path=None if log_dir is None else log_dir / f"nats-{i}.log",
         )
         for i in range(size)
     ]
@@ -506,7 +518,9 @@ class LocalStack:
         self.data_dir = data_dir
         self.log_dir = log_dir
         ports = None if nats_port is None else [nats_port + i for i in range(nats_cluster)]
-        self.nats_servers = nats_cluster_servers(data_dir / "nats", nats_cluster, ports=ports)
+        self.nats_servers = nats_cluster_servers(
+            data_dir / "nats", nats_cluster, ports=ports, log_dir=log_dir
+        )
         # The first server: the one a single-server stack always had.
         self.nats = self.nats_servers[0]
         self.env = {
