@@ -19,8 +19,9 @@ $(UV):
 sync: .venv/.synced
 
 ## Start nats-server (JetStream, data under .data/) and every service; Ctrl-C stops them all.
+## NATS_CLUSTER=3: three clustered nats-servers, every stream in three copies.
 run: sync
-	$(UV) run --frozen python -m parley_common.devstack
+	$(if $(NATS_CLUSTER),PARLEY_NATS_CLUSTER=$(NATS_CLUSTER) )$(UV) run --frozen python -m parley_common.devstack
 
 ## Every test: unit and integration (integration tests spawn their own nats-server).
 test: sync

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import socket
@@ -10,9 +11,10 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from parley_common.config import nats_servers
 
 from tests.deploy._support import (
     K8S,
@@ -123,8 +125,9 @@ def test_every_resource_is_labelled_and_namespaced() -> None:
             if "template" in doc.get("spec", {}):
                 pod_labels = doc["spec"]["template"]["metadata"]["labels"]
                 assert pod_labels.get(PART_OF) == "parley", where
-                selector = doc["spec"]["selector"]["matchLabels"]
-                assert selector.items() <= pod_labels.items(), f"{where}: selector must match its pods"
+                if "selector" in doc["spec"]:  # a Job's is generated
+                    selector = doc["spec"]["selector"]["matchLabels"]
+                    assert selector.items() <= pod_labels.items(), f"{where}: selector must match its pods"
 
 
 def test_images_are_parley_or_pinned() -> None:
@@ -319,17 +322,26 @@ def test_configmap_fits_a_cluster() -> None:
     assert data["PARLEY_OPTIONAL_SERVICES"] == ""
     assert "conference" in data["PARLEY_ESSENTIAL_SERVICES"].split(",")
 
-    nats = urlsplit(data["PARLEY_NATS_URL"])
-    assert nats.scheme == "nats"
-    assert nats.hostname and nats.port
-    assert service_port(nats.hostname, nats.port) == 4222
-    assert workload(nats.hostname)["kind"] == "StatefulSet"
+    # Every server of the NATS StatefulSet, by its stable name through the headless Service.
+    for url in nats_servers(data["PARLEY_NATS_URL"]):
+        nats = urlsplit(url)
+        assert nats.scheme == "nats"
+        assert nats.hostname and nats.port
+        pod, governing = nats.hostname.split(".", 1)
+        assert pod in {f"nats-{i}" for i in range(workload("nats")["spec"]["replicas"])}
+        assert workload("nats")["spec"]["serviceName"] == governing
+        assert service_port(governing, nats.port) == 4222
+        assert workload("nats")["kind"] == "StatefulSet"
 
     # MongoDB is required on Kubernetes: SQLite would be one database per pod.
     mongo = urlsplit(data["PARLEY_MONGO_URL"])
     assert mongo.scheme == "mongodb"
-    assert mongo.hostname
-    assert service_port(mongo.hostname, mongo.port or 27017) == 27017
+    for member in mongo.netloc.split(","):
+        host, _, port = member.partition(":")
+        pod, governing = host.split(".", 1)
+        assert pod in {f"mongodb-{i}" for i in range(workload("mongodb")["spec"]["replicas"])}
+        assert workload("mongodb")["spec"]["serviceName"] == governing
+        assert service_port(governing, int(port or 27017)) == 27017
     assert "PARLEY_DATA_DIR" not in data, "no pod-local SQLite on Kubernetes"
 
 
@@ -415,40 +427,120 @@ def _free_port() -> int:
         return port
 
 
-def test_nats_probe_paths_answer_on_a_real_server(tmp_path: Path) -> None:
-    """Starts nats-server with the manifest's config (ports and store moved) and hits every probe."""
-    client, monitor = _free_port(), _free_port()
+def _nats_routes() -> list[str]:
     conf = _nats_conf()
-    conf = conf.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{client}")
-    conf = conf.replace("http: 0.0.0.0:8222", f"http: 127.0.0.1:{monitor}")
-    conf = re.sub(r"store_dir:\s*/data", f"store_dir: {tmp_path / 'data'}", conf)
-    (tmp_path / "nats.conf").write_text(conf)
+    block = re.search(r"routes:\s*\[(.*?)\]", conf, re.S)
+    assert block, "nats.conf has no cluster routes"
+    return block.group(1).split()
+
+
+def test_nats_probe_paths_answer_on_a_real_cluster(tmp_path: Path) -> None:
+    """Starts three nats-servers with the manifest's config (ports, routes and stores moved to loopback),
+    as the StatefulSet's pods, and hits every probe on each once they formed the cluster."""
     (container,) = containers(workload("nats"))
     paths = [
         container[probe]["httpGet"]["path"] for probe in ("startupProbe", "readinessProbe", "livenessProbe")
     ]
     assert any("js-enabled-only=true" in path for path in paths)
-    server = subprocess.Popen(
-        [str(tool("nats-server")), "--config", str(tmp_path / "nats.conf")],
-        env={**os.environ, "POD_NAME": "nats-0"},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    replicas = workload("nats")["spec"]["replicas"]
+    clients = [_free_port() for _ in range(replicas)]
+    monitors = [_free_port() for _ in range(replicas)]
+    routes = [_free_port() for _ in range(replicas)]
+    servers = []
     try:
-        for path in paths:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{monitor}{path}", timeout=2) as reply:
-                        assert reply.status == 200, path
-                        break
-                except (urllib.error.URLError, ConnectionError):
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+        for i in range(replicas):
+            conf = _nats_conf()
+            conf = conf.replace("listen: 0.0.0.0:4222", f"listen: 127.0.0.1:{clients[i]}")
+            conf = conf.replace("http: 0.0.0.0:8222", f"http: 127.0.0.1:{monitors[i]}")
+            conf = conf.replace("listen: 0.0.0.0:6222", f"listen: 127.0.0.1:{routes[i]}")
+            for j in range(replicas):
+                route = f"nats://nats-{j}.nats-headless.parley.svc.cluster.local:6222"
+                assert route in conf, route
+                conf = conf.replace(route, f"nats://127.0.0.1:{routes[j]}")
+            conf = re.sub(r"store_dir:\s*/data", f"store_dir: {tmp_path / f'data-{i}'}", conf)
+            (tmp_path / f"nats-{i}.conf").write_text(conf)
+            servers.append(
+                subprocess.Popen(
+                    [str(tool("nats-server")), "--config", str(tmp_path / f"nats-{i}.conf")],
+                    env={**os.environ, "POD_NAME": f"nats-{i}"},
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+        for monitor in monitors:
+            for path in paths:
+                deadline = time.monotonic() + 20
+                while True:
+                    try:
+                        with urllib.request.urlopen(f"http://127.0.0.1:{monitor}{path}", timeout=2) as reply:
+                            assert reply.status == 200, path
+                            break
+                    except (urllib.error.URLError, ConnectionError):
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+        # The servers route to each other: each sees the other two.
+        with urllib.request.urlopen(f"http://127.0.0.1:{monitors[0]}/routez", timeout=2) as reply:
+            names = {r.get("remote_name") for r in json.load(reply)["routes"]}
+        assert {f"nats-{i}" for i in range(1, replicas)} <= names, names
     finally:
-        server.terminate()
-        server.wait(timeout=10)
+        for server in servers:
+            server.terminate()
+        for server in servers:
+            server.wait(timeout=10)
+
+
+def test_nats_is_a_three_server_jetstream_cluster() -> None:
+    doc = workload("nats")
+    assert doc["spec"]["replicas"] == 3
+    # A quorum is needed before any server is healthy: the pods start together.
+    assert doc["spec"]["podManagementPolicy"] == "Parallel"
+    conf = _nats_conf()
+    assert re.search(r"^\s*server_name:\s*\$POD_NAME\s*$", conf, re.M)
+    assert re.search(r"^\s*name:\s*parley\s*$", conf, re.M), "the cluster is named"
+    governing = doc["spec"]["serviceName"]
+    cluster_port = _container_ports(doc)["cluster"]
+    assert f"listen: 0.0.0.0:{cluster_port}" in conf
+    expected = [f"nats://nats-{i}.{governing}.{NAMESPACE}.svc.cluster.local:{cluster_port}" for i in range(3)]
+    assert _nats_routes() == expected
+    assert service_port(governing, "cluster") == cluster_port
+    # Every stream, bucket and object store in one copy per server.
+    assert config_data()["PARLEY_NATS_REPLICAS"] == str(doc["spec"]["replicas"])
+    assert len(nats_servers(config_data()["PARLEY_NATS_URL"])) == 3
+    # A drain takes at most one server (the other two keep the quorum).
+    (budget,) = [b for b in of_kind(deployed(), "PodDisruptionBudget") if b["metadata"]["name"] == "nats"]
+    assert budget["spec"]["maxUnavailable"] == 1
+    # Routes are admitted between the NATS pods.
+    (policy,) = [p for p in of_kind(deployed(), "NetworkPolicy") if p["metadata"]["name"] == "nats"]
+    assert any(
+        port["port"] == "cluster" and rule["from"][0]["podSelector"]["matchLabels"].get(NAME) == "nats"
+        for rule in policy["spec"]["ingress"]
+        for port in rule["ports"]
+    )
+
+
+def test_mongodb_is_a_three_member_replica_set_initiated_once() -> None:
+    doc = workload("mongodb")
+    assert doc["spec"]["replicas"] == 3
+    (container,) = containers(doc)
+    args = container["args"]
+    replica_set = args[args.index("--replSet") + 1]
+    url = urlsplit(config_data()["PARLEY_MONGO_URL"])
+    assert parse_qs(url.query)["replicaSet"] == [replica_set]
+    governing = doc["spec"]["serviceName"]
+    members = [f"mongodb-{i}.{governing}:27017" for i in range(3)]
+    assert url.netloc.split(",") == members
+    (job,) = [j for j in of_kind(deployed(), "Job") if j["metadata"]["name"] == "mongodb-rs-init"]
+    (init,) = job["spec"]["template"]["spec"]["containers"]
+    script = init["command"][-1]
+    assert f'_id: "{replica_set}"' in script and "rs.initiate(" in script
+    assert "NotYetInitialized" in script, "initiate only a set not initiated yet (idempotent)"
+    for i, member in enumerate(members):
+        assert f'{{_id: {i}, host: "{member}"}}' in script
+    assert job["spec"]["template"]["spec"]["restartPolicy"] == "OnFailure"
+    assert _run_as_non_root(job, init)
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True
+    assert init["image"] == container["image"]
 
 
 # --- the conference probe ----------------------------------------------------------------------
@@ -473,8 +565,8 @@ def test_conference_probe_watches_the_configured_nats_port() -> None:
     command = _conference_probe()
     assert command[:2] == ["grep", "-qE"]
     (port_hex,) = re.findall(r":([0-9A-F]{4}) 01 ", command[2])
-    port = urlsplit(config_data()["PARLEY_NATS_URL"]).port
-    assert int(port_hex, 16) == port, "the probe's hex port must be PARLEY_NATS_URL's"
+    ports = {urlsplit(url).port for url in nats_servers(config_data()["PARLEY_NATS_URL"])}
+    assert ports == {int(port_hex, 16)}, "the probe's hex port must be PARLEY_NATS_URL's"
 
 
 @pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp")

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 import jwt
-from parley_common.processes import LocalStack, free_port, wait_for_port
+from parley_common.processes import LocalStack, NatsServer, free_port, wait_for_port
 
 SECRET = "integration-test-secret-of-32-bytes+"
 ORG = "acme"
@@ -40,7 +40,8 @@ def unique(prefix: str = "c") -> str:
 
 class Stack:
     """nats-server, `conferences` conference-service replicas, `media` media nodes (`media-0`, ...), the
-    snapshot service if `snapshot`, the chat service if `chat`, and `gateways` gateways, on free ports."""
+    snapshot service if `snapshot`, the chat service if `chat`, and `gateways` gateways, on free ports.
+    `nats_cluster` 3: three clustered nats-servers (`nats_servers`) and R3 streams instead of one server."""
 
     def __init__(
         self,
@@ -51,6 +52,7 @@ class Stack:
         media: int = 0,
         snapshot: bool = False,
         chat: bool = False,
+        nats_cluster: int = 1,
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.ports = [free_port() for _ in range(gateways)]
@@ -83,9 +85,13 @@ class Stack:
                 },
                 **{name: {"PARLEY_MEDIA_NODE_ID": name} for name in self.media_names},
             },
+            nats_cluster=nats_cluster,
             log_dir=root / "logs",
         )
         self.gateway_names = names
+        # A fresh cluster elects its leaders while the services declare their streams: slower to start
+        # on a busy machine (a service waits out a JetStream request that timed out, and declares again).
+        self.ready_timeout = 30.0 if nats_cluster == 1 else 90.0
 
     @property
     def url(self) -> str:
@@ -96,11 +102,16 @@ class Stack:
 
     @property
     def nats_url(self) -> str:
+        """The first server's URL (the only one, unless clustered)."""
         return self.local.nats.url
 
     def metrics_url(self, name: str) -> str:
         """Where process `name` (`conference`, `media-0`, `gateway-0`...) serves its Prometheus metrics."""
         return self.local.metrics_url(name)
+
+    @property
+    def nats_servers(self) -> list[NatsServer]:
+        return self.local.nats_servers
 
     def start(self) -> Stack:
         """Start every process and wait until each gateway is ready. A failed start stops what it started
@@ -108,7 +119,7 @@ class Stack:
         try:
             self.local.start()
             for port in self.ports:
-                self.wait_ready(port)
+                self.wait_ready(port, self.ready_timeout)
         except Exception:
             self.stop()
             for name in self.local.processes:

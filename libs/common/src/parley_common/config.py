@@ -45,6 +45,9 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
     mongo_url: str | None
     # Request/reply deadline for commands between services; the gateway answers 503 past it.
     request_timeout: float
+    # Copies of every stream, KV bucket and object store on a JetStream cluster (3 in production, so that
+    # losing one server loses nothing); 1 on a single server, which refuses more.
+    nats_replicas: int = 1
 
     @classmethod
     def from_env(cls) -> CommonSettings:
@@ -53,10 +56,30 @@ class CommonSettings(msgspec.Struct, frozen=True, kw_only=True):
             data_dir=Path(env_str("PARLEY_DATA_DIR", ".data")),
             mongo_url=env_opt("PARLEY_MONGO_URL"),
             request_timeout=env_float("PARLEY_REQUEST_TIMEOUT_SECONDS", 1.5),
+            nats_replicas=nats_replicas(),
         )
+
+    @property
+    def nats_servers(self) -> list[str]:
+        return nats_servers(self.nats_url)
 
     def sqlite_path(self, service: str) -> str:
         return str(self.data_dir / f"{service}.sqlite3")
+
+
+def nats_replicas(environ: Mapping[str, str] | None = None) -> int:
+    """`PARLEY_NATS_REPLICAS`: 1 to 5 (JetStream's limit), default 1."""
+    env = os.environ if environ is None else environ
+    raw = env.get("PARLEY_NATS_REPLICAS", "").strip() or "1"
+    if not raw.isdigit() or not 1 <= int(raw) <= 5:
+        raise ValueError(f"PARLEY_NATS_REPLICAS must be a whole number from 1 to 5, got {raw!r}")
+    return int(raw)
+
+
+def nats_servers(url: str) -> list[str]:
+    """`PARLEY_NATS_URL` may list a cluster's servers, comma-separated: the client needs one of them up to
+    connect and then learns the others from the cluster."""
+    return [part.strip() for part in url.split(",") if part.strip()]
 
 
 def development_secrets(environ: Mapping[str, str] | None = None) -> bool:

@@ -1,9 +1,11 @@
 """`make run`: nats-server with JetStream and every service on this machine, until Ctrl-C.
 
 Data lives under `.data/` (JetStream store and the SQLite databases), so it survives a restart. The
-gateway listens on http://127.0.0.1:8080 unless `PARLEY_HTTP_PORT` says otherwise. The runner supervises
-its children: one that dies is reported and restarted with backoff (nats-server on the same port and
-store), the others keep running.
+gateway listens on http://127.0.0.1:8080 unless `PARLEY_HTTP_PORT` says otherwise.
+`PARLEY_NATS_CLUSTER=3` (`make run NATS_CLUSTER=3`) runs NATS as a three-server JetStream cluster (client
+ports `PARLEY_NATS_PORT` and the next two, stores under `.data/nats/nats-<i>`) with every stream in three
+copies. The runner supervises its children: one that dies is reported and restarted with backoff
+(nats-server on the same port and store), the others keep running.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ def main() -> int:
     data_dir = Path(env_str("PARLEY_DATA_DIR", ".data")).resolve()
     http_port = env_int("PARLEY_HTTP_PORT", 8080)
     nats_port = env_int("PARLEY_NATS_PORT", 4222)
+    nats_cluster = env_int("PARLEY_NATS_CLUSTER", 1)
     ready_timeout = env_float("PARLEY_READY_TIMEOUT_SECONDS", 60.0)
     metrics_base = env_int("PARLEY_METRICS_BASE_PORT", METRICS_BASE_PORT)
     identity = credentials(os.environ)
@@ -100,6 +103,7 @@ def main() -> int:
         service_env=SERVICE_ENV,
         nats_port=nats_port,
         metrics_ports=metrics_ports(metrics_base),
+        nats_cluster=nats_cluster,
         # On a terminal the services log to it; otherwise (CI, background) to files under .data/logs.
         log_dir=None if sys.stderr.isatty() else data_dir / "logs",
     )
@@ -127,7 +131,7 @@ def main() -> int:
                 + "; stopping everything"
             )
             return 1
-        print(banner(http_port, stack.nats.url, data_dir, identity, stack), flush=True)
+        print(banner(http_port, stack.nats_url, data_dir, identity, stack), flush=True)
         while not stopping:
             supervisor.tick()
             time.sleep(0.2)

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,13 +58,40 @@ def nats_server_binary() -> str:
 
 
 class NatsServer:
-    """A nats-server with JetStream, storing under `store_dir`, on loopback."""
+    """A nats-server with JetStream, storing under `store_dir`, on loopback.
 
-    def __init__(self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1") -> None:
+    Given `cluster_port` and `routes` it is one server of a JetStream cluster (`cluster`): named
+    `server_name`, routing to its peers on their cluster ports. `kill`/`start` keep its ports and store, so
+    a killed server rejoins with what it had.
+    """
+
+    def __init__(
+        self,
+        store_dir: Path,
+        *,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        server_name: str | None = None,
+        cluster_port: int | None = None,
+        routes: Sequence[str] = (),
+        cluster_name: str = "parley",
+        log_path: Path | None = None,
+    ) -> None:
         self.store_dir = store_dir
+        # Where the server logs (appended across restarts), or nowhere.
+        self.log_path = log_path
         self.host = host
         self.port = port or free_port(host)
+        self.server_name = server_name
+        self.cluster_port = cluster_port
+        self.routes = list(routes)
+        self.cluster_name = cluster_name
+        # The monitoring port answers /healthz: 200 once JetStream is ready (in a cluster: the meta group
+        # has a leader and this server caught up), what `start` waits for.
+        self.monitor_port = free_port(host)
         self._process: subprocess.Popen[bytes] | None = None
+        if server_name is not None:
+            self.name = server_name
 
     name = "nats-server"
 
@@ -79,18 +107,68 @@ class NatsServer:
         """Its exit status once it exited (negative: the signal that killed it), None while it runs."""
         return None if self._process is None else self._process.poll()
 
-    def start(self) -> NatsServer:
+    def command(self) -> list[str]:
+        args = [
+            nats_server_binary(),
+            "-a",
+            self.host,
+            "-p",
+            str(self.port),
+            "-js",
+            "-sd",
+            str(self.store_dir),
+        ]
+        args += ["-m", str(self.monitor_port)]
+        if self.server_name is not None:
+            args += ["-n", self.server_name]
+        if self.log_path is not None:
+            args += ["-l", str(self.log_path)]
+        if self.cluster_port is not None:
+            args += [
+                "--cluster",
+                f"nats://{self.host}:{self.cluster_port}",
+                "--cluster_name",
+                self.cluster_name,
+            ]
+            args += ["--routes", ",".join(self.routes)]
+        return args
+
+    def start(self, *, wait: bool = True) -> NatsServer:
+        """Start it; with `wait`, until it listens and JetStream is ready (a cluster's servers are started
+        without waiting, then `wait_ready` each: none is ready before a quorum runs)."""
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._process = subprocess.Popen(
-            [nats_server_binary(), "-a", self.host, "-p", str(self.port), "-js", "-sd", str(self.store_dir)],
+            self.command(),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             # Out of the terminal's process group: Ctrl-C reaches the services, which shut down while NATS
             # is still there (they flush their outboxes), and the stack stops NATS last.
             start_new_session=True,
         )
-        wait_for_port(self.host, self.port, process=self._process)
+        if wait:
+            self.wait_ready()
         return self
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        wait_for_port(self.host, self.port, timeout=timeout, process=self._process)
+        if self.cluster_port is None:
+            return
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        while time.monotonic() < deadline:
+            if self._process is not None and self._process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited with {self._process.returncode} while joining")
+            try:
+                url = f"http://{self.host}:{self.monitor_port}/healthz"
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        return
+            except urllib.error.HTTPError as exc:
+                last = f"{exc.code} {exc.read()[:200]!r}"
+            except OSError as exc:
+                last = repr(exc)
+            time.sleep(0.1)
+        raise TimeoutError(f"{self.name}: JetStream not ready after {timeout} s ({last})")
 
     def stop(self) -> None:
         if self._process is not None and self._process.poll() is None:
@@ -113,6 +191,38 @@ class NatsServer:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+
+
+def nats_cluster_servers(
+    store_root: Path,
+    size: int,
+    *,
+    ports: Sequence[int] | None = None,
+    host: str = "127.0.0.1",
+    log_dir: Path | None = None,
+) -> list[NatsServer]:
+    """`size` nats-servers of one JetStream cluster on loopback (`nats-0`...), each with its own client
+    port, cluster port and store under `store_root`, routes to all of them; `size` 1 is a plain server
+    storing under `store_root` itself (the layout `make run` always had)."""
+    if size < 1:
+        raise ValueError(f"a NATS cluster has at least one server, not {size}")
+    if size == 1:
+        log_path = None if log_dir is None else log_dir / "nats-server.log"
+        return [NatsServer(store_root, port=ports[0] if ports else None, host=host, log_path=log_path)]
+    cluster_ports = [free_port(host) for _ in range(size)]
+    routes = [f"nats://{host}:{p}" for p in cluster_ports]
+    return [
+        NatsServer(
+            store_root / f"nats-{i}",
+            port=ports[i] if ports else None,
+            host=host,
+            server_name=f"nats-{i}",
+            cluster_port=cluster_ports[i],
+            routes=routes,
+            log_path=None if log_dir is None else log_dir / f"nats-{i}.log",
+        )
+        for i in range(size)
+    ]
 
 
 # ---------------------------------------------------------------- storage servers for archive uploads (tests)
@@ -392,8 +502,11 @@ class LocalStack:
     """nats-server plus Parley services, all on this machine: what `make run` and the integration tests start.
 
     `services` are (name, module) pairs, started in order; `service_env` adds variables for one of them
-    (e.g. a second gateway's port). Every service but the gateway gets a `PARLEY_METRICS_PORT`: the one
-    `metrics_ports` names, else a free port (`metrics_url` says where to scrape each, the gateway included).
+    (e.g. a second gateway's port). `nats_cluster` 3 runs three clustered nats-servers (`nats_servers`,
+    each `kill`-able and restartable) instead of one; the services then get all three URLs and keep
+    `nats_cluster` replicas of every stream (unless `env` sets `PARLEY_NATS_REPLICAS`). Every service but
+    the gateway gets a `PARLEY_METRICS_PORT`: the one `metrics_ports` names, else a free port
+    (`metrics_url` says where to scrape each, the gateway included).
     """
 
     def __init__(
@@ -404,13 +517,24 @@ class LocalStack:
         env: Mapping[str, str] | None = None,
         service_env: Mapping[str, Mapping[str, str]] | None = None,
         nats_port: int | None = None,
+        nats_cluster: int = 1,
         log_dir: Path | None = None,
         metrics_ports: Mapping[str, int] | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.log_dir = log_dir
-        self.nats = NatsServer(data_dir / "nats", port=nats_port)
-        self.env = {"PARLEY_DATA_DIR": str(data_dir), **(env or {}), "PARLEY_NATS_URL": self.nats.url}
+        ports = None if nats_port is None else [nats_port + i for i in range(nats_cluster)]
+        self.nats_servers = nats_cluster_servers(
+            data_dir / "nats", nats_cluster, ports=ports, log_dir=log_dir
+        )
+        # The first server: the one a single-server stack always had.
+        self.nats = self.nats_servers[0]
+        self.env = {
+            "PARLEY_DATA_DIR": str(data_dir),
+            "PARLEY_NATS_REPLICAS": str(nats_cluster),
+            **(env or {}),
+            "PARLEY_NATS_URL": self.nats_url,
+        }
         # The gateway serves its metrics on its HTTP port.
         self.metrics_ports = {
             name: (metrics_ports or {}).get(name) or free_port()
@@ -446,7 +570,10 @@ class LocalStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.nats.start()
+        for server in self.nats_servers:
+            server.start(wait=False)
+        for server in self.nats_servers:
+            server.wait_ready()
         for process in self.processes.values():
             process.start()
         return self
@@ -459,9 +586,9 @@ class LocalStack:
         maximum: float = 10.0,
         stable_after: float = 30.0,
     ) -> Supervisor:
-        """A `Supervisor` of nats-server and every service (restarted on the same port and store)."""
+        """A `Supervisor` of the nats-servers and every service (restarted on the same port and store)."""
         return Supervisor(
-            [self.nats, *self.processes.values()],
+            [*self.nats_servers, *self.processes.values()],
             report=report,
             initial=initial,
             maximum=maximum,
@@ -474,7 +601,13 @@ class LocalStack:
             process.terminate()
         for process in reversed(self.processes.values()):
             process.wait()
-        self.nats.stop()
+        for server in self.nats_servers:
+            server.stop()
+
+    @property
+    def nats_url(self) -> str:
+        """Every server's URL, comma-separated (what `PARLEY_NATS_URL` takes)."""
+        return ",".join(server.url for server in self.nats_servers)
 
     def __getitem__(self, name: str) -> ServiceProcess:
         return self.processes[name]

@@ -32,7 +32,7 @@ from parley_common import metrics
 from parley_common.config import CommonSettings
 from parley_common.log import configure_logging, get_logger
 from parley_common.messaging.broker import make_broker
-from parley_common.messaging.streams import ensure_streams
+from parley_common.messaging.streams import JetStreamSetupError, ensure_streams
 from parley_common.storage import DocumentStore, open_store
 
 log = get_logger(__name__)
@@ -113,7 +113,7 @@ async def serve(
         broker = make_broker(common.nats_url, name=f"parley-{name}", no_echo=no_echo)
         await broker.connect()
         runtime = Runtime(name, common, store, broker)
-        await ensure_streams(runtime.js)
+        await ensure_streams(runtime.js, replicas=common.nats_replicas)
         await wire(runtime)
         if runtime.outbox is not None:
             await runtime.outbox.recover()
@@ -197,10 +197,15 @@ def run_service(
         async with metrics.serve_metrics(port):
             await serve(settings, stop)
 
-    with contextlib.suppress(KeyboardInterrupt):
-        if use_uvloop:
-            import uvloop
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            if use_uvloop:
+                import uvloop
 
-            uvloop.run(_main())
-        else:
-            asyncio.run(_main())
+                uvloop.run(_main())
+            else:
+                asyncio.run(_main())
+    except JetStreamSetupError as exc:
+        # A configuration the NATS deployment cannot serve (R3 on one server): say so once, no traceback.
+        log.error(f"{name} service cannot start", reason=str(exc))
+        raise SystemExit(2) from None

@@ -216,7 +216,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         await records.wire(
             runtime, settings, outbox, locations, repository, StoredMeetings(meeting_repository)
         )
-        lease = await Lease.open(js, "conference-timers")
+        lease = await Lease.open(js, "conference-timers", replicas=runtime.common.nats_replicas)
 
         async def load_memberships() -> None:
             # Subscribed first, loaded second: a join published in between is applied either way.

@@ -180,7 +180,7 @@ class Gateway:
         await broker.connect()
         nc = broker.connection
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.common.nats_replicas)
         rpc = RpcClient(nc, timeout=settings.common.request_timeout)
         waiters = ConferenceWaiters()
         hub = PushHub(

@@ -50,7 +50,7 @@ class MediaNode:
         await broker.connect()
         nc = broker.connection
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.common.nats_replicas)
         events = JetStreamEvents(js)
         self.recordings = Recordings(self.engine, await ObjectStoreRecordings.open(js), events, self.node_id)
         self.handlers = MediaNodeHandlers(

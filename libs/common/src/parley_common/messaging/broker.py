@@ -7,6 +7,7 @@ from collections.abc import Callable
 from faststream.nats import NatsBroker
 from nats.aio.client import Client
 
+from parley_common.config import nats_servers
 from parley_common.log import get_logger
 from parley_common.messaging.codec import MsgspecCodec
 
@@ -66,7 +67,8 @@ def make_broker(url: str, *, name: str, no_echo: bool = False) -> NatsBroker:
     broker: NatsBroker | None = None
     events = ConnectionEvents(name, url, lambda: broker.connection if broker is not None else None)
     broker = NatsBroker(
-        url,
+        # A cluster's servers, comma-separated in PARLEY_NATS_URL: the client reconnects to another one.
+        nats_servers(url),
         name=name,
         codec=MsgspecCodec(),
         apply_types=False,

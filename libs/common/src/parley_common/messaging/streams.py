@@ -1,16 +1,38 @@
-"""The JetStream streams, declared idempotently by every service at start-up."""
+"""The JetStream streams, declared idempotently by every service at start-up.
+
+Every stream, object store and KV bucket is kept in `PARLEY_NATS_REPLICAS` copies
+(`CommonSettings.nats_replicas`), applied when declared: an existing R1 stream is scaled up on a cluster by
+`update_stream` (the server copies it over), and durable consumers, created without `num_replicas`, follow
+their stream's count (the server default).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
-from typing import Any
+from functools import partial
+from typing import Any, TypeVar
 
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.api import DiscardPolicy, ObjectStoreConfig, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from nats.js.object_store import ObjectStore
 
+from parley_common.config import nats_replicas
+from parley_common.log import get_logger
 from parley_common.messaging import subjects
+
+T = TypeVar("T")
+log = get_logger(__name__)
 
 DAY = 24 * 3600.0
 CONFERENCE_STREAM = "PARLEY_CONFERENCE"
@@ -92,19 +114,95 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
-async def ensure_streams(js: JetStreamContext, streams: tuple[StreamConfig, ...] = STREAMS) -> None:
-    """Create each stream, or bring an existing one's configuration up to date."""
-    for config in streams:
+# How long a starting service waits for a busy JetStream (a cluster electing leaders) to declare a stream.
+SETUP_SECONDS = 60.0
+# JetStream API error code: a stream of that name exists already (with another configuration).
+STREAM_NAME_IN_USE = 10058
+
+
+class JetStreamSetupError(RuntimeError):
+    """The server refused a stream or bucket as configured (e.g. replicas > 1 on a single server): the
+    service cannot start; `run_service` reports it in one line instead of a traceback."""
+
+
+async def _declared(step: Awaitable[T], what: str, replicas: int) -> T:
+    try:
+        return await step
+    except (NotFoundError, ServiceUnavailableError):
+        raise
+    except APIError as exc:
+        hint = (
+            f"; PARLEY_NATS_REPLICAS={replicas} needs a JetStream cluster of at least {replicas} servers "
+            "(set PARLEY_NATS_REPLICAS=1 for a single server)"
+            if replicas > 1
+            else ""
+        )
+        raise JetStreamSetupError(
+            f"NATS refused {what} with {replicas} replica(s): {exc.description or exc}{hint}"
+        ) from exc
+
+
+def _name_taken(exc: JetStreamSetupError) -> bool:
+    """The stream was created by another process meanwhile (JetStream's "stream name already in use")."""
+    return isinstance(exc.__cause__, BadRequestError) and exc.__cause__.err_code == STREAM_NAME_IN_USE
+
+
+async def _patiently(step: Callable[[], Awaitable[T]], what: str, *, within: float) -> T:
+    """`step` again while the JetStream API does not answer or answers "temporarily unavailable": a
+    cluster electing leaders (all its servers just started, or one died) is slow for a few seconds, and
+    a service starting meanwhile waits that out instead of dying. Each step is idempotent."""
+    deadline = time.monotonic() + within
+    delay = 0.2
+    while True:
         try:
-            await js.stream_info(config.name or "")
-        except NotFoundError:
-            try:
-                await js.add_stream(config)
-            except BadRequestError:
-                # Another service created it in between: fall through to update.
-                await js.update_stream(config)
-        else:
-            await js.update_stream(config)
+            return await step()
+        except (TimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise JetStreamSetupError(
+                    f"NATS did not declare {what} within {within:g} s: {exc!r}"
+                ) from exc
+            log.warning("jetstream busy; declaring again", what=what, error=repr(exc))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, count: int) -> None:
+    what = f"stream {config.name}"
+    try:
+        await js.stream_info(config.name or "")
+    except NotFoundError:
+        try:
+            await _declared(js.add_stream(config), what, count)
+        except JetStreamSetupError as exc:
+            if not _name_taken(exc):
+                raise
+            # Another service created it in between: fall through to update.
+            await _declared(js.update_stream(config), what, count)
+    else:
+        await _declared(js.update_stream(config), what, count)
+
+
+async def ensure_streams(
+    js: JetStreamContext,
+    streams: tuple[StreamConfig, ...] = STREAMS,
+    *,
+    replicas: int | None = None,
+    within: float = SETUP_SECONDS,
+) -> None:
+    """Create each stream, or bring an existing one's configuration (replica count included) up to date.
+    `replicas` defaults to `PARLEY_NATS_REPLICAS`."""
+    count = nats_replicas() if replicas is None else replicas
+    for declared in streams:
+        config = replace(declared, num_replicas=count)
+        await _patiently(partial(_ensure_stream, js, config, count), f"stream {config.name}", within=within)
+
+
+async def ensure_replicas(js: JetStreamContext, stream: str, replicas: int) -> None:
+    """Scale the stream behind an existing KV bucket or object store to `replicas` copies (an R1 bucket
+    of an older deployment, now on a cluster): the buckets' own APIs only set replicas on creation."""
+    info = await js.stream_info(stream)
+    if (info.config.num_replicas or 1) != replicas:
+        await _declared(js.update_stream(replace(info.config, num_replicas=replicas)), stream, replicas)
 
 
 # Object store buckets, declared like the streams: whoever opens one first creates it.
@@ -121,12 +219,35 @@ OBJECT_STORES: dict[str, ObjectStoreConfig] = {
         storage=StorageType.FILE,
         ttl=3600.0,
     ),
+    subjects.RECORDINGS_BUCKET: ObjectStoreConfig(
+        description="Parley recordings: {organization}/{conference}/{recording id}.webm",
+        storage=StorageType.FILE,
+    ),
 }
 
 
-async def ensure_object_store(js: JetStreamContext, bucket: str) -> ObjectStore:
-    """Open one of the `OBJECT_STORES` buckets, creating it when missing (idempotent on the server)."""
+async def ensure_object_store(
+    js: JetStreamContext, bucket: str, *, replicas: int | None = None
+) -> ObjectStore:
+    """Open one of the `OBJECT_STORES` buckets, creating it when missing (idempotent on the server), in
+    `replicas` copies (default `PARLEY_NATS_REPLICAS`)."""
+    count = nats_replicas() if replicas is None else replicas
+    return await _patiently(
+        partial(_open_object_store, js, bucket, count), f"object store {bucket}", within=SETUP_SECONDS
+    )
+
+
+async def _open_object_store(js: JetStreamContext, bucket: str, count: int) -> ObjectStore:
     try:
-        return await js.object_store(bucket)
+        store = await js.object_store(bucket)
     except BucketNotFoundError:
-        return await js.create_object_store(bucket, replace(OBJECT_STORES[bucket]))
+        config = replace(OBJECT_STORES[bucket], replicas=count)
+        try:
+            return await _declared(js.create_object_store(bucket, config), f"object store {bucket}", count)
+        except JetStreamSetupError as exc:
+            if not _name_taken(exc):
+                raise
+            # Created meanwhile by another process (or by an operator with other settings): use it.
+            store = await js.object_store(bucket)
+    await ensure_replicas(js, f"OBJ_{bucket}", count)
+    return store

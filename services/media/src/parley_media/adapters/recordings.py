@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import IO
 
 from nats.js import JetStreamContext
-from nats.js.api import ObjectStoreConfig, StorageType
-from nats.js.errors import BadRequestError, BucketNotFoundError
 from nats.js.object_store import ObjectStore
+from parley_common.messaging.streams import ensure_object_store
 from parley_common.messaging.subjects import RECORDINGS_BUCKET
 
 
@@ -18,19 +17,8 @@ class ObjectStoreRecordings:
 
     @classmethod
     async def open(cls, js: JetStreamContext, bucket: str = RECORDINGS_BUCKET) -> ObjectStoreRecordings:
-        try:
-            store = await js.object_store(bucket)
-        except BucketNotFoundError:
-            config = ObjectStoreConfig(
-                description="Parley recordings: {organization}/{conference}/{recording id}.webm",
-                storage=StorageType.FILE,
-            )
-            try:
-                store = await js.create_object_store(bucket, config=config)
-            except BadRequestError:
-                # Created meanwhile by another node (or by an operator with other settings): use it.
-                store = await js.object_store(bucket)
-        return cls(store, bucket)
+        # Declared with the other buckets (OBJECT_STORES): description, storage, replicas.
+        return cls(await ensure_object_store(js, bucket), bucket)
 
     @property
     def bucket(self) -> str:
