@@ -240,6 +240,18 @@ def make_snapshot(world: World) -> None:
     )
     world.ids["snapshotId"] = requested["snapshotId"]
     world.state_reads.append(f"/rtc-api/snapshots/{requested['snapshotId']}")
+    asked = world.owner.call(
+        "POST",
+        "/rtc-api/snapshots/cameraRequest",
+        json_body={
+            "cameraRequestType": "FLASH_ON",
+            "sessionType": "CONFERENCE",
+            "sessionId": conference,
+            "userEndpointId": "ep-owner",
+            "targetUserEndpointId": "ep-member",
+        },
+    )
+    world.ids["snapshotCameraRequestId"] = ok(asked)
 
 
 def make_room(world: World) -> None:
@@ -387,12 +399,16 @@ FACTORIES: dict[str, Callable[[World], None]] = {
     "session_id": make_coviu_session,
     "participant_id": make_participant,
 }
-# Path parameters of public operations, whose credential is the path itself: not objects B could name.
-NOT_OBJECTS = {"expiration"}
 
 # A valid body per operation (the body A would send), so that B's 404 is not a 400 in disguise.
 # `{name}` placeholders are filled with A's ids.
 BODIES: dict[tuple[str, str], Any] = {
+    # The event: a CamelCase type ending in Event, an ISO-8601 timestamp (rules stated in words only).
+    ("POST", "/rtc-api/conferences/sendEvent"): {
+        "conferenceId": "{id}",
+        "event": {"type": "ParticipantMutedEvent", "timestamp": "2026-01-01T00:00:00Z"},
+        "qos": "BEST_EFFORT",
+    },
     ("PUT", "/rooms/workspaces/{workspaceId}/channels/rank"): [],
     ("PUT", "/rooms/{roomId}"): {"name": "renamed"},
     ("POST", "/rooms/{roomId}/members"): {"userId": "{newcomer}", "owner": False, "historyCleared": False},
@@ -472,7 +488,13 @@ def send(client: Client, op: Op, ids: dict[str, str], path: str | None = None) -
         headers = {**UPLOADS[key], "Content-Type": "application/octet-stream"}
         return client.call(op.method, url, data=PNG, headers=headers, params=params)
     if "application/json" in op.media_types:
-        return client.call(op.method, url, json_body=fill(BODIES.get(key, {}), ids), params=params)
+        if key in BODIES:
+            body = BODIES[key]
+        elif body_objects(op):
+            body = example(body_schema(op), op.spec["__components__"])
+        else:
+            body = {}
+        return client.call(op.method, url, json_body=fill(body, ids), params=params)
     return client.call(op.method, url, params=params)
 
 
@@ -496,8 +518,9 @@ def http_session() -> Iterator[requests.Session]:
 @pytest.fixture(scope="module")
 def operations(swept_stack: Stack, http_session: requests.Session) -> list[Op]:
     document = http_session.get(f"{swept_stack.url}/openapi.json", timeout=TIMEOUT).json()
+    components = document["components"]["schemas"]
     found = [
-        Op(method.upper(), path, spec)
+        Op(method.upper(), path, {**spec, "__components__": components})
         for path, item in document["paths"].items()
         for method, spec in item.items()
         if method in METHODS
@@ -509,6 +532,10 @@ def operations(swept_stack: Stack, http_session: requests.Session) -> list[Op]:
 @pytest.fixture(scope="module")
 def world(swept_stack: Stack, http_session: requests.Session, operations: list[Op]) -> World:
     made = World(swept_stack, http_session)
+    # The stack is ready when the gateway and the conference service are: wait for the snapshot service
+    # too (the chat service is waited for by `known`).
+    probe = made.client("probe")
+    ok(eventually(partial(probe.call, "GET", "/rtc-api/snapshots", params={"interactionId": "probe"})))
     known(made, ORG, "owner", "member", "member2", "outsider", "newcomer")
     known(made, OTHER_ORG, "stranger")
     made.ids["newcomer"] = made.users["newcomer"]
@@ -521,8 +548,77 @@ def world(swept_stack: Stack, http_session: requests.Session, operations: list[O
 
 
 def named(operations: list[Op]) -> list[Op]:
-    """The operations that name an object in their path, minus the public and the WebSocket ones."""
-    return [op for op in operations if op.params and not op.public and (op.method, op.path) not in WEBSOCKETS]
+    """The operations that name an object, in their path or in a required field of their JSON body
+    (the conference and snapshot commands), minus the public and the WebSocket ones."""
+    return [
+        op
+        for op in operations
+        if (op.params or body_objects(op)) and not op.public and (op.method, op.path) not in WEBSOCKETS
+    ]
+
+
+# Required body fields that name an object, and the factory id they take. Any other required `...Id` field
+# must be listed in NOT_BODY_OBJECTS with its reason, or the sweep fails (a new command is covered).
+BODY_OBJECTS = {
+    "conferenceId": "id",
+    "snapshotId": "snapshotId",
+    "snapshotCameraRequestId": "snapshotCameraRequestId",
+    "roomId": "roomId",
+}
+NOT_BODY_OBJECTS = {
+    # A device or a stream within the conference the body names: the conference is what B may not see.
+    "userEndpointId",
+    "targetUserEndpointId",
+    "lobbyEndpointId",
+    "streamId",
+    "viewerId",
+    # A user added to the room of the path (covered by the path's roomId).
+    "userId",
+    # The media provider's session, in the public webhook that carries its own secret.
+    "sessionId",
+}
+
+
+def body_schema(op: Op) -> dict[str, Any]:
+    schema = op.spec.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema", {})
+    if "$ref" in schema:
+        schema = op.spec["__components__"][schema["$ref"].rsplit("/", 1)[-1]]
+    return dict(schema)
+
+
+def body_objects(op: Op) -> list[str]:
+    """The required body fields of `op` that name an object (see BODY_OBJECTS)."""
+    required = body_schema(op).get("required", [])
+    unknown = [
+        f for f in required if f.endswith("Id") and f not in BODY_OBJECTS and f not in NOT_BODY_OBJECTS
+    ]
+    assert not unknown, f"{op}: body fields naming an object with no entry in BODY_OBJECTS: {unknown}"
+    return [f for f in required if f in BODY_OBJECTS]
+
+
+def example(schema: dict[str, Any], components: dict[str, Any], name: str = "") -> Any:
+    """A small valid value of `schema` (required fields only); an object-naming field gets A's id."""
+    if name in BODY_OBJECTS:
+        return "{" + BODY_OBJECTS[name] + "}"
+    if name.endswith("EndpointId") or name in ("streamId", "viewerId"):
+        return "ep-owner"
+    if "$ref" in schema:
+        return example(components[schema["$ref"].rsplit("/", 1)[-1]], components, name)
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "anyOf" in schema:
+        return example(next(s for s in schema["anyOf"] if s.get("type") != "null"), components, name)
+    kind = schema.get("type")
+    if kind == "object":
+        props = schema.get("properties", {})
+        return {f: example(props.get(f, {}), components, f) for f in schema.get("required", [])}
+    if kind == "array":
+        return [example(schema["items"], components)] if schema.get("minItems") else []
+    if kind in ("integer", "number"):
+        return max(schema.get("minimum", 0), 0)
+    if kind == "boolean":
+        return False
+    return "x"
 
 
 # ---------------------------------------------------------------- 1. another organization
@@ -537,11 +633,13 @@ def test_another_organization_gets_404_and_changes_nothing(world: World, operati
     missing = [
         str(op)
         for op in named(operations)
-        if op.media_types and "application/json" in op.media_types and (op.method, op.path) not in BODIES
+        if op.params and "application/json" in op.media_types and (op.method, op.path) not in BODIES
     ]
     assert not missing, f"operations with a JSON body and no entry in BODIES: {missing}"
     failures: list[str] = []
     initial = world.state()
+    # Guard against a sweep that silently sweeps nothing (e.g. a document that lost its parameters).
+    assert len(named(operations)) > 70, [str(op) for op in named(operations)]
     for op in named(operations):
         if op.method == "GET" and not {"recordingId", "archiveId"} & set(op.params):
             # The ids are live: the same read as A answers 2xx.
@@ -588,6 +686,9 @@ def test_users_of_a_without_access_are_refused(world: World, operations: list[Op
             checks.append(
                 ("a meeting token", meeting, 403, "a meeting token is valid only on the conference API")
             )
+        elif "id" in op.params or "conferenceId" in body_objects(op):
+            # On the conference API, a meeting token is for its own conference only, not A's others.
+            checks.append(("a meeting token of another conference", meeting, 403, None))
         if "SourceFuse" in op.spec.get("tags", []):
             checks.append(("no SourceFuse permission", unpermitted, 403, "Not Allowed Access"))
         for who, client, status, message in checks:
@@ -698,6 +799,7 @@ HOSTILE_IDS = {
 
 def test_hostile_ids_are_refused_cleanly(world: World, operations: list[Op]) -> None:
     failures: list[str] = []
+    cases = 0
     where = urlsplit(world.stack.url)
     bearer = world.owner.bearer
     for op in operations:
@@ -708,6 +810,7 @@ def test_hostile_ids_are_refused_cleanly(world: World, operations: list[Op]) -> 
             for what, hostile in HOSTILE_IDS.items():
                 # http.client sends the path as given: requests (urllib3) would resolve the dot segments.
                 path = fill(op.path, ids | {param: hostile})
+                cases += 1
                 connection = http.client.HTTPConnection(where.hostname or "", where.port, timeout=TIMEOUT)
                 try:
                     connection.request(op.method, path, headers={"Authorization": f"Bearer {bearer}"})
@@ -725,4 +828,5 @@ def test_hostile_ids_are_refused_cleanly(world: World, operations: list[Op]) -> 
                 clean = isinstance(body, dict) and set(body) == {"message", "traceId"}
                 if not (400 <= status < 500 and clean):
                     failures.append(f"{op} {param}={what}: {status} {body!r}")
+    assert cases > 300, cases
     assert not failures, "\n".join(failures)
