@@ -164,7 +164,10 @@ def route(
                 and not operation.streams_body
                 and (request.content_length or 0) > max_body_bytes
             ):
-                return error_response(request, 413, "request body too large")
+                refused = error_response(request, 413, "request body too large")
+                # `Connection: close`: the rest of the announced body must not be read as the next request.
+                refused.force_close()
+                return refused
             try:
                 operation.check_parameters(request)
                 body = await read_body(request, operation.body) if operation.body is not None else None
