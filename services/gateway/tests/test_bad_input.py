@@ -271,3 +271,29 @@ async def test_parser_refusals_are_json_and_never_log_a_credential(
     logged = captured.getvalue() + "\n".join(plain.format(record) for record in caplog.records)
     assert "SECRET" not in logged, logged
     assert "Traceback" not in logged, logged
+
+
+# --- 12: an oversize JSON body is 413 from its Content-Length, never read ------------------------------
+
+
+async def test_an_announced_oversize_json_body_is_413_without_waiting_for_it(auth: dict[str, str]) -> None:
+    # 1 GiB announced, 5 bytes sent: aiohttp's own limit would wait for the bytes past the limit that never
+    # come; the route wrapper answers from the header at once. (aiohttp then lingers reading what the client
+    # still sends for a while: a short shutdown keeps the test fast.)
+    runner = GatewayRunner(make_app(), access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        head = (
+            f"POST {CONFERENCES}/join HTTP/1.1\r\nHost: x\r\nAuthorization: {auth['Authorization']}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {1024**3}\r\n\r\n"
+        )
+        writer.write(head.encode() + b'{"a":')
+        await writer.drain()
+        status_line = await asyncio.wait_for(reader.readline(), timeout=2)
+        writer.close()
+    finally:
+        await runner.cleanup()
+    assert status_line.split()[1] == b"413", status_line

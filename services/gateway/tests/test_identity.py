@@ -46,6 +46,7 @@ ENV_VARS = (
     "PARLEY_JWT_PUBLIC_KEY_FILE",
     "PARLEY_JWT_ISSUER",
     "PARLEY_JWT_AUDIENCE",
+    "PARLEY_JWT_KEY_IDS",
     "PARLEY_OAUTH_CLIENTS",
     "PARLEY_TOKEN_TTL_SECONDS",
 )
@@ -166,6 +167,20 @@ def test_clock_skew_leeway(verifier: TokenVerifier) -> None:
 def test_wrong_secret_rejected(verifier: TokenVerifier) -> None:
     token = TokenIssuer(secret="another-secret-that-is-long-enough!!").issue(user_id="a", organization_id="o")
     assert rejection(verifier, token) == "invalid token signature"
+
+
+def test_a_token_naming_an_unknown_key_id_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Signed with the right secret, but naming a key this gateway does not hold (issue 12's sweep).
+    named = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": "rotated-out"})
+    assert rejection(TokenVerifier(secret=SECRET), named) == "token signing key id is not known"
+    # The identity provider's key ids, when configured, are accepted; tokens without a kid still are.
+    monkeypatch.setenv("PARLEY_JWT_SECRET", SECRET)
+    monkeypatch.setenv("PARLEY_JWT_KEY_IDS", "idp-2026, rotated-out")
+    configured = TokenVerifier.from_settings(IdentitySettings.from_env())
+    assert configured.verify(named).user_id == "alice"
+    assert configured.verify(jwt.encode(claims(), SECRET, algorithm="HS256")).user_id == "alice"
+    other = jwt.encode(claims(), SECRET, algorithm="HS256", headers={"kid": "someone-elses"})
+    assert rejection(configured, other) == "token signing key id is not known"
 
 
 def test_tampered_payload_rejected(issuer: TokenIssuer, verifier: TokenVerifier) -> None:

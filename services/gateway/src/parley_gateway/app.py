@@ -120,8 +120,20 @@ def presented_token(request: web.Request, operation: Operation) -> str:
     return bearer_token(None)
 
 
-def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | None = None) -> AiohttpHandler:
-    """Authenticate, decode the body, and run an operation; refusals become `{message, traceId}` bodies."""
+def route(
+    operation: Operation,
+    verifier: TokenVerifier,
+    seen: SeenReporter | None = None,
+    *,
+    max_body_bytes: int | None = None,
+) -> AiohttpHandler:
+    """Authenticate, decode the body, and run an operation; refusals become `{message, traceId}` bodies.
+
+    A body the route wrapper reads (JSON) whose declared Content-Length is over `max_body_bytes` is 413 before
+    a byte of it is read: aiohttp's own limit only trips once that many bytes have arrived, so a client
+    announcing 1 GiB and sending a few bytes held the request (and its connection) open until it gave up.
+    Operations that stream their body (`streams_body`) apply their own limits the same way.
+    """
 
     async def handle(request: web.Request) -> web.StreamResponse:
         caller: Caller | None = None
@@ -152,6 +164,15 @@ def route(operation: Operation, verifier: TokenVerifier, seen: SeenReporter | No
             organization=caller.organization_id if caller else None,
             user_id=caller.user_id if caller else None,
         ):
+            if (
+                max_body_bytes is not None
+                and not operation.streams_body
+                and (request.content_length or 0) > max_body_bytes
+            ):
+                refused = error_response(request, 413, "request body too large")
+                # `Connection: close`: the rest of the announced body must not be read as the next request.
+                refused.force_close()
+                return refused
             try:
                 operation.check_parameters(request)
                 body = await read_body(request, operation.body) if operation.body is not None else None
@@ -287,7 +308,10 @@ def build_app(
     app = web.Application(middlewares=[measure, request_context], client_max_size=settings.max_body_bytes)
     for operation in sorted(operations, key=lambda op: routing_order(op.path)):
         app.router.add_route(
-            operation.method, operation.path, route(operation, verifier, seen), name=operation.operation_id
+            operation.method,
+            operation.path,
+            route(operation, verifier, seen, max_body_bytes=settings.max_body_bytes),
+            name=operation.operation_id,
         )
     document = encode_document(
         openapi_document(operations, title="Parley", version=package_version("parley-gateway"))

@@ -185,8 +185,12 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = CLOCK_SKEW_LEEWAY_SECONDS,
+        key_ids: Iterable[str] = (),
     ) -> None:
         self._keys: dict[str, str | RSAPublicKey] = {}
+        # The key ids (`kid`) the configured keys go by. A token naming any other key was signed with a key
+        # this gateway does not hold (a rotated-out or foreign one), whatever its signature checks against.
+        self._key_ids = frozenset(key_ids)
         if secret is not None:
             if not secret:
                 raise ValueError("the JWT secret must not be empty")
@@ -211,6 +215,7 @@ class TokenVerifier:
             public_key=settings.jwt_public_key_pem,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
+            key_ids=settings.jwt_key_ids,
         )
 
     @property
@@ -239,9 +244,12 @@ class TokenVerifier:
 
     def _verify(self, token: str) -> Principal:
         try:
-            alg = jwt.get_unverified_header(token).get("alg")
+            header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             raise Unauthorized("malformed token") from None
+        alg, kid = header.get("alg"), header.get("kid")
+        if kid is not None and kid not in self._key_ids:
+            raise Unauthorized("token signing key id is not known")
         # The header only selects among the configured (algorithm, key) pairs; it never picks a key.
         if not isinstance(alg, str) or alg not in self._keys:
             expected = " or ".join(self._keys)
@@ -907,6 +915,9 @@ class IdentitySettings:
     jwt_public_key_pem: str | None = field(repr=False)
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # `PARLEY_JWT_KEY_IDS` (comma-separated): the `kid`s an identity provider's tokens may name; a token
+    # naming another is refused. Tokens without a `kid` (the gateway's own) are unaffected.
+    jwt_key_ids: tuple[str, ...] = ()
     token_ttl_seconds: int = DEFAULT_TOKEN_TTL_SECONDS
     oauth_clients: OAuthClients = field(default_factory=OAuthClients)
     # The public development secret is in use (nothing configured): `make run` territory.
@@ -940,6 +951,9 @@ class IdentitySettings:
             jwt_public_key_pem=public_key_pem,
             jwt_issuer=env_opt("PARLEY_JWT_ISSUER"),
             jwt_audience=env_opt("PARLEY_JWT_AUDIENCE"),
+            jwt_key_ids=tuple(
+                part.strip() for part in (env_opt("PARLEY_JWT_KEY_IDS") or "").split(",") if part.strip()
+            ),
             token_ttl_seconds=ttl,
             oauth_clients=OAuthClients.parse(clients_spec),
             development=development,

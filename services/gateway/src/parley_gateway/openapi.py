@@ -167,10 +167,13 @@ def _bound_integers(schema: Any) -> None:
 
 def _error_statuses(op: Operation) -> list[int]:
     """What the operation declares, plus what the route wrapper itself answers for any operation:
-    401 without a valid token, 400 for parameters or a body that do not match their types."""
+    401 without a valid token, 400 for parameters or a body that do not match their types, 413 for a body
+    read whole over the size limit."""
     statuses = set(op.errors)
     if not op.public:
         statuses.add(401)
+    if (op.body is not None or op.form is not None) and not op.streams_body:
+        statuses.add(413)  # a body over PARLEY_MAX_BODY_BYTES (the route wrapper's check)
     if (
         op.path_params
         or op.query

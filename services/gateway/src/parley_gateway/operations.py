@@ -98,6 +98,14 @@ class Operation:
     permission: str | None = None
 
     @property
+    def streams_body(self) -> bool:
+        """Whether the handler reads the body itself, part by part under a limit of its own (a raw upload, a
+        multipart form), rather than whole (JSON, url-encoded forms) under the gateway's body limit."""
+        return self.binary_body is not None or (
+            self.form is not None and "multipart/form-data" in self.form_media_types
+        )
+
+    @property
     def path_params(self) -> list[str]:
         return self.params_of(self.path)
 
