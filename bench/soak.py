@@ -116,8 +116,8 @@ async def soak(stack: ChaosStack, *, minutes: float, warmup: float, every: float
                 print(
                     f"{elapsed:6.0f} s  "
                     + "  ".join(
-                        f"{n} {s.rss // 2**20 if s.rss else '?'}MiB/{s.fds}fd/"
-                        f"{'n/a' if s.tasks is None else int(s.tasks)}t"
+                        f"{n} {s.rss // 2**20 if s.rss else '?'}MiB/{s.fds} fds/"
+                        f"{'n/a' if s.tasks is None else int(s.tasks)} tasks"
                         for n, s in taken.items()
                     ),
                     flush=True,
