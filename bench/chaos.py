@@ -134,7 +134,8 @@ def start_stack(root: Path, extra_env: Mapping[str, str] | None = None) -> Chaos
 @dataclass
 class ChaosResult:
     report: Report
-    unavailability: dict[str, float | None]
+    # Per kill, in order: the process and the seconds until the load's first 2xx through it (None: never).
+    unavailability: list[tuple[str, float | None]]
 
 
 async def run_chaos(
@@ -166,10 +167,10 @@ async def run_chaos(
         await running
         await asyncio.sleep(settle)  # outboxes drain what they owe
         report = await verify(load, stack.local.nats.url, session)
-    unavailability: dict[str, float | None] = {}
+    unavailability: list[tuple[str, float | None]] = []
     for name, killed in kills:
         back = load.first_success_after(killed, THROUGH.get(name))
-        unavailability[name] = None if back is None else back - killed
+        unavailability.append((name, None if back is None else back - killed))
     return ChaosResult(report, unavailability)
 
 
@@ -208,7 +209,7 @@ def main() -> int:
             result.report.lost or result.report.duplicated or result.report.failures or result.report.gaps
         )
         # The target is the recovery's: the time a process was kept down on purpose does not count.
-        slow = [n for n, s in result.unavailability.items() if s is None or s - args.downtime > 5]
+        slow = [n for n, s in result.unavailability if s is None or s - args.downtime > 5]
         if slow:
             print(f"not back within 5 s: {', '.join(slow)}")
         return 0 if ok and not slow else 1

@@ -23,7 +23,7 @@ import random
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -55,6 +55,8 @@ SERVICES_OF: Mapping[str, tuple[str, ...]] = {
     "snapshot": ("snapshot", "conference"),
     "chat": ("chat",),
     "meeting": ("conference",),
+    "read": ("conference",),
+    "readChat": ("chat",),
 }
 DEFAULT_MIX: Mapping[str, float] = {
     "join": 3,
@@ -64,6 +66,7 @@ DEFAULT_MIX: Mapping[str, float] = {
     "snapshot": 1,
     "chat": 3,
     "meeting": 1,
+    "read": 2,
 }
 
 
@@ -378,6 +381,12 @@ class MixedLoad:
                 link,
             )
 
+    async def read(self, conference: Conference) -> None:
+        """Reads acknowledge nothing; they are here to be answered 2xx or 503 during outages, never 500."""
+        await self.call("read", "GET", f"/rtc-api/conferences/{conference.id}", self._admin)
+        room, owner = self.random.choice(self.rooms)
+        await self.call("readChat", "GET", f"/rooms/{room}/messages", owner, params={"limit": "5"})
+
     async def one(self) -> None:
         op = self.random.choices(list(self.mix), weights=list(self.mix.values()))[0]
         conference = self.random.choice(self.conferences)
@@ -395,6 +404,8 @@ class MixedLoad:
             await self.chat()
         elif op == "meeting":
             await self.meeting()
+        elif op == "read":
+            await self.read(conference)
 
     async def run(self, stop: asyncio.Event) -> None:
         """`rate` commands a second, each in its own task (a slow answer does not slow the load down)."""
@@ -597,7 +608,7 @@ async def _room_texts(load: MixedLoad, room: str, owner: str) -> list[str]:
         params = {"limit": "100", "before": str(after)}
 
 
-def print_report(report: Report, unavailability: Mapping[str, float | None] | None = None) -> None:
+def print_report(report: Report, unavailability: Sequence[tuple[str, float | None]] = ()) -> None:
     print(f"commands acknowledged {report.acknowledged}")
     print(f"lost                  {len(report.lost)}")
     print(f"duplicated            {len(report.duplicated)}")
@@ -612,8 +623,6 @@ def print_report(report: Report, unavailability: Mapping[str, float | None] | No
     ):
         for line in lines[:20]:
             print(f"  {title}: {line}")
-    for name, seconds in (unavailability or {}).items():
-        print(
-            f"unavailable after killing {name:<12} "
-            + ("never back" if seconds is None else f"{seconds:.2f} s")
-        )
+    for index, (name, seconds) in enumerate(unavailability, 1):
+        back = "never back" if seconds is None else f"{seconds:.2f} s"
+        print(f"kill {index}: {name:<12} unavailable {back}")
