@@ -8,9 +8,14 @@ serving again soon after its kill (the bench holds it to 5 s). Budget: about a m
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 
+import nats
 import pytest
+from nats.js.errors import KeyNotFoundError
+from parley_conference.adapters.lease import BUCKET
 
 from bench.chaos import ALL_TARGETS, ChaosStack, run_chaos, start_stack
 
@@ -42,3 +47,28 @@ async def test_killing_each_process_once_under_load_loses_and_duplicates_nothing
     # the restarted interpreter's imports, which a shared 2-core CI machine can stretch past 5 s.
     slow = [(name, s) for name, s in result.unavailability if s is None or s > BACK_WITHIN]
     assert not slow, f"not serving again within {BACK_WITHIN:g} s of the kill: {slow}"
+
+
+async def test_a_graceful_stop_releases_the_conference_timers_lease(chaos_stack: ChaosStack) -> None:
+    """SIGTERM (a rolling restart): the conference releases its timers lease on the way out, so the next
+    replica runs the timers at once instead of waiting out the lease's TTL. Found by the chaos bench: the
+    release ran after the NATS connection closed and always failed ("closing failed" in the log)."""
+    nc = await nats.connect(chaos_stack.local.nats.url)
+    try:
+        leases = await nc.jetstream().key_value(BUCKET)
+        deadline = time.monotonic() + 15
+        while True:  # held by the running conference service (taken on its first timer sweep)
+            try:
+                await leases.get("conference-timers")
+                break
+            except KeyNotFoundError:
+                assert time.monotonic() < deadline, "the conference service never took its timers lease"
+                await asyncio.sleep(0.2)
+        conference = chaos_stack.local["conference"]
+        await asyncio.to_thread(conference.stop)
+        with pytest.raises(KeyNotFoundError):
+            await leases.get("conference-timers")
+    finally:
+        await nc.close()
+        chaos_stack.local["conference"].start()
+        await asyncio.to_thread(chaos_stack.wait_ready)
