@@ -18,6 +18,7 @@ from nats.js.errors import KeyNotFoundError
 from parley_conference.adapters.lease import BUCKET
 
 from bench.chaos import ALL_TARGETS, ChaosStack, run_chaos, start_stack
+from bench.mixed_load import print_report
 
 SECONDS = 21.0  # 3 s between kills
 RATE = 12.0
@@ -38,6 +39,7 @@ async def test_killing_each_process_once_under_load_loses_and_duplicates_nothing
         chaos_stack, seconds=SECONDS, rate=RATE, kill=ALL_TARGETS, conferences=3, rooms=2
     )
     report = result.report
+    print_report(report, result.unavailability)  # the figures, shown with a failure
     assert report.acknowledged > 100, "the load should have been real"
     assert not report.lost, report.lost
     assert not report.duplicated, report.duplicated
