@@ -34,7 +34,7 @@ import nats
 from nats.js.api import DeliverPolicy
 from parley_common.contracts.catalogue import FAMILIES
 from parley_common.messaging import subjects
-from parley_common.messaging.streams import PUSH_STREAM
+from parley_common.messaging.streams import PUSH_STREAM, USER_PUSH_STREAM
 
 SECRET = "mixed-load-secret-of-at-least-32-bytes"
 ORG = "acme"
@@ -347,10 +347,11 @@ class MixedLoad:
     async def chat(self) -> None:
         room, owner = self.random.choice(self.rooms)
         marker = self._marker("msg")
-        status, _sent = await self.call("chat", "POST", f"/rooms/{room}/messages", owner, {"text": marker})
+        status, sent = await self.call("chat", "POST", f"/rooms/{room}/messages", owner, {"text": marker})
         if status == 201:
-            # Messages are state only (no event type in the catalogue): found once in the room's history.
-            self._ack("chat", None, None, {"text": marker}, "message", room, owner)
+            # Not a catalogue event: pushed once per room on the users' push stream, and in the history once.
+            match = {"message.id": sent["id"], "message.text": marker}
+            self._ack("chat", USER_PUSH_STREAM, "ROOM_MESSAGE_SENT", match, "message", room, owner)
 
     async def _create_meeting(self) -> str | None:
         status, link = await self.call("meeting", "POST", "/session", self._admin, {})
@@ -416,11 +417,17 @@ class MixedLoad:
             task = asyncio.create_task(self.one())
             tasks.add(task)
             task.add_done_callback(tasks.discard)
+            task.add_done_callback(self._crashed)
             next_at += interval
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
         if tasks:
             await asyncio.gather(*tasks)
+
+    def _crashed(self, task: asyncio.Task[None]) -> None:
+        """A command that raised (an unexpected answer's shape): a failure, not a silent task error."""
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.failures.append(f"load error: {exc!r}")
 
     def first_success_after(self, moment: float, services: Iterable[str] | None = None) -> float | None:
         """The start time of the first 2xx request started after `moment` (through one of `services`)."""
@@ -464,7 +471,7 @@ async def read_stream(nc: Any, stream: str, subject: str) -> list[dict[str, Any]
 def stream_subjects() -> dict[str, str]:
     """Each stream the load checks and the subject filter reading all of it (from the catalogue)."""
     wanted = {f.stream: f.subject_pattern.format(type=">") for f in FAMILIES}
-    return {**wanted, PUSH_STREAM: subjects.PUSH_DURABLE_ALL}
+    return {**wanted, PUSH_STREAM: subjects.PUSH_DURABLE_ALL, USER_PUSH_STREAM: subjects.USER_PUSH_ALL}
 
 
 async def verify(load: MixedLoad, nats_url: str, session: aiohttp.ClientSession) -> Report:
@@ -546,7 +553,7 @@ async def _verify_state(
         texts = Counter(await _room_texts(load, room, owner))
         for ack in load.acks:
             if ack.state[:2] == ("message", room):
-                found = texts[ack.match["text"]]
+                found = texts[ack.match["message.text"]]
                 if found != 1:
                     (report.lost if found == 0 else report.duplicated).append(
                         f"state: {found}x message {ack.match}"
