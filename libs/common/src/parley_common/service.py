@@ -93,7 +93,8 @@ class Runtime:
         self._after_start.append(step)
 
     def on_close(self, step: Callable[[], Awaitable[object]]) -> None:
-        """A closing step, run after the broker stopped and before storage closes (failures only logged)."""
+        """A closing step, run once the background tasks stopped, while the NATS connection is still open
+        (it may release what it holds there), before storage closes; failures are only logged."""
         self._closing.append(step)
 
 
@@ -149,12 +150,15 @@ async def _shutdown(runtime: Runtime) -> None:
             await asyncio.wait_for(runtime.outbox.drain(), timeout=DRAIN_SECONDS)
         except TimeoutError:
             log.warning("outbox not drained at shutdown: recovered on the next start")
-    await _quietly("stopping the broker", runtime.broker.stop())
     for task in runtime.tasks:
         task.cancel()
     await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    # Closing steps may still talk to NATS (the conference releases its timers lease: run after the broker
+    # stopped, the release always failed and the next replica waited out the lease's TTL), so they run
+    # before the connection closes, once the background tasks that could retake what they release stopped.
     for step in runtime._closing:
         await _quietly("closing", step())
+    await _quietly("stopping the broker", runtime.broker.stop())
 
 
 async def _quietly(what: str, step: Awaitable[object]) -> bool:
