@@ -46,6 +46,7 @@ from parley_common.log import get_logger
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
 from parley_common.messaging.events import publish_event
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.streams import WEBHOOK_STREAM, WEBHOOK_STREAM_CONFIG, ensure_streams
 from prometheus_client import Counter, Histogram
 
@@ -124,7 +125,7 @@ class Fanout:
         )
         while True:
             try:
-                messages = await subscription.fetch(FANOUT_BATCH, timeout=1)
+                messages = await fetch_ready(subscription, FANOUT_BATCH, timeout=1)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             for msg in messages:
@@ -208,7 +209,7 @@ class EndpointWorker:
         try:
             while True:
                 try:
-                    messages = await subscription.fetch(64, timeout=1)
+                    messages = await fetch_ready(subscription, 64, timeout=1)
                 except (nats.errors.TimeoutError, TimeoutError):
                     continue
                 for msg in messages:
