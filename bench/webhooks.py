@@ -163,7 +163,9 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, Any]:
     published = time.time()
     wanted = args.events * args.receivers
     deadline = time.monotonic() + args.timeout
-    while receivers.total < wanted and time.monotonic() < deadline:
+    while time.monotonic() < deadline:
+        if receivers.total >= wanted:
+            break
         await asyncio.sleep(0.05)
     await asyncio.wait_for(reader, timeout=10)
     await receivers.stop()
