@@ -13,17 +13,34 @@ from typing import Annotated, Final
 import msgspec
 
 from parley_common.contracts.base import Id, Payload
+from parley_common.contracts.catalogue import EVENT_TYPES
 
 MAX_URL_LENGTH: Final = 2048
 MAX_DESCRIPTION_LENGTH: Final = 500
 # More than the catalogue has (55 today) but bounded: a body cannot make the service compare a huge list.
 MAX_EVENT_TYPES: Final = 256
 
+# An absolute http(s) URL: a host name or IPv4 address (no user:password@, no IPv6 literal), an optional
+# port up to 65535, then anything but spaces and control characters. The document states it and the
+# gateway decodes with it, so a body the document calls valid is one the service accepts (Python's `re`
+# and ECMA-262 read it the same way).
+_PORT = r"(?::(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?"
+URL_PATTERN: Final = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://[^\x00-\x20\x7f/?#@:\[\]\\]+" + _PORT + r"(?:[/?#][^\x00-\x20\x7f]*)?$(?!\n)"
+)
 WebhookUrl = Annotated[
     str,
-    msgspec.Meta(min_length=1, max_length=MAX_URL_LENGTH, description="an absolute http:// or https:// URL"),
+    msgspec.Meta(
+        min_length=1,
+        max_length=MAX_URL_LENGTH,
+        pattern=URL_PATTERN,
+        description="an absolute http:// or https:// URL (a host name or IPv4 address, optional port)",
+    ),
 ]
-EventTypeName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+# The catalogue's types, stated in the document; checked by the service (400 naming an unknown type).
+EventTypeName = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=128, extra_json_schema={"enum": list(EVENT_TYPES)})
+]
 
 
 class CreateWebhook(Payload, frozen=True):
