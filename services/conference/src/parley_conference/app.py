@@ -8,9 +8,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from parley_common.commits import CommitLog
 from parley_common.log import get_logger
+from parley_common.messaging import subjects
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
 from parley_common.messaging.subjects import RECORDINGS_BUCKET
@@ -156,7 +159,18 @@ async def wire_webhooks(runtime: Runtime, settings: Settings, responders: Respon
         await WebhookRepository.open(runtime.store, Sealer.from_env()),
         configured(settings.webhooks.endpoints),
     )
-    await register_webhooks(responders, WebhookHandlers(directory.repository, directory.changed))
+
+    async def on_changed(_: Msg) -> None:
+        directory.changed()
+
+    async def announce_change() -> None:
+        directory.changed()
+        # The replica holding the lease (fan-out, workers) may be another one: tell them all.
+        with contextlib.suppress(NatsError):
+            await runtime.nc.publish(subjects.WEBHOOKS_CHANGED, b"")
+
+    await runtime.nc.subscribe(subjects.WEBHOOKS_CHANGED, cb=on_changed)
+    await register_webhooks(responders, WebhookHandlers(directory.repository, announce_change))
     deliveries = WebhookDeliveries(
         runtime.js, directory, await Lease.open(runtime.js, "webhooks"), settings.webhooks
     )

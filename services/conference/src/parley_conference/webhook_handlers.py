@@ -26,9 +26,9 @@ class Endpoints(Protocol):
 
 
 class WebhookHandlers:
-    def __init__(self, endpoints: Endpoints, changed: Callable[[], None]) -> None:
+    def __init__(self, endpoints: Endpoints, changed: Callable[[], Awaitable[None]]) -> None:
         self._endpoints = endpoints
-        # Fan-out's cache and the delivery supervisor learn of a change at once (same replica).
+        # Every replica's fan-out cache and the delivery supervisor learn of a change at once.
         self._changed = changed
 
     def use_cases(self) -> dict[str, tuple[str, type[Any], Callable[[Request[Any]], Awaitable[Reply]]]]:
@@ -51,7 +51,7 @@ class WebhookHandlers:
             registered=await self._endpoints.count(organization_id),
         )
         await self._endpoints.add(endpoint)
-        self._changed()
+        await self._changed()
         view = endpoint.view
         return Accepted(
             value=api.CreatedWebhook(
@@ -88,7 +88,7 @@ class WebhookHandlers:
     async def delete(self, request: Request[api.WebhookRef]) -> Reply:
         if not await self._endpoints.remove(request.caller.organization_id, request.body.webhook_id):
             raise NotFound(f"webhook {request.body.webhook_id} not found")
-        self._changed()
+        await self._changed()
         return Accepted(value=Empty())
 
     async def _visible(self, request: Request[api.WebhookRef]) -> Endpoint:

@@ -186,6 +186,9 @@ WEBHOOK_COMMAND = "parley.cmd.webhook.{op}"
 WEBHOOK_QUERY = "parley.qry.webhook.{op}"
 WEBHOOK_DELIVERIES = "parley.webhook.{webhook}"
 WEBHOOK_DELIVERIES_ALL = "parley.webhook.>"
+# Core fan-out to the conference replicas: an endpoint was registered or deleted (drop cached lists now).
+# Plural `webhooks`: outside the delivery stream's `parley.webhook.>`.
+WEBHOOKS_CHANGED = "parley.webhooks.changed"
 
 
 def webhook_command(op: str) -> str:
