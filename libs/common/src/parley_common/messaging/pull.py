@@ -1,8 +1,9 @@
 """Reading a JetStream pull consumer without batching delay.
 
-nats-py's `fetch(batch, timeout)` on a consumer with fewer than `batch` messages waiting sends a lingering
-pull request that returns when `batch` messages have come or `timeout` has passed: at a trickle, every
-message waits up to `timeout` (measured: p50 ~300 ms at 100 events/s with batch 64 and timeout 1 s).
+nats-py's `fetch(batch, timeout)` on a consumer with fewer than `batch` messages waiting may linger until
+`batch` messages have come or its timeout has passed: a message arriving at a trickle can wait out the
+fetch (seen: ~0.5 s for one webhook delivery in 3 of 4 runs of tests/integration/test_webhooks.py's
+healthy-receiver latency check with `fetch(64, timeout=1)`; none in 7 runs with `fetch_ready`).
 `fetch_ready` returns as soon as one message is there, with what else is already waiting: the first
 message's metadata says how many more the consumer holds, and only that many are asked for (a batch that
 fills at once), so a trickle costs one round trip per message and a backlog is read in batches.
