@@ -16,9 +16,6 @@ from prometheus_client import REGISTRY
 from tests.deploy._support import ROOT
 
 DASHBOARD = ROOT / "deploy" / "grafana" / "parley.json"
-# Defined by the webhook delivery work of issue 13 (a parallel branch): allowed to be missing until it is
-# merged; once both are in, remove this set (the names are then found in the code like the others).
-PARALLEL = {"parley_webhook_deliveries_total", "parley_webhook_delivery_seconds_bucket"}
 # Metric names in a PromQL expression (Parley's own and the process collector's).
 _NAME = re.compile(r"\b((?:parley|process)_[a-z0-9_]+)\b")
 _SUFFIXES = {
@@ -80,7 +77,7 @@ def test_every_metric_the_dashboard_queries_is_defined_in_the_code() -> None:
     defined = defined_metric_names()
     assert {"parley_http_requests_total", "parley_media_forwarded_packets_total"} <= defined, "scan is broken"
     queried = {name for expr in queries(json.loads(DASHBOARD.read_text())) for name in _NAME.findall(expr)}
-    unknown = queried - defined - PARALLEL
+    unknown = queried - defined
     assert not unknown, f"the dashboard queries metrics no code defines: {sorted(unknown)}"
 
 

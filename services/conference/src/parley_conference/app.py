@@ -8,9 +8,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
 from parley_common.commits import CommitLog
 from parley_common.log import get_logger
+from parley_common.messaging import subjects
 from parley_common.messaging.push import NatsEndpointMessenger
 from parley_common.messaging.rpc import Responders, RpcClient
 from parley_common.messaging.subjects import RECORDINGS_BUCKET
@@ -41,6 +44,9 @@ from parley_conference.adapters.placements import Placements
 from parley_conference.adapters.recordings import RecordingLocations
 from parley_conference.adapters.repository import ConferenceRepository
 from parley_conference.adapters.uploads import UploadCredentials, Uploader
+from parley_conference.adapters.webhook_bus import register_webhooks
+from parley_conference.adapters.webhook_delivery import WebhookDeliveries
+from parley_conference.adapters.webhook_store import WebhookDirectory, WebhookRepository
 from parley_conference.archive_handlers import ArchiveHandlers
 from parley_conference.attendance_handlers import AttendanceHandlers, KnownMeetings, MeetingLookup
 from parley_conference.handlers import ConferenceHandlers, UnitOfWork
@@ -50,6 +56,8 @@ from parley_conference.memberships import Memberships
 from parley_conference.placement import MediaNodes
 from parley_conference.presence import Presence
 from parley_conference.settings import Settings
+from parley_conference.webhook_handlers import WebhookHandlers
+from parley_conference.webhooks import configured
 
 log = get_logger(__name__)
 
@@ -145,6 +153,31 @@ class MeetingRecords:
         runtime.background(lambda: consume_uploads(js, archives), name="archive-uploads")
 
 
+async def wire_webhooks(runtime: Runtime, settings: Settings, responders: Responders) -> None:
+    """Webhooks out: the API's use cases, and delivery (run by the replica holding the `webhooks` lease)."""
+    directory = WebhookDirectory(
+        await WebhookRepository.open(runtime.store, Sealer.from_env()),
+        configured(settings.webhooks.endpoints),
+    )
+
+    async def on_changed(_: Msg) -> None:
+        directory.changed()
+
+    async def announce_change() -> None:
+        directory.changed()
+        # The replica holding the lease (fan-out, workers) may be another one: tell them all.
+        with contextlib.suppress(NatsError):
+            await runtime.nc.publish(subjects.WEBHOOKS_CHANGED, b"")
+
+    await runtime.nc.subscribe(subjects.WEBHOOKS_CHANGED, cb=on_changed)
+    await register_webhooks(responders, WebhookHandlers(directory.repository, announce_change))
+    deliveries = WebhookDeliveries(
+        runtime.js, directory, await Lease.open(runtime.js, "webhooks"), settings.webhooks
+    )
+    await deliveries.declare()
+    runtime.background(deliveries.run, name="webhooks")
+
+
 def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
     """The service's own adapters and use cases, on what the bootstrap opened."""
 
@@ -232,6 +265,7 @@ def wiring(settings: Settings) -> Callable[[Runtime], Awaitable[None]]:
         )
         runtime.background(lambda: consume_media_events(js, media), name="media-events")
         runtime.on_close(lease.release)
+        await wire_webhooks(runtime, settings, responders)
 
     return wire
 

@@ -32,6 +32,37 @@ class ArchiveSettings(msgspec.Struct, frozen=True, kw_only=True):
         )
 
 
+class WebhookSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Webhooks out. `endpoints`: the deployment's endpoints, `PARLEY_WEBHOOKS` (a JSON list of
+    `{url, secret, eventTypes}`: secrets, never logged)."""
+
+    endpoints: str | None = None
+    # Attempts before a delivery is parked (shown by GET /rtc-api/webhooks/{id}).
+    max_attempts: int = 8
+    # Waits between attempts: retry_base * 2**(n-1) s, at most retry_max.
+    retry_base_seconds: float = 1.0
+    retry_max_seconds: float = 60.0
+    # One POST's whole time (connect, send, answer).
+    timeout_seconds: float = 5.0
+    # Deliveries one endpoint's worker holds at most (its consumer's max_ack_pending): how many ordering
+    # keys (conferences, rooms...) progress concurrently behind a slow one.
+    window: int = 1000
+
+    def __repr__(self) -> str:
+        return f"WebhookSettings(max_attempts={self.max_attempts}, <endpoints hidden>)"
+
+    @classmethod
+    def from_env(cls) -> WebhookSettings:
+        return cls(
+            endpoints=env_opt("PARLEY_WEBHOOKS"),
+            max_attempts=max(1, env_int("PARLEY_WEBHOOK_MAX_ATTEMPTS", 8)),
+            retry_base_seconds=env_float("PARLEY_WEBHOOK_RETRY_BASE_SECONDS", 1.0),
+            retry_max_seconds=env_float("PARLEY_WEBHOOK_RETRY_MAX_SECONDS", 60.0),
+            timeout_seconds=env_float("PARLEY_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+            window=max(1, env_int("PARLEY_WEBHOOK_WINDOW", 1000)),
+        )
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     common: CommonSettings
     # An endpoint not seen for this long is SICK...
@@ -54,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     archives: ArchiveSettings = ArchiveSettings()
     # A scheduled meeting may start (a token issued) this long before its time (SourceFuse's timeToStart).
     meeting_early_start_minutes: float = 15.0
+    webhooks: WebhookSettings = WebhookSettings()
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -69,4 +101,5 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             admission_timeout_seconds=env_float("PARLEY_ADMISSION_TIMEOUT_SECONDS", 1.0),
             archives=ArchiveSettings.from_env(),
             meeting_early_start_minutes=env_float("PARLEY_MEETING_EARLY_START_MINUTES", 15.0),
+            webhooks=WebhookSettings.from_env(),
         )

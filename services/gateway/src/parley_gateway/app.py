@@ -60,6 +60,7 @@ from parley_gateway.snapshots import SnapshotGatewaySettings, snapshot_operation
 from parley_gateway.sourcefuse import sourcefuse_operations
 from parley_gateway.user_push import UserPushChannels, user_push_operation
 from parley_gateway.waiters import ConferenceWaiters
+from parley_gateway.webhooks import webhook_operations
 
 log = get_logger(__name__)
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -252,6 +253,7 @@ class Gateway:
                 ),
             ),
             *chat_operations(rpc, js, ChatGatewaySettings.from_env()),
+            *webhook_operations(rpc),
             *sourcefuse_operations(rpc, issuer, settings.session_webhook_secret),
             push_operation(rpc, hub),
             user_push_operation(UserPushChannels(js, PushLimits.from_env(), rpc)),

@@ -114,6 +114,20 @@ STREAMS: tuple[StreamConfig, ...] = (
 )
 
 
+WEBHOOK_STREAM = "PARLEY_WEBHOOK"
+# Not in STREAMS: an internal queue of the conference service (which declares it), not events anyone
+# subscribes to. One subject per endpoint; a delivery leaves when its endpoint's worker acknowledges it.
+WEBHOOK_STREAM_CONFIG: StreamConfig = replace(
+    _stream(
+        name=WEBHOOK_STREAM,
+        description="Webhook deliveries owed to each endpoint (parley.webhook.<webhookId>)",
+        subjects=[subjects.WEBHOOK_DELIVERIES_ALL],
+        max_age=7 * DAY,
+    ),
+    retention=RetentionPolicy.WORK_QUEUE,
+)
+
+
 # How long a starting service waits for a busy JetStream (a cluster electing leaders) to declare a stream.
 SETUP_SECONDS = 60.0
 # JetStream API error code: a stream of that name exists already (with another configuration).

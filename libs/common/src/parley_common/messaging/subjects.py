@@ -177,3 +177,27 @@ def users_seen(organization_id: str, user_id: str) -> str:
 def user_push_msg_id(event_id: str, user_id: str) -> str:
     """Nats-Msg-Id of one recipient's copy: dedup is per stream and one event goes to several users."""
     return f"{event_id}.{user_id}"
+
+
+# Webhooks out (`parley_common.contracts.webhook`), served by the conference service (queue group
+# `conference`): ops createWebhook, deleteWebhook (cmd), listWebhooks, getWebhook (qry). Deliveries owed to
+# one endpoint wait on JetStream stream PARLEY_WEBHOOK (work queue), one subject per endpoint.
+WEBHOOK_COMMAND = "parley.cmd.webhook.{op}"
+WEBHOOK_QUERY = "parley.qry.webhook.{op}"
+WEBHOOK_DELIVERIES = "parley.webhook.{webhook}"
+WEBHOOK_DELIVERIES_ALL = "parley.webhook.>"
+# Core fan-out to the conference replicas: an endpoint was registered or deleted (drop cached lists now).
+# Plural `webhooks`: outside the delivery stream's `parley.webhook.>`.
+WEBHOOKS_CHANGED = "parley.webhooks.changed"
+
+
+def webhook_command(op: str) -> str:
+    return WEBHOOK_COMMAND.format(op=op)
+
+
+def webhook_query(op: str) -> str:
+    return WEBHOOK_QUERY.format(op=op)
+
+
+def webhook_deliveries(webhook_id: str) -> str:
+    return WEBHOOK_DELIVERIES.format(webhook=webhook_id)
