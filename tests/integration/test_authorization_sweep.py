@@ -384,6 +384,21 @@ def make_participant(world: World) -> None:
     world.state_reads.append(f"/v1/participants/{added['participant_id']}")
 
 
+def make_webhook(world: World) -> None:
+    # For an event this stack never raises (it runs no media node): failed deliveries to its unreachable
+    # URL, parked and shown by GET, would read as a change.
+    created = ok(
+        world.owner.call(
+            "POST",
+            "/rtc-api/webhooks",
+            json_body={"url": "http://127.0.0.1:9/a", "eventTypes": ["RecordingStoredEvent"]},
+        ),
+        201,
+    )
+    world.ids["webhookId"] = created["webhookId"]
+    world.state_reads.append(f"/rtc-api/webhooks/{created['webhookId']}")
+
+
 FACTORIES: dict[str, Callable[[World], None]] = {
     "id": make_conference,
     "recordingId": make_recording,
@@ -398,6 +413,7 @@ FACTORIES: dict[str, Callable[[World], None]] = {
     "archiveId": make_archive,
     "session_id": make_coviu_session,
     "participant_id": make_participant,
+    "webhookId": make_webhook,
 }
 
 # A valid body per operation (the body A would send), so that B's 404 is not a 400 in disguise.
