@@ -2,8 +2,9 @@
 
 Conference commands and chat messages go through while one NATS server (the conference stream's leader)
 is SIGKILLed under a steady load: nothing acknowledged is lost, no command is refused for longer than the
-cluster's leader election, and the killed server rejoins. A service told to keep R3 streams on a single
-server stops at once with one clear line.
+cluster's leader election, and the killed server rejoins. Every service then stops on SIGTERM within a few
+seconds, with one line saying so. A service told to keep R3 streams on a single server stops at once with
+one clear line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from tests.integration.test_chat_api import group, new_users
 ELECTION_BOUND_SECONDS = 12.0
 CLIENT_MARGIN_SECONDS = 3.0
 WORKERS = 4
+# A SIGTERMed service exits well within its shutdown deadline (`service.SHUTDOWN_SECONDS`, 7 s) once the
+# cluster has recovered; a supervisor (and `ServiceProcess.stop`) SIGKILLs at 10 s.
+STOP_BOUND_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +44,7 @@ def cluster_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     running = Stack(
         tmp_path_factory.mktemp("nats-cluster"),
         chat=True,
+        snapshot=True,
         nats_cluster=3,
         env={"PARLEY_ESSENTIAL_SERVICES": "conference,chat"},
     ).start()
@@ -275,6 +280,26 @@ async def test_killing_the_stream_leader_under_load_loses_nothing(
             break
         assert time.monotonic() < deadline, f"{leader} did not rejoin: {info.cluster}"
         await asyncio.sleep(0.2)
+
+
+async def test_every_service_stops_promptly_after_a_server_was_lost_under_load(cluster_stack: Stack) -> None:
+    """After the test above (a server SIGKILLed and restarted under load: the services' connections
+    reconnected, their pull consumers' fetches timed out during the election), SIGTERM each service in
+    turn: it exits with status 0 within a few seconds and logs that it stopped. Unfixed, the conference
+    service waited out nats-py's 30 s connection drain on a pull subscription left with a message nats-py
+    never marked done, and was SIGKILLed."""
+    order = [*cluster_stack.gateway_names, "chat", "snapshot", *cluster_stack.conference_names]
+    for name in order:
+        process = cluster_stack.local[name]
+        assert process.running, f"{name} died before being stopped"
+        started = time.monotonic()
+        process.terminate()
+        status = await asyncio.to_thread(exit_status, process, 12.0)
+        took = time.monotonic() - started
+        log = cluster_stack.logs(name)
+        assert status == 0 and took < STOP_BOUND_SECONDS, (name, status, round(took, 2), log[-3000:])
+        service = "gateway" if name.startswith("gateway") else name
+        assert f"{service} service stopped" in log, (name, log[-3000:])
 
 
 def exit_status(process: ServiceProcess, timeout: float) -> int | None:

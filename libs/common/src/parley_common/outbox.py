@@ -244,6 +244,11 @@ class Outbox:
         """Until everything committed so far is carried out and recorded (for a clean shutdown)."""
         await self._idle.wait()
 
+    @property
+    def pending(self) -> int:
+        """Commits this process holds not yet carried out and recorded (what a cut-short drain leaves)."""
+        return sum(self._in_flight.values())
+
     async def _relay_forever(self) -> None:
         last_flush = time.monotonic()
         while True:

@@ -12,8 +12,9 @@ on the storage and broker the skeleton opened, and registering what the skeleton
     def main() -> None:
         run_service("chat", Settings.from_env, lambda s, stop: serve("chat", s.common, wire, stop))
 
-Shutdown is orderly, whatever failed: stop taking requests, drain the outbox (what was committed gets
-out), stop the broker, cancel background tasks, run the service's own closing steps, close storage.
+Shutdown is orderly, whatever failed, and bounded (`SHUTDOWN_SECONDS`): stop taking requests, drain the
+outbox (what was committed gets out), cancel background tasks, drain and close the NATS connection, run the
+service's own closing steps, close storage; one log line names what the deadline cut short.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol, TypeVar
 
@@ -31,14 +33,15 @@ from nats.js import JetStreamContext
 from parley_common import metrics
 from parley_common.config import CommonSettings
 from parley_common.log import configure_logging, get_logger
-from parley_common.messaging.broker import make_broker
+from parley_common.messaging.broker import CLOSE_SECONDS, make_broker, stop_broker
 from parley_common.messaging.streams import JetStreamSetupError, ensure_streams
 from parley_common.storage import DocumentStore, open_store
 
 log = get_logger(__name__)
 S = TypeVar("S")
-# How long a stopping service waits for its outbox to carry out what was committed.
-DRAIN_SECONDS = 10.0
+# How long a stopping service takes at most, its outbox's drain and its NATS connection's included (under
+# the 10 s a supervisor or `ServiceProcess.stop` waits before SIGKILL; Kubernetes waits 30 s).
+SHUTDOWN_SECONDS = 7.0
 
 
 class Drainable(Protocol):
@@ -47,6 +50,9 @@ class Drainable(Protocol):
     async def run(self) -> None: ...
 
     async def drain(self) -> None: ...
+
+    @property
+    def pending(self) -> int: ...
 
 
 class Stoppable(Protocol):
@@ -134,40 +140,79 @@ async def serve(
         if runtime is not None:
             await _shutdown(runtime)
         elif broker is not None:
-            with contextlib.suppress(Exception):
-                await broker.stop()
+            await stop_broker(broker)
         await store.close()
 
 
-async def _shutdown(runtime: Runtime) -> None:
+async def _shutdown(runtime: Runtime, *, within: float = SHUTDOWN_SECONDS) -> None:
+    """Stop in order, each step cut short at the shutdown's deadline (a NATS connection that reconnected to
+    another cluster server, or a stream electing its leader, must not keep a stopping process for ever);
+    one log line says what was abandoned, if anything."""
+    deadline = Deadline(within)
+    abandoned: list[str] = []
     # Stop taking requests, carry out what was committed, then close the connection.
     for responders in runtime._requests:
-        await _quietly("stopping responders", responders.stop())
+        await deadline.run("stopping responders", responders.stop(), abandoned, reserve=CLOSE_SECONDS)
     for subscriber in runtime.broker.subscribers:
-        await _quietly("stopping a subscriber", subscriber.stop())
+        await deadline.run("stopping a subscriber", subscriber.stop(), abandoned, reserve=CLOSE_SECONDS)
     if runtime.outbox is not None and any(t.get_name() == "outbox" for t in runtime.tasks):
-        try:
-            await asyncio.wait_for(runtime.outbox.drain(), timeout=DRAIN_SECONDS)
-        except TimeoutError:
-            log.warning("outbox not drained at shutdown: recovered on the next start")
+        outbox = runtime.outbox
+        if not await deadline.run("draining the outbox", outbox.drain(), abandoned, reserve=CLOSE_SECONDS):
+            # Still owed in storage: recovered on the next start.
+            abandoned.append(f"outbox: {outbox.pending} commit(s) not carried out (recovered on next start)")
+    # Background tasks before the connection: nothing reads their subscriptions once they are cancelled.
     for task in runtime.tasks:
         task.cancel()
-    await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    if runtime.tasks:
+        _, running = await asyncio.wait(runtime.tasks, timeout=max(deadline.left(CLOSE_SECONDS), 0.1))
+        abandoned.extend(f"task {t.get_name()} still running" for t in running)
     # Closing steps may still talk to NATS (the conference releases its timers lease: run after the broker
     # stopped, the release always failed and the next replica waited out the lease's TTL), so they run
     # before the connection closes, once the background tasks that could retake what they release stopped.
     for step in runtime._closing:
-        await _quietly("closing", step())
-    await _quietly("stopping the broker", runtime.broker.stop())
+        await deadline.run("closing", step(), abandoned, reserve=CLOSE_SECONDS, floor=0.5)
+    abandoned.extend(await stop_broker(runtime.broker, within=max(deadline.left(), 0.5)))
+    report_shutdown(runtime.name, abandoned, within)
 
 
-async def _quietly(what: str, step: Awaitable[object]) -> bool:
-    try:
-        await step
-    except Exception as exc:
-        log.warning(f"{what} failed", error=repr(exc))
-        return False
-    return True
+class Deadline:
+    """The time a stopping service has left: each step gets what remains (less a `reserve` kept for the
+    steps after it), and is abandoned, named, at its end."""
+
+    def __init__(self, within: float) -> None:
+        self._end = time.monotonic() + within
+
+    def left(self, reserve: float = 0.0) -> float:
+        return self._end - time.monotonic() - reserve
+
+    async def run(
+        self,
+        what: str,
+        step: Awaitable[object],
+        abandoned: list[str],
+        *,
+        reserve: float = 0.0,
+        floor: float = 0.1,
+    ) -> bool:
+        """`step` within the time left; False (and `what` added to `abandoned` if it ran out) otherwise."""
+        try:
+            async with asyncio.timeout(max(self.left(reserve), floor)):
+                await step
+        except TimeoutError:
+            abandoned.append(f"{what}: past the shutdown deadline")
+            return False
+        except Exception as exc:
+            log.warning(f"{what} failed", error=repr(exc))
+            return False
+        return True
+
+
+def report_shutdown(name: str, abandoned: list[str], within: float) -> None:
+    """The one line a stopped service writes about its shutdown: what it abandoned at its deadline."""
+    if abandoned:
+        log.warning(f"{name} service stopped, abandoning work", deadline=within, abandoned=abandoned)
+    else:
+        log.info(f"{name} service stopped")
 
 
 def run_service(

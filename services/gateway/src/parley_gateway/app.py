@@ -24,11 +24,11 @@ from parley_common.contracts.base import Id
 from parley_common.contracts.rpc import Caller, Rejected, Request
 from parley_common.log import get_logger, log_context
 from parley_common.messaging import subjects
-from parley_common.messaging.broker import make_broker
+from parley_common.messaging.broker import CLOSE_SECONDS, make_broker, stop_broker
 from parley_common.messaging.rpc import RpcClient
 from parley_common.messaging.streams import ensure_streams
 from parley_common.sealing import Sealer
-from parley_common.service import run_service
+from parley_common.service import report_shutdown, run_service
 
 from parley_gateway.asyncapi_page import render_asyncapi
 from parley_gateway.chats import TOKEN, ChatGatewaySettings, chat_operations
@@ -267,8 +267,9 @@ class Gateway:
         return cls(settings=settings, broker=broker, rpc=rpc, waiters=waiters, hub=hub, app=app, seen=seen)
 
     async def stop(self) -> None:
+        # Bounded: a connection that reconnected to another cluster server must not keep the gateway.
         await self.seen.close()
-        await self.broker.stop()
+        report_shutdown("gateway", await stop_broker(self.broker), CLOSE_SECONDS)
 
 
 async def _start_background(app: web.Application, hub: PushHub) -> None:

@@ -8,7 +8,7 @@ from collections.abc import Awaitable
 from faststream.nats import NatsBroker
 from parley_common.clock import utcnow
 from parley_common.log import get_logger, log_context
-from parley_common.messaging.broker import make_broker
+from parley_common.messaging.broker import make_broker, stop_broker
 from parley_common.messaging.streams import ensure_streams
 from parley_common.service import run_service
 
@@ -110,9 +110,12 @@ class MediaNode:
         metrics.NODES.remove(self.node_id)
         if broker.connection.is_connected:
             await _quietly("deleting the event consumer", self._conference_events.stop())
-        if not await _quietly("draining the NATS connection", broker.stop()):
-            await _quietly("closing the NATS connection", broker.connection.close())
-        log.info("media node stopped")
+        # Bounded, naming what it abandoned (a connection that reconnected to another cluster server).
+        abandoned = await stop_broker(broker)
+        if abandoned:
+            log.warning("media node stopped, abandoning work", abandoned=abandoned)
+        else:
+            log.info("media node stopped")
 
 
 async def _quietly(what: str, step: Awaitable[object]) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Callable
 
 from faststream.nats import NatsBroker
@@ -12,6 +14,10 @@ from parley_common.log import get_logger
 from parley_common.messaging.codec import MsgspecCodec
 
 log = get_logger(__name__)
+
+# How long a stopping service lets its NATS connection drain (messages received handled, publishes
+# flushed) before closing it with whatever is left.
+CLOSE_SECONDS = 2.0
 
 
 class ConnectionEvents:
@@ -84,3 +90,62 @@ def make_broker(url: str, *, name: str, no_echo: bool = False) -> NatsBroker:
         error_cb=events.error,
     )
     return broker
+
+
+def _connection_of(broker: NatsBroker) -> Client | None:
+    try:
+        return broker.connection
+    except Exception:  # never connected, or already released
+        return None
+
+
+async def stop_broker(broker: NatsBroker, *, within: float = CLOSE_SECONDS) -> list[str]:
+    """Stop `broker` and drain its connection, closing it past `within` seconds whatever is left.
+
+    Returns what was abandoned (empty when the drain finished), for the caller's one shutdown line.
+    Never raises, never waits much longer than `within`: nats-py's own drain waits up to 30 s.
+    """
+    nc = _connection_of(broker)
+    if nc is None or nc.is_closed:
+        with contextlib.suppress(Exception):
+            await broker.stop()
+        return []
+    await _drop_unread(nc)
+    stopping = asyncio.create_task(broker.stop(), name="nats-drain")
+    done, _ = await asyncio.wait({stopping}, timeout=within)
+    if stopping in done:
+        failure = stopping.exception()
+        if failure is None:
+            return []
+        abandoned = [f"nats drain failed: {failure!r}"]
+    else:
+        abandoned = _still_draining(nc) or [f"nats drain unfinished after {within:g} s"]
+    # Closed first, so the drain task's own last flush fails at once instead of waiting for a PONG.
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(nc.close(), timeout=1.0)
+    stopping.cancel()
+    await asyncio.wait({stopping}, timeout=1.0)
+    return abandoned
+
+
+async def _drop_unread(nc: Client) -> None:
+    """Unsubscribe the subscriptions without a callback (pull consumers, `next_msg` readers) before the
+    drain: by now their reader is stopped, so the drain would wait on them for nothing. Worse, nats-py's
+    pull `fetch` takes leftover messages (those that came after a fetch timed out, as while a cluster
+    elects a stream leader) off the subscription's queue without `task_done()`, so draining such a
+    subscription waits out nats-py's whole drain timeout. Unacknowledged JetStream messages are
+    redelivered to the next consumer; nothing is lost by not reading them here."""
+    # nats-py lists subscriptions only privately (`_subs`; `_cb` is None for one read with next_msg/fetch).
+    for sub in list(nc._subs.values()):
+        if sub._cb is None:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+
+
+def _still_draining(nc: Client) -> list[str]:
+    """The subscriptions a drain past its deadline still waits on, with their unhandled messages."""
+    return [
+        f"subscription {sub.subject}: {sub.pending_msgs} message(s) unhandled"
+        for sub in list(nc._subs.values())
+        if not sub._closed
+    ]

@@ -17,14 +17,23 @@ from typing import Any, TypeVar
 
 from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
-from nats.js.api import DiscardPolicy, ObjectStoreConfig, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    ObjectStoreConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.errors import (
     APIError,
     BadRequestError,
     BucketNotFoundError,
+    NoKeysError,
     NotFoundError,
     ServiceUnavailableError,
 )
+from nats.js.kv import KeyValue
 from nats.js.object_store import ObjectStore
 
 from parley_common.config import nats_replicas
@@ -265,3 +274,35 @@ async def _open_object_store(js: JetStreamContext, bucket: str, count: int) -> O
             store = await js.object_store(bucket)
     await ensure_replicas(js, f"OBJ_{bucket}", count)
     return store
+
+
+async def ensure_key_value(
+    js: JetStreamContext,
+    config: KeyValueConfig,
+    *,
+    replicas: int | None = None,
+    within: float = SETUP_SECONDS,
+) -> KeyValue:
+    """Open the KV bucket `config` names, creating it when missing, in `replicas` copies (default
+    `PARLEY_NATS_REPLICAS`), waiting out a cluster electing leaders like the streams and object stores."""
+    count = nats_replicas() if replicas is None else replicas
+    return await _patiently(
+        partial(_open_key_value, js, replace(config, replicas=count), count),
+        f"key-value bucket {config.bucket}",
+        within=within,
+    )
+
+
+async def _open_key_value(js: JetStreamContext, config: KeyValueConfig, count: int) -> KeyValue:
+    what = f"key-value bucket {config.bucket}"
+    try:
+        kv = await js.key_value(config.bucket)
+    except (BucketNotFoundError, NotFoundError, NoKeysError):
+        try:
+            return await _declared(js.create_key_value(config), what, count)
+        except JetStreamSetupError as exc:
+            if not _name_taken(exc):
+                raise
+            kv = await js.key_value(config.bucket)  # created meanwhile by another replica
+    await ensure_replicas(js, f"KV_{config.bucket}", count)
+    return kv

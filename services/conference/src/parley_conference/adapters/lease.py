@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig
-from nats.js.errors import KeyWrongLastSequenceError, NoKeysError, NotFoundError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 from parley_common.clock import new_id
-from parley_common.config import nats_replicas
-from parley_common.messaging.streams import ensure_replicas
+from parley_common.messaging.streams import ensure_key_value
 
 BUCKET = "parley_leases"
 TTL_SECONDS = 10.0
@@ -29,16 +28,9 @@ class Lease:
     async def open(cls, js: JetStreamContext, name: str, *, replicas: int | None = None) -> Lease:
         """`replicas` copies of the bucket (default `PARLEY_NATS_REPLICAS`): a lease must survive the loss
         of a NATS server, or two replicas could both run the timers."""
-        count = nats_replicas() if replicas is None else replicas
-        try:
-            kv = await js.key_value(BUCKET)
-        except (NotFoundError, NoKeysError):
-            kv = await js.create_key_value(
-                KeyValueConfig(bucket=BUCKET, history=1, ttl=TTL_SECONDS, replicas=count)
-            )
-        else:
-            await ensure_replicas(js, f"KV_{BUCKET}", count)
-        return cls(kv, name)
+        # Declared patiently: a cluster electing leaders (just started, or a server lost) answers late.
+        config = KeyValueConfig(bucket=BUCKET, history=1, ttl=TTL_SECONDS)
+        return cls(await ensure_key_value(js, config, replicas=replicas), name)
 
     @property
     def held(self) -> bool:
