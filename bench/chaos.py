@@ -208,6 +208,12 @@ class ChaosResult:
 
 
 CONFERENCE_LEADER_FIRST = "nats-cluster"
+
+
+async def _expected(_: Exception) -> None:
+    pass
+
+
 # Past an election a client may still wait a request deadline (1.5 s) and a reconnection wait (1 s).
 CLUSTER_CLIENT_MARGIN_SECONDS = 3.0
 
@@ -231,7 +237,11 @@ async def run_chaos(
     targets = stack.targets()
     load = MixedLoad(stack.url, rate=rate, conferences=conferences, rooms=rooms)
     kills: list[tuple[str, float, float | None]] = []
-    nc = await nats.connect([s.url for s in stack.local.nats_servers], max_reconnect_attempts=-1)
+    nc = await nats.connect(
+        [s.url for s in stack.local.nats_servers],
+        max_reconnect_attempts=-1,
+        error_cb=_expected,  # its servers are killed on purpose: no traceback per lost connection
+    )
     try:
         async with aiohttp.ClientSession() as session:
             await load.setup(session)
