@@ -325,8 +325,8 @@ BYTECODE_CACHE = Path(sys.prefix) / "pycache"
 def with_bytecode_cache(env: Mapping[str, str]) -> dict[str, str]:
     """`env` for a service process, with its bytecode cached (`PYTHONPYCACHEPREFIX`), not next to the
     sources. Under `PYTHONDONTWRITEBYTECODE` (set on this CI/dev machine, and the venv is installed without
-    bytecode) every start compiled its ~900 modules again: 1.1 of a restart's 2 s on a quiet machine, and
-    CPU-bound, so a loaded one stretched a chat or snapshot restart past 13 s (issue 12, "back within 5 s").
+    bytecode) every start compiled its ~900 modules again: 1.1 s of a 2 s restart on a quiet machine, all of
+    it CPU, which a loaded machine stretches most (issue 12: every service back within 5 s of a SIGKILL).
     A prefix the caller set is kept; where the cache cannot be written Python silently compiles as before.
     """
     out = dict(env)
