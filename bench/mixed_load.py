@@ -32,6 +32,7 @@ import aiohttp
 import jwt
 import nats
 from nats.js.api import DeliverPolicy
+from parley_common.config import nats_servers
 from parley_common.contracts.catalogue import FAMILIES
 from parley_common.messaging import subjects
 from parley_common.messaging.streams import PUSH_STREAM, USER_PUSH_STREAM
@@ -136,6 +137,8 @@ class MixedLoad:
         self.failures: list[str] = []
         # (request start, op) of every 2xx: when a service was reachable again after a kill.
         self.successes: list[tuple[float, str]] = []
+        # The request start of every refusal (503 or no connection): how long a refusal streak lasted.
+        self.refusals: list[float] = []
         self.conferences: list[Conference] = []
         self.rooms: list[tuple[str, str]] = []  # (room id, owner's token)
         self.meetings: list[str] = []
@@ -167,11 +170,13 @@ class MixedLoad:
             return 0, None
         except aiohttp.ClientError:
             self.refused += 1  # the gateway (or the connection) is down: a clean outage
+            self.refusals.append(started)
             return 0, None
         elapsed = time.monotonic() - started
         parsed = json.loads(raw) if raw and raw[:1] in (b"{", b"[", b'"') else raw
         if status == 503:
             self.refused += 1
+            self.refusals.append(started)
         elif status >= 500:
             self.failures.append(f"{op} {method} {path}: {status} {parsed!r:.200}")
         elif elapsed > SLOW_SECONDS:
@@ -439,6 +444,26 @@ class MixedLoad:
         ]
         return min(times, default=None)
 
+    def longest_refusal_streak(self, start: float, end: float) -> float:
+        """The longest time within [start, end) from a refusal to the next 2xx (or `end`), with only
+        refusals between: how long the load was turned away without a break."""
+        events = sorted(
+            [(t, False) for t in self.refusals if start <= t < end]
+            + [(t, True) for t, _ in self.successes if start <= t < end]
+        )
+        longest = 0.0
+        streak_from: float | None = None
+        for at, ok in events:
+            if ok:
+                if streak_from is not None:
+                    longest = max(longest, at - streak_from)
+                streak_from = None
+            elif streak_from is None:
+                streak_from = at
+        if streak_from is not None:
+            longest = max(longest, end - streak_from)
+        return longest
+
 
 # ---------------------------------------------------------------------- verification
 
@@ -477,7 +502,8 @@ def stream_subjects() -> dict[str, str]:
 async def verify(load: MixedLoad, nats_url: str, session: aiohttp.ClientSession) -> Report:
     load._session = session
     report = Report(acknowledged=len(load.acks), refused=load.refused, failures=list(load.failures))
-    nc = await nats.connect(nats_url)
+    # A cluster's servers, comma-separated (`LocalStack.nats_url`): whichever is up answers.
+    nc = await nats.connect(nats_servers(nats_url))
     try:
         streams = {
             name: await read_stream(nc, name, subject)

@@ -2,12 +2,13 @@
 
     .tools/bin/uv run --frozen python bench/soak.py --minutes 10 --rate 20
 
-Starts the whole stack like bench/chaos.py (each service with its own `PARLEY_METRICS_PORT`), runs
+Starts the whole stack like bench/chaos.py (each service with `LocalStack`'s `PARLEY_METRICS_PORT`), runs
 `bench/mixed_load.py` and every `--every` seconds samples each process's RSS and open file descriptors
 (psutil, by pid) and its asyncio task count: the `parley_asyncio_tasks` gauge of its Prometheus `/metrics`
-(the gateway on its HTTP port, the others on their metrics port), `n/a` where a service does not expose
-it. Prints each process's growth from the first sample after the warm-up to the last, the load's counts
-(acknowledged, lost, duplicated, refused, failures) and every ERROR/CRITICAL/Traceback line of the logs.
+(`LocalStack.metrics_url`: the gateway on its HTTP port, the others on their metrics port), `n/a` where
+a service does not expose it. Prints each process's growth from the first sample after the warm-up to the
+last, the load's counts (acknowledged, lost, duplicated, refused, failures) and every ERROR/CRITICAL/Traceback
+line of the logs.
 Target: under 10% memory growth, flat descriptors and tasks, no error in the logs.
 """
 
@@ -43,13 +44,6 @@ class Sample:
     tasks: float | None
 
 
-def metrics_url(stack: ChaosStack, name: str) -> str | None:
-    if name == "gateway":
-        return f"{stack.url}/metrics"
-    port = stack.metrics_ports.get(name)
-    return None if port is None else f"http://127.0.0.1:{port}/metrics"
-
-
 async def tasks_of(session: aiohttp.ClientSession, url: str | None) -> float | None:
     """The `parley_asyncio_tasks` gauge, or None when the service does not expose it (yet)."""
     if url is None:
@@ -75,7 +69,7 @@ async def sample(stack: ChaosStack, session: aiohttp.ClientSession) -> dict[str,
                 rss, fds = process.memory_info().rss, process.num_fds()
             except psutil.Error:
                 pass
-        tasks = None if name == "nats" else await tasks_of(session, metrics_url(stack, name))
+        tasks = None if name == "nats" else await tasks_of(session, stack.metrics_url(name))
         out[name] = Sample(time.monotonic(), rss, fds, tasks)
     return out
 

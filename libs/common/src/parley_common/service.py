@@ -21,9 +21,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from faststream.nats import NatsBroker
@@ -104,6 +106,32 @@ class Runtime:
         self._closing.append(step)
 
 
+def process_age_ms() -> float | None:
+    """How long ago this process was exec'd (Linux `/proc`; None elsewhere): with the steps' total, the
+    part of a restart that is the interpreter's start-up and imports."""
+    try:
+        # Field 22 of /proc/self/stat (after the parenthesised name): start time in clock ticks since boot.
+        fields = Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()
+        started = int(fields[19]) / os.sysconf("SC_CLK_TCK")
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round((uptime - started) * 1e3, 1)
+
+
+class StartupSteps:
+    """The milliseconds each start-up step took, in order."""
+
+    def __init__(self) -> None:
+        self.ms: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.ms[step] = round((now - self._last) * 1e3, 1)
+        self._last = now
+
+
 async def serve(
     name: str,
     common: CommonSettings,
@@ -113,26 +141,38 @@ async def serve(
     no_echo: bool = False,
 ) -> None:
     """Open storage, connect the broker, ensure streams, wire, serve until `stop`, then shut down in order."""
+    # Each start-up step's duration, logged with "ready": where a restart spends its time (issue 12).
+    steps = StartupSteps()
     store = await open_store(mongo_url=common.mongo_url, sqlite_path=common.sqlite_path(name))
+    steps.done("storage")
     broker: NatsBroker | None = None
     runtime: Runtime | None = None
     try:
         broker = make_broker(common.nats_url, name=f"parley-{name}", no_echo=no_echo)
         await broker.connect()
+        steps.done("connect")
         runtime = Runtime(name, common, store, broker)
         await ensure_streams(runtime.js, replicas=common.nats_replicas)
+        steps.done("streams")
         await wire(runtime)
+        steps.done("wire")
         if runtime.outbox is not None:
             await runtime.outbox.recover()
+            steps.done("recover")
         await broker.start()
         for step in runtime._after_start:
             await step()
+        steps.done("subscribe")
         if runtime.outbox is not None:
             runtime.tasks.append(asyncio.create_task(runtime.outbox.run(), name="outbox"))
         for factory, task_name in runtime._background:
             runtime.tasks.append(asyncio.create_task(factory(), name=task_name))
         log.info(
-            f"{name} service ready", nats=common.nats_url, storage="mongodb" if common.mongo_url else "sqlite"
+            f"{name} service ready",
+            nats=common.nats_url,
+            storage="mongodb" if common.mongo_url else "sqlite",
+            startup_ms=steps.ms,
+            process_age_ms=process_age_ms(),
         )
         await stop.wait()
     finally:

@@ -8,9 +8,11 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import nats.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
+from parley_common import errors
 from parley_common.contracts.push import PushedEvent
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
@@ -34,7 +36,12 @@ class NatsEndpointMessenger:
             subject = subjects.push_durable(pushed.organization_id, pushed.user_endpoint_id)
             endpoint = subjects.endpoint_token(pushed.organization_id, pushed.user_endpoint_id)
             msg_id = f"{pushed.event_id}:{endpoint}"
-            await publish_event(self._js, subject, pushed, msg_id=msg_id, attempts=5)
+            try:
+                await publish_event(self._js, subject, pushed, msg_id=msg_id, attempts=5)
+            except (nats.errors.Error, TimeoutError) as exc:
+                # PARLEY_PUSH not answering (a cluster electing its leader, NATS down) is a dependency
+                # down, like storage's: the caller answers 503 (retry), not a 500; an outbox retries it.
+                raise errors.Unavailable("service unavailable: the push stream is not answering") from exc
         else:
             await self._nc.publish(
                 subjects.push_live(pushed.organization_id, pushed.user_endpoint_id), encode(pushed)
