@@ -549,8 +549,8 @@ async def _verify_state(
         versions = [e["conferenceVersion"] for e in history]
         if versions != list(range(len(history))):
             report.gaps.append(f"{conference.id}: HTTP history versions {_summary(versions)}")
-        streamed = Counter(
-            e.get("conferenceVersion")
+        streamed: Counter[int] = Counter(
+            int(e["conferenceVersion"])
             for (stream, _), events in by_type.items()
             if stream == "PARLEY_CONFERENCE"
             for e in events
