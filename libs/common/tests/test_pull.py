@@ -40,9 +40,9 @@ async def consumer(nc: Client) -> tuple[str, JetStreamContext.PullSubscription]:
 
 
 async def trickled_delay(nc: Client, fetch: Fetch) -> float:
-    """How long after its publication one message reaches `fetch`, on a consumer whose previous pull was
-    abandoned (the fetch cancelled, as by `wait_for` or a stopping task): that pull stays on the server and
-    takes the message, so nats-py's `fetch(64)` then waits for the rest of its batch until its timeout."""
+    """How long after its publication one message reaches `fetch`, on a consumer with a pull left on the
+    server by an earlier fetch (here a cancelled one; nats-py also leaves one after a late 408, see pull.py):
+    that pull takes the message, and nats-py's `fetch(64)` then waits for the rest of its batch."""
     stream, subscription = await consumer(nc)
     with contextlib.suppress(TimeoutError, nats.errors.TimeoutError):
         await asyncio.wait_for(subscription.fetch(1, timeout=5), 0.05)
