@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -211,3 +213,38 @@ async def test_a_deeply_nested_client_message_is_ignored_and_the_channel_carries
         assert second["n"] == 2
     async with channel(api, endpoint) as ws:  # the ack after the deep message was still taken
         assert await nothing_arrives(ws, within=1.0)
+
+
+async def test_at_least_once_events_reach_idle_channels_promptly(api: Api) -> None:
+    """Events sent one after another after a quiet spell reach every connected endpoint at once (issues
+    12/13). The gateway reads each endpoint's durable consumer with a fetch that times out while idle
+    (FETCH_SECONDS). With nats-py's `fetch(64)`, the pull of a fetch that timed out could answer the next
+    fetch's first pull with its late 408: that fetch then left a lingering pull of 64 behind, which took
+    the following message and held it until it expired (up to 2 s). 16 channels over two quiet spells give
+    that race 32 chances."""
+    conference_id = await api.create()
+    # Two users: a user may hold 10 channels on one gateway.
+    endpoints = [(user, unique("ep")) for user in ("alice", "bob") for _ in range(8)]
+    for user, endpoint in endpoints:
+        await api.as_user(user).join(conference_id, endpoint)
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(channel(api.as_user(user), endpoint, user=user))
+            for user, endpoint in endpoints
+        ]
+        latencies: list[float] = []
+        for n in range(4):
+            if n % 2 == 0:
+                await asyncio.sleep(2.3)  # every channel's fetch has timed out at least once meanwhile
+            sent = time.monotonic()
+            response = await send(api, conference_id, "AT_LEAST_ONCE", {**EVENT, "n": n})
+            assert response.body == {"eventsSent": len(endpoints)}
+
+            async def arrival(ws: aiohttp.ClientWebSocketResponse, n: int = n, sent: float = sent) -> float:
+                event = await receive_type(ws, "ParticipantMutedEvent", n=n)
+                await ws.send_json({"ack": event["id"]})
+                return time.monotonic() - sent
+
+            latencies += await asyncio.gather(*(arrival(ws) for ws in sockets))
+        # measured: at most ~0.1 s with fetch_ready; before it, up to the 2 s fetch timeout
+        assert max(latencies) < 0.5, sorted(latencies)

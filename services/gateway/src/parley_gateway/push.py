@@ -39,6 +39,7 @@ from parley_common.jsonlimits import too_deep
 from parley_common.log import get_logger, log_context
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.streams import PUSH_STREAM
 from parley_common.sealing import Sealer, SealError
 
@@ -346,7 +347,7 @@ class PushHub:
         try:
             while True:
                 try:
-                    messages = await subscription.fetch(batch=64, timeout=FETCH_SECONDS)
+                    messages = await fetch_ready(subscription, 64, timeout=FETCH_SECONDS)
                 except (nats.errors.TimeoutError, TimeoutError):
                     messages = []
                 for msg in messages:

@@ -19,6 +19,7 @@ from nats.js.errors import NotFoundError
 from parley_common.contracts.chat import UserSeen
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.streams import USERS_STREAM
 from parley_common.storage import StorageError
 
@@ -90,7 +91,7 @@ class DirectoryFeed:
     async def _consume(self, subscription: JetStreamContext.PullSubscription) -> None:
         while True:
             try:
-                messages = await subscription.fetch(self._batch, timeout=1.0)
+                messages = await fetch_ready(subscription, self._batch, timeout=1.0)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except nats.errors.Error as exc:

@@ -21,6 +21,7 @@ from parley_common.contracts.media import (
 from parley_common.contracts.rpc import Accepted, Caller, Rejected, Request
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.rpc import RpcClient
 
 from parley_conference.media import MediaHandlers
@@ -103,7 +104,7 @@ async def consume_media_events(js: JetStreamContext, handlers: MediaHandlers) ->
     )
     while True:
         try:
-            messages = await subscription.fetch(16, timeout=5)
+            messages = await fetch_ready(subscription, 16, timeout=5)
         except (nats.errors.TimeoutError, TimeoutError):
             continue
         for msg in messages:

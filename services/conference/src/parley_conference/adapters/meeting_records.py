@@ -25,6 +25,7 @@ from parley_common.contracts.meeting import OPERATIONS, ArchiveCreatedEvent
 from parley_common.contracts.rpc import Request
 from parley_common.log import get_logger
 from parley_common.messaging import subjects
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.rpc import Responders
 from parley_common.messaging.streams import CONFERENCE_STREAM, MEETING_STREAM
 
@@ -88,7 +89,7 @@ async def consume(
     )
     while True:
         try:
-            messages = await subscription.fetch(16, timeout=5)
+            messages = await fetch_ready(subscription, 16, timeout=5)
         except (nats.errors.TimeoutError, TimeoutError):
             continue
         for msg in messages:

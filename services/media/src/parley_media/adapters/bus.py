@@ -34,6 +34,7 @@ from parley_common.log import get_logger
 from parley_common.messaging import subjects
 from parley_common.messaging.codec import encode
 from parley_common.messaging.events import publish_event
+from parley_common.messaging.pull import fetch_ready
 from parley_common.messaging.rpc import serve
 
 from parley_media.engine import MediaEngine
@@ -190,7 +191,7 @@ class ConferenceEvents:
     async def _pull(self) -> None:
         assert self._subscription is not None, "start() first"
         try:
-            messages = await self._subscription.fetch(batch=32, timeout=1.0)
+            messages = await fetch_ready(self._subscription, 32, timeout=1.0)
         except (nats.errors.TimeoutError, TimeoutError):
             return
         for message in messages:
