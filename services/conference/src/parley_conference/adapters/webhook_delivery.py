@@ -193,6 +193,8 @@ class Fanout:
         # crash before then brings it back, stored and POSTed again.
         held = [_Held(0, key, webhook_event, body) for _ in targets]
         early = [w.take_early(h) if w else False for w, h in zip(workers, held, strict=True)]
+        if any(early):
+            await asyncio.sleep(0)  # the POSTs go out first: storing the copies does not delay them
         try:
             acks = await asyncio.gather(
                 *(
