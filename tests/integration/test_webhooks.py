@@ -310,8 +310,9 @@ async def test_a_failing_receiver_does_not_slow_another_and_ends_up_parked(
         latencies = []
         for _ in range(5):
             started = time.monotonic()
-            await api.create()
+            # Counted before: the POST may well arrive before the API's answer does.
             count = len(healthy.received) + 1
+            await api.create()
             await healthy.wait_for(lambda count=count: len(healthy.received) >= count, timeout=5)
             latencies.append(healthy.received[-1][2] - started)
         # The failing endpoint is retrying all along; the healthy one answers as if it were alone.
@@ -412,10 +413,15 @@ async def test_a_restart_between_storing_and_delivering_delivers_each_event_once
         # would make the next run wait out the ack wait (as after a crash).
         await asyncio.sleep(1.5)
         conference_id = await api.create()
-        await api.join(conference_id, "e")
+        await api.join(conference_id, "restart-e")
 
         async def update(value: str) -> None:
-            body = {"conferenceId": conference_id, "userEndpointId": "e", "key": "n", "operation": "SET"}
+            body = {
+                "conferenceId": conference_id,
+                "userEndpointId": "restart-e",
+                "key": "n",
+                "operation": "SET",
+            }
             response = await api.post("updateMetadata", {**body, "value": value})
             assert response.status == 204, response
 
