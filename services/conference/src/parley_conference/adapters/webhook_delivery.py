@@ -1,16 +1,20 @@
 """Webhooks out, the delivery: JetStream in, signed HTTP POSTs out.
 
-Two stages, both durable JetStream consumers with explicit acks (at least once end to end):
+Two stages, at least once end to end:
 
-1. Fan-out. One consumer per event stream (`catalogue.EVENT_STREAMS`, from the moment it is first created)
-   reads each event, finds the endpoints that want it (the event's organization's and the deployment's,
-   `catalogue.organization_of`), publishes one `WebhookDelivery` per endpoint on `parley.webhook.<id>`
-   (stream PARLEY_WEBHOOK, `Nats-Msg-Id: <webhookId>:<eventId>`: a fan-out repeated after a crash stores
-   each delivery once), and only then acks the event. Events are handled one after the other, so each
-   endpoint's subject receives them in stream order.
-2. Delivery. One consumer (and worker) per endpoint: deliveries are grouped by ordering key
+1. Fan-out. One durable consumer per event stream (`catalogue.EVENT_STREAMS`, from the moment it is first
+   created) reads each event, finds the endpoints that want it (the event's organization's and the
+   deployment's, `catalogue.organization_of`), encodes the POST body once, stores one `WebhookDelivery`
+   per endpoint on `parley.webhook.<id>` (stream PARLEY_WEBHOOK, `Nats-Msg-Id: <webhookId>:<eventId>`:
+   a fan-out repeated after a crash stores each delivery once), and only then acks the event. Events are
+   handled one after the other, so each endpoint receives them in stream order.
+2. Delivery. One worker per endpoint, in this process: fan-out hands it each delivery directly (a live
+   worker starts the POST while the copy is being stored), so a delivery costs one JetStream publish,
+   not also a fetch and an ack. The stored copy is the durable record: the worker purges its subject
+   below the lowest delivery it still owes; what it was not handed (left by a previous run or holder)
+   its durable consumer brings when it starts (`EndpointWorker`). Deliveries are grouped by ordering key
    (`catalogue.ordering_key`: conference, room, meeting...), each key sent strictly in order, different
-   keys concurrently (at most `window` deliveries held per endpoint). A failure is retried after
+   keys concurrently (at most `window` held per endpoint). A failure is retried after
    `retry_base * 2**(n-1)` s (capped); after `max_attempts` it is parked (recorded, shown by GET) and the
    key moves on. Workers share nothing but the process: a failing endpoint never delays another.
 
