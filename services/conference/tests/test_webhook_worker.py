@@ -14,7 +14,6 @@ import msgspec
 import pytest
 from parley_common.contracts import webhook as api
 from parley_common.processes import free_port
-
 from parley_conference.adapters.webhook_delivery import EndpointWorker, _Held
 from parley_conference.settings import WebhookSettings
 from parley_conference.webhooks import Endpoint
@@ -58,8 +57,11 @@ def worker(http: aiohttp.ClientSession, parked: list[Any], **settings: Any) -> E
 
 
 async def until(done: Any) -> None:
-    while not done():
+    for _ in range(500):
+        if done():
+            return
         await asyncio.sleep(0.01)
+    raise AssertionError("not done in time")
 
 
 async def test_the_purge_floor_never_passes_a_delivery_owed_or_still_being_stored(
