@@ -410,9 +410,10 @@ class EndpointWorker:
         """When the consumer has delivered everything stored (its last delivered sequence D) and every
         handover above D was kept: take the kept ones not read already, in order, and go live."""
         info = await self.js.consumer_info(WEBHOOK_STREAM, endpoint_consumer(self.endpoint.webhook_id))
-        if info.num_pending or info.delivered is None:
+        if info.num_pending:
             return False
-        if self._dropped > (info.delivered.stream_seq or 0):
+        delivered = (info.delivered.stream_seq or 0) if info.delivered else 0
+        if self._dropped > delivered:
             return False  # some handed over later were not kept: the consumer brings them
         for held in sorted(self._kept, key=lambda h: h.seq):
             if not self._seen(held.seq):
@@ -458,7 +459,13 @@ class EndpointWorker:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
-            await self._purge(self._floor())
+            try:
+                await self._purge(self._floor())
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away for a moment: the next round purges the same and more
+                log.warning("webhook purge failed", webhook=self.endpoint.webhook_id, error=repr(exc))
+                self._dirty.set()
             await asyncio.sleep(PURGE_SECONDS)
 
     async def _purge(self, floor: int | None) -> None:
