@@ -2,16 +2,20 @@
 same events read straight from a JetStream consumer in the same run.
 
 Starts nats-server and the conference service (which runs webhook delivery) on free ports, registers
-`--receivers` endpoints (aiohttp servers in this process, answering 204) over the service's own request
-subject, then publishes `--events` conference events (`ConferenceMetadataUpdatedEvent`, spread over
-`--keys` conferences, i.e. ordering keys) on PARLEY_CONFERENCE as the outbox does, at `--rate` events/s
-(0: as fast as PubAcks come back). Each event's `timestamp` is its commit instant (set just before its
-publish). Reported:
+`--receivers` endpoints (aiohttp servers in a child process of their own, answering 204) over the
+service's own request subject, then publishes `--events` conference events
+(`ConferenceMetadataUpdatedEvent`, spread over `--keys` conferences, i.e. ordering keys) on
+PARLEY_CONFERENCE as the outbox does, at `--rate` events/s (0: as fast as PubAcks come back). Each event's
+`timestamp` is its commit instant (set just before its publish): both latencies are measured from it.
+Reported:
 
-  webhooks   deliveries/s (all receivers: from the first publish to the last delivery), p50/p99 from
-             commit to the receiver's handler, and whether every key arrived in order at every receiver;
-  consumer   the same events read by a plain pull consumer on the stream in this process (p50/p99 from
-             commit to fetch): the floor webhooks add their fan-out, signing and HTTP to.
+  webhooks   events/s (events every receiver got) and deliveries/s (all receivers), each from the first
+             publish to the last delivery; p50/p99 from commit to the receiver's handler; whether every
+             key arrived in order at every receiver;
+  consumer   the same events, read from the same stream in the same run by a plain pull consumer in this
+             process (events/s from the first publish to the last read; p50/p99 from commit to the
+             fetch's return): the floor webhooks add their fan-out, signing and HTTP to;
+  ratio      webhooks' p50 / the consumer's, against the target.
 
 Targets (issue 13): webhooks p50 within 3x of the consumer's, at least 1,000 deliveries/s.
 Run by hand, not as a test, from the repo root (small sizes to check it works):
@@ -24,12 +28,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
 import uuid
 from collections import defaultdict
 from datetime import UTC, datetime
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -49,23 +55,22 @@ from timing import pct
 ORG = "bench"
 
 
-class Receivers:
-    """`count` HTTP endpoints recording (receive time, event timestamp, key, version) per delivery."""
+def _serve(ports: list[int], total: Any, conn: Connection) -> None:
+    """The receivers' process: record every POST until the parent says stop, then send the records."""
+    got: list[list[tuple[float, float, str, int]]] = [[] for _ in ports]
 
-    def __init__(self, count: int) -> None:
-        self.ports = [free_port() for _ in range(count)]
-        self.got: list[list[tuple[float, float, str, int]]] = [[] for _ in range(count)]
-        self._runners: list[web.AppRunner] = []
-
-    async def start(self) -> None:
-        for index, port in enumerate(self.ports):
+    async def main() -> None:
+        runners = []
+        for index, port in enumerate(ports):
 
             async def hook(request: web.Request, index: int = index) -> web.Response:
                 now = time.time()
                 body = json.loads(await request.read())
                 event = body["event"]
                 stamp = datetime.fromisoformat(event["timestamp"]).timestamp()
-                self.got[index].append((now, stamp, event["conferenceId"], event["conferenceVersion"]))
+                got[index].append((now, stamp, event["conferenceId"], event["conferenceVersion"]))
+                with total.get_lock():
+                    total.value += 1
                 return web.Response(status=204)
 
             app = web.Application()
@@ -73,15 +78,41 @@ class Receivers:
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
             await web.TCPSite(runner, "127.0.0.1", port).start()
-            self._runners.append(runner)
+            runners.append(runner)
+        conn.send("ready")
+        await asyncio.get_running_loop().run_in_executor(None, conn.recv)
+        for runner in runners:
+            await runner.cleanup()
+
+    asyncio.run(main())
+    conn.send(got)
+
+
+class Receivers:
+    """`count` HTTP endpoints recording (receive time, event timestamp, key, version) per delivery.
+
+    They run in a process of their own, as real receivers would: their HTTP work does not share this
+    process's event loop with the publisher and the reference consumer (whose timings it would skew)."""
+
+    def __init__(self, count: int) -> None:
+        self.ports = [free_port() for _ in range(count)]
+        self.got: list[list[tuple[float, float, str, int]]] = [[] for _ in range(count)]
+        self._total: Any = multiprocessing.Value("i", 0)
+        self._conn, child = multiprocessing.Pipe()
+        self._process = multiprocessing.Process(target=_serve, args=(self.ports, self._total, child))
+
+    async def start(self) -> None:
+        self._process.start()
+        await asyncio.to_thread(self._conn.recv)
 
     async def stop(self) -> None:
-        for runner in self._runners:
-            await runner.cleanup()
+        self._conn.send("stop")
+        self.got = await asyncio.to_thread(self._conn.recv)
+        await asyncio.to_thread(self._process.join, 10)
 
     @property
     def total(self) -> int:
-        return sum(len(g) for g in self.got)
+        return int(self._total.value)
 
 
 def event(key: str, version: int) -> bytes:
@@ -129,6 +160,7 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, Any]:
     await asyncio.sleep(2.5)  # the delivery supervisor's next round starts the endpoints' workers
 
     consumer_lat: list[float] = []
+    consumer_last = [0.0]
     sub = await js.pull_subscribe(
         subjects.CONFERENCE_EVENTS_ALL,
         durable="bench-baseline",
@@ -146,6 +178,7 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, Any]:
             for msg in msgs:
                 stamp = datetime.fromisoformat(json.loads(msg.data)["timestamp"]).timestamp()
                 consumer_lat.append(now - stamp)
+            consumer_last[0] = now
 
     reader = asyncio.create_task(baseline())
     versions: dict[str, int] = defaultdict(int)
@@ -174,6 +207,14 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, Any]:
     deliveries = [d for got in receivers.got for d in got]
     last = max((d[0] for d in deliveries), default=published)
     latencies = [d[0] - d[1] for d in deliveries]
+    # An event counts as delivered once every receiver has it.
+    per_event: dict[tuple[str, int], int] = defaultdict(int)
+    for _, _, key, version in deliveries:
+        per_event[(key, version)] += 1
+    events_delivered = sum(1 for n in per_event.values() if n == args.receivers)
+    webhook_p50 = pct(latencies, 0.5) if latencies else None
+    consumer_p50 = pct(consumer_lat, 0.5) if consumer_lat else None
+    deliveries_per_s = len(deliveries) / max(1e-9, last - started)
     in_order = all(
         [v for _, _, k, v in got if k == key] == sorted(v for _, _, k, v in got if k == key)
         for got in receivers.got
@@ -186,7 +227,10 @@ async def run(args: argparse.Namespace, nats_url: str) -> dict[str, Any]:
         "offered_events_per_s": round(args.events / max(1e-9, published - started), 1),
         "delivered": len(deliveries),
         "expected": wanted,
-        "deliveries_per_s": round(len(deliveries) / max(1e-9, last - started), 1),
+        "deliveries_per_s": round(deliveries_per_s, 1),
+        "webhook_events_per_s": round(events_delivered / max(1e-9, last - started), 1),
+        "consumer_events_per_s": round(len(consumer_lat) / max(1e-9, consumer_last[0] - started), 1),
+        "p50_ratio": round(webhook_p50 / consumer_p50, 2) if webhook_p50 and consumer_p50 else None,
         "webhook_p50_ms": round(pct(latencies, 0.5) * 1000, 2) if latencies else None,
         "webhook_p99_ms": round(pct(latencies, 0.99) * 1000, 2) if latencies else None,
         "consumer_p50_ms": round(pct(consumer_lat, 0.5) * 1000, 2) if consumer_lat else None,
@@ -219,13 +263,23 @@ def main() -> int:
         figures = asyncio.run(run(args, stack.nats.url))
     finally:
         stack.stop()
-    print("| system | deliveries/s | p50 ms | p99 ms |")
-    print("|---|---|---|---|")
+    print("| system | events/s | deliveries/s | p50 ms | p99 ms |")
+    print("|---|---|---|---|---|")
     print(
-        f"| webhooks ({figures['receivers']} receivers) | {figures['deliveries_per_s']} | "
-        f"{figures['webhook_p50_ms']} | {figures['webhook_p99_ms']} |"
+        f"| webhooks ({figures['receivers']} receivers) | {figures['webhook_events_per_s']} | "
+        f"{figures['deliveries_per_s']} | {figures['webhook_p50_ms']} | {figures['webhook_p99_ms']} |"
     )
-    print(f"| JetStream consumer alone | - | {figures['consumer_p50_ms']} | {figures['consumer_p99_ms']} |")
+    print(
+        f"| JetStream consumer alone | {figures['consumer_events_per_s']} | "
+        f"{figures['consumer_events_per_s']} | {figures['consumer_p50_ms']} | {figures['consumer_p99_ms']} |"
+    )
+    ratio = figures["p50_ratio"]
+    print(
+        f"p50 webhooks / consumer: {ratio}x (target <= 3: {'met' if ratio and ratio <= 3 else 'missed'}); "
+        f"deliveries/s {figures['deliveries_per_s']} (target >= 1000: "
+        f"{'met' if figures['deliveries_per_s'] >= 1000 else 'missed'}; only a load offering >= 1000/s, "
+        "e.g. --rate 0, can meet it)"
+    )
     print(
         f"delivered {figures['delivered']}/{figures['expected']}, offered {figures['offered_events_per_s']} "
         f"events/s over {figures['keys']} keys, in order per key: {figures['in_order_per_key']}"

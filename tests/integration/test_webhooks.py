@@ -310,8 +310,9 @@ async def test_a_failing_receiver_does_not_slow_another_and_ends_up_parked(
         latencies = []
         for _ in range(5):
             started = time.monotonic()
-            await api.create()
+            # Counted before: the POST may well arrive before the API's answer does.
             count = len(healthy.received) + 1
+            await api.create()
             await healthy.wait_for(lambda count=count: len(healthy.received) >= count, timeout=5)
             latencies.append(healthy.received[-1][2] - started)
         # The failing endpoint is retrying all along; the healthy one answers as if it were alone.
@@ -378,3 +379,68 @@ async def test_webhook_api_refuses_bad_input_and_hides_other_organizations(
     assert deleted.status == 204, deleted
     assert (await api.get(path)).status == 404
     assert (await api.request("DELETE", path)).status == 404
+
+
+async def test_a_restart_between_storing_and_delivering_delivers_each_event_once_in_order(
+    stack: Stack, session: aiohttp.ClientSession
+) -> None:
+    """Deliveries stored in PARLEY_WEBHOOK but not yet answered when the service stops are sent by the
+    next run (read back from the endpoint's consumer), together with what fan-out hands it meanwhile:
+    each once, in order per conference."""
+    api = Api(session, stack.url, token("grace"))
+    gate = asyncio.Event()
+    answered: list[dict[str, Any]] = []
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        await gate.wait()  # hangs until the restart is over: nothing is delivered before it
+        # A POST whose sender went away (the stopped service's) never got its answer: not a delivery.
+        if request.transport is not None and not request.transport.is_closing():
+            answered.append(json.loads(body))
+        return web.Response(status=204)
+
+    port = free_port()
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    hook_id = ""
+    try:
+        types = ["ConferenceCreatedEvent", "ConferenceMetadataUpdatedEvent"]
+        hook_id = (await register(api, f"http://127.0.0.1:{port}/hook", types))["webhookId"]
+        # Its worker live first: the stopping run then holds nothing of the endpoint's consumer, which
+        # would make the next run wait out the ack wait (as after a crash).
+        await asyncio.sleep(1.5)
+        conference_id = await api.create()
+        await api.join(conference_id, "restart-e")
+
+        async def update(value: str) -> None:
+            body = {
+                "conferenceId": conference_id,
+                "userEndpointId": "restart-e",
+                "key": "n",
+                "operation": "SET",
+            }
+            response = await api.post("updateMetadata", {**body, "value": value})
+            assert response.status == 204, response
+
+        for n in range(3):
+            await update(str(n))
+        await asyncio.sleep(0.5)  # fanned out and stored; the first POST hangs, the rest wait behind it
+        await asyncio.to_thread(stack.restart, "conference")
+        await update("3")  # after the restart: while (or after) the new run reads the stored ones
+        gate.set()
+        deadline = time.monotonic() + 20
+        while len(answered) < 5:
+            assert time.monotonic() < deadline, answered
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # no second copy of any of them comes
+        mine = [e["event"] for e in answered if e["event"]["conferenceId"] == conference_id]
+        assert [e.get("value") for e in mine] == [None, "0", "1", "2", "3"], mine
+        assert len(answered) == 5, answered
+    finally:
+        gate.set()
+        await runner.cleanup()
+        if hook_id:
+            await api.request("DELETE", f"/rtc-api/webhooks/{hook_id}")

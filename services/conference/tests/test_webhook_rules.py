@@ -114,6 +114,18 @@ def test_a_post_is_signed_as_livekit_signs_webhooks() -> None:
         jwt.decode(token, "another-secret-of-at-least-32-bytes", algorithms=["HS256"])
 
 
+def test_the_cached_signer_makes_the_token_pyjwt_makes() -> None:
+    # The delivery path signs with a per-endpoint `Signer` (an HMAC keyed once), not PyJWT: same bytes.
+    body = b'{"id":"e2","type":"ConferenceJoinedEvent"}'
+    secret = "secret-2-of-at-least-32-bytes-long"
+    signer = webhooks.Signer("w2", secret)
+    for now in (1_700_000_000.5, time.time()):
+        claims = {"iss": "w2", "nbf": int(now) - 5, "exp": int(now) + webhooks.SIGNATURE_TTL_SECONDS}
+        claims["sha256"] = base64.b64encode(hashlib.sha256(body).digest()).decode()
+        assert signer.sign(body, now=now) == jwt.encode(claims, secret, algorithm="HS256")
+    assert secret not in repr(signer)
+
+
 def test_backoff_doubles_up_to_its_cap() -> None:
     waits = [webhooks.backoff(n, base=1.0, cap=10.0) for n in range(1, 7)]
     assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import secrets
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 
-import jwt
 import msgspec
 from parley_common.contracts import catalogue
 from parley_common.contracts import webhook as api
@@ -151,13 +151,42 @@ def body_digest(body: bytes) -> str:
 
 def sign(body: bytes, *, webhook_id: str, secret: str, now: float) -> str:
     """The `Authorization` header value of one POST (a JWT, as LiveKit sends it: without `Bearer`)."""
-    claims: dict[str, Any] = {
-        "iss": webhook_id,
-        "nbf": int(now) - 5,
-        "exp": int(now) + SIGNATURE_TTL_SECONDS,
-        "sha256": body_digest(body),
-    }
-    return jwt.encode(claims, secret, algorithm="HS256")
+    return Signer(webhook_id, secret).sign(body, now=now)
+
+
+def _b64url(raw: bytes) -> bytes:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=")
+
+
+# The JOSE header PyJWT writes for HS256: the same for every signature, encoded once.
+_JWT_HEADER: Final = _b64url(b'{"alg":"HS256","typ":"JWT"}')
+
+
+class Signer:
+    """Signs one endpoint's POSTs: the same JWT as `jwt.encode(claims, secret, "HS256")`, made with an HMAC
+    keyed once per endpoint (copied per signature) and msgspec's encoder: ~5x cheaper than PyJWT, which
+    re-validates the key and json-dumps the header on every call (a signature per delivery adds up)."""
+
+    __slots__ = ("_mac", "_webhook_id")
+
+    def __init__(self, webhook_id: str, secret: str) -> None:
+        self._webhook_id = webhook_id
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+    def __repr__(self) -> str:  # never the secret
+        return f"Signer({self._webhook_id})"
+
+    def sign(self, body: bytes, *, now: float) -> str:
+        claims = {
+            "iss": self._webhook_id,
+            "nbf": int(now) - 5,
+            "exp": int(now) + SIGNATURE_TTL_SECONDS,
+            "sha256": body_digest(body),
+        }
+        signing_input = _JWT_HEADER + b"." + _b64url(msgspec.json.encode(claims))
+        mac = self._mac.copy()
+        mac.update(signing_input)
+        return (signing_input + b"." + _b64url(mac.digest())).decode()
 
 
 def backoff(attempt: int, *, base: float, cap: float) -> float:
