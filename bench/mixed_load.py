@@ -40,6 +40,8 @@ from parley_common.messaging.streams import PUSH_STREAM, USER_PUSH_STREAM
 SECRET = "mixed-load-secret-of-at-least-32-bytes"
 ORG = "acme"
 SLOW_SECONDS = 5.0
+# How often each conference's anchor endpoints poll it (the service's keep-alive window is 30 s).
+KEEPALIVE_SECONDS = 10.0
 SOURCEFUSE_PERMISSIONS = [
     "CreateMeetingSession",
     "EditMeeting",
@@ -57,6 +59,7 @@ SERVICES_OF: Mapping[str, tuple[str, ...]] = {
     "chat": ("chat",),
     "meeting": ("conference",),
     "read": ("conference",),
+    "keepAlive": ("conference",),
     "readChat": ("chat",),
 }
 DEFAULT_MIX: Mapping[str, float] = {
@@ -418,6 +421,7 @@ class MixedLoad:
         tasks: set[asyncio.Task[None]] = set()
         interval = 1.0 / self.rate
         next_at = time.monotonic()
+        keeping = asyncio.create_task(self._keep_anchors_alive(stop))
         while not stop.is_set():
             task = asyncio.create_task(self.one())
             tasks.add(task)
@@ -428,6 +432,24 @@ class MixedLoad:
                 await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
         if tasks:
             await asyncio.gather(*tasks)
+        await keeping
+
+    async def _keep_anchors_alive(self, stop: asyncio.Event) -> None:
+        """Each anchor polls its conference as a client does (`?userEndpointId=` counts as keep-alive):
+        without it the conference service removes them after the keep-alive window and its grace
+        (150 s by default), and a long load (soak) would then expect pushes to endpoints that left."""
+        while not stop.is_set():
+            for conference in self.conferences:
+                for endpoint in conference.anchors:
+                    await self.call(
+                        "keepAlive",
+                        "GET",
+                        f"/rtc-api/conferences/{conference.id}",
+                        token(user_of(endpoint), secret=self.secret),
+                        params={"userEndpointId": endpoint},
+                    )
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), KEEPALIVE_SECONDS)
 
     def _crashed(self, task: asyncio.Task[None]) -> None:
         """A command that raised (an unexpected answer's shape): a failure, not a silent task error."""
@@ -503,6 +525,10 @@ async def verify(load: MixedLoad, nats_url: str, session: aiohttp.ClientSession)
     load._session = session
     report = Report(acknowledged=len(load.acks), refused=load.refused, failures=list(load.failures))
     # A cluster's servers, comma-separated (`LocalStack.nats_url`): whichever is up answers.
+    # The conferences' histories first: the timers (keep-alive, empty conference) still change them after
+    # the load stopped, and what a history holds must already be in the stream read after it.
+    histories = {c.id: await _conference_history(load, c.id) for c in load.conferences}
+    await asyncio.sleep(1.0)  # the outbox publishes a commit's events just after it
     nc = await nats.connect(nats_servers(nats_url))
     try:
         streams = {
@@ -535,17 +561,20 @@ async def verify(load: MixedLoad, nats_url: str, session: aiohttp.ClientSession)
             report.lost.append(f"not in {ack.stream}: {label}")
         elif found > 1:
             report.duplicated.append(f"{found}x in {ack.stream}: {label}")
-    await _verify_state(load, report, by_type)
+    await _verify_state(load, report, by_type, histories)
     return report
 
 
 async def _verify_state(
-    load: MixedLoad, report: Report, by_type: Mapping[tuple[str, str | None], list[dict[str, Any]]]
+    load: MixedLoad,
+    report: Report,
+    by_type: Mapping[tuple[str, str | None], list[dict[str, Any]]],
+    histories: Mapping[str, list[dict[str, Any]]],
 ) -> None:
     # Conferences: the history over HTTP holds each acknowledged event once, versions gapless 0..n-1,
     # and the stream holds each version once.
     for conference in load.conferences:
-        history = await _conference_history(load, conference.id)
+        history = histories[conference.id]
         versions = [e["conferenceVersion"] for e in history]
         if versions != list(range(len(history))):
             report.gaps.append(f"{conference.id}: HTTP history versions {_summary(versions)}")
@@ -556,11 +585,18 @@ async def _verify_state(
             for e in events
             if e.get("conferenceId") == conference.id and e.get("conferenceVersion") is not None
         )
-        if sorted(streamed) != list(range(len(history))) or any(c != 1 for c in streamed.values()):
+        # Every version of the history, each once, and gapless past it (timers may have added newer ones).
+        expected = list(range(max(len(history), max(streamed, default=-1) + 1)))
+        if sorted(streamed) != expected or any(c != 1 for c in streamed.values()):
             twice = sorted(v for v, c in streamed.items() if c > 1)
+            missing = [
+                f"{e['conferenceVersion']}:{e.get('type')}"
+                for e in history
+                if e["conferenceVersion"] not in streamed
+            ]
             report.gaps.append(
                 f"{conference.id}: stream versions {_summary(sorted(streamed))} (twice: {twice[:10]}) "
-                f"vs {len(history)} in the state"
+                f"vs {len(history)} in the state; not in the stream: {missing[:8]}"
             )
         for ack in load.acks:
             if ack.state[:2] != ("conference", conference.id) or ack.event_type == "ConferenceCreatedEvent":
