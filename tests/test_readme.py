@@ -37,7 +37,14 @@ FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
 # An inline code span that is a command to type (not a path or a name).
 INLINE_COMMAND = re.compile(r"`((?:make|uv run|\.venv/bin/|\.tools/bin/)[^`]*)`")
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
-DEV_SECRET_ENV = {key: value for key, value in os.environ.items() if not key.startswith("PARLEY_JWT")}
+# A new user's shell: no JWT settings, and not inside another make (`make test` runs this file; a nested
+# make inherits MAKELEVEL/MAKEFLAGS and announces "Entering directory" on stdout).
+_MAKE_VARS = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+DEV_SECRET_ENV = {
+    key: value
+    for key, value in os.environ.items()
+    if not key.startswith("PARLEY_JWT") and key not in _MAKE_VARS
+}
 
 
 def _fenced_commands(text: str) -> list[str]:

@@ -4,6 +4,7 @@ R>1 with a clear error, a cluster scales an older deployment's R1 streams and bu
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -102,6 +103,12 @@ async def test_r1_streams_and_buckets_of_an_older_deployment_scale_to_r3(cluster
     for config in STREAMS:
         info = await js.stream_info(config.name or "")
         assert info.config.num_replicas == 3, config.name
+        # The scaled stream's new raft group elects its leader a moment later (seen: no leader yet on a
+        # loaded CI machine, right after the update).
+        deadline = time.monotonic() + 15
+        while not (info.cluster is not None and info.cluster.leader) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            info = await js.stream_info(config.name or "")
         assert info.cluster is not None and info.cluster.leader, config.name
     for bucket in OBJECT_STORES:
         assert (await js.stream_info(f"OBJ_{bucket}")).config.num_replicas == 3, bucket
